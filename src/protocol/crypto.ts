@@ -1,0 +1,156 @@
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { p521 } from '@noble/curves/nist.js';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { encodeUrl } from './base64.js';
+import { CryptoError } from './errors.js';
+import type { AesGcmData, EcPublicKey } from './messages.js';
+
+/**
+ * ECDH-ES+A256KW with A256GCM on P-521 (RFC 7518 §4.6, §4.4, §5.3), both
+ * directions: encryption is what a KBS does for a resource, decryption what
+ * SVSM does with the AttestationResponse (PROTOCOL.md §5).
+ *
+ * P-521 ECDH comes from @noble/curves (audited, constant-time-minded, pure).
+ * AES key wrap and AES-GCM come from node:crypto: OpenSSL's implementations,
+ * with hardware AES, and no extra dependency for two primitives.
+ */
+
+export const P521_COORDINATE_BYTES = 66;
+export const JWE_ALG = 'ECDH-ES+A256KW';
+export const JWE_ENC = 'A256GCM';
+
+export interface P521KeyPair {
+  /** The private scalar d, 66 bytes big-endian. Never log or serialize it. */
+  readonly secretKey: Uint8Array;
+  readonly publicKey: EcPublicKey;
+}
+
+export function generateP521KeyPair(): P521KeyPair {
+  return p521KeyPairFromSecret(p521.utils.randomSecretKey());
+}
+
+export function p521KeyPairFromSecret(secretKey: Uint8Array): P521KeyPair {
+  const uncompressed = p521.getPublicKey(secretKey, false);
+  return {
+    secretKey,
+    publicKey: {
+      x: uncompressed.slice(1, 1 + P521_COORDINATE_BYTES),
+      y: uncompressed.slice(1 + P521_COORDINATE_BYTES),
+    },
+  };
+}
+
+function uncompressedPoint(key: EcPublicKey): Uint8Array {
+  if (key.x.length !== P521_COORDINATE_BYTES || key.y.length !== P521_COORDINATE_BYTES) {
+    throw new CryptoError(`P-521 coordinates must be ${P521_COORDINATE_BYTES} bytes each (got x=${key.x.length}, y=${key.y.length})`);
+  }
+  const out = new Uint8Array(1 + 2 * P521_COORDINATE_BYTES);
+  out[0] = 0x04;
+  out.set(key.x, 1);
+  out.set(key.y, 1 + P521_COORDINATE_BYTES);
+  return out;
+}
+
+/** Z: the x coordinate of d·Q. Rejects a point that is not on the curve. */
+export function ecdhZ(secretKey: Uint8Array, peer: EcPublicKey): Uint8Array {
+  let shared: Uint8Array;
+  try {
+    shared = p521.getSharedSecret(secretKey, uncompressedPoint(peer), true);
+  } catch (err) {
+    throw new CryptoError('ECDH on P-521 failed: the peer key is not a valid curve point', { cause: err });
+  }
+  return shared.slice(1);
+}
+
+function be32(n: number): Uint8Array {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, n);
+  return b;
+}
+
+/**
+ * Concat KDF, NIST SP 800-56A §5.8.1 with SHA-256, as profiled by RFC 7518
+ * §4.6.2: OtherInfo = AlgorithmID || PartyUInfo || PartyVInfo || SuppPubInfo,
+ * each of the first three a 32-bit length then the bytes (both party infos
+ * empty). 256 output bits need one round: SHA-256(be32(1) || Z || OtherInfo).
+ */
+export function concatKdf(Z: Uint8Array, algorithmId: string = JWE_ALG, keyBits = 256): Uint8Array {
+  if (keyBits !== 256) throw new CryptoError(`concatKdf: only 256-bit keys are supported, got ${keyBits}`);
+  const alg = Buffer.from(algorithmId, 'ascii');
+  const OtherInfo = Buffer.concat([be32(alg.length), alg, be32(0), be32(0), be32(keyBits)]);
+  return sha256(Buffer.concat([be32(1), Z, OtherInfo]));
+}
+
+const KW_IV = Buffer.from('a6a6a6a6a6a6a6a6', 'hex'); // RFC 3394 §2.2.3.1 default IV
+
+/** AES-256 key wrap, RFC 3394. */
+export function aesKeyWrap(kek: Uint8Array, key: Uint8Array): Uint8Array {
+  const c = createCipheriv('id-aes256-wrap', kek, KW_IV);
+  return Buffer.concat([c.update(key), c.final()]);
+}
+
+/** AES-256 key unwrap, RFC 3394; fails if the integrity check value does not match. */
+export function aesKeyUnwrap(kek: Uint8Array, wrapped: Uint8Array): Uint8Array {
+  try {
+    const d = createDecipheriv('id-aes256-wrap', kek, KW_IV);
+    return Buffer.concat([d.update(wrapped), d.final()]);
+  } catch (err) {
+    throw new CryptoError('AES key unwrap failed: wrong key or corrupted wrapped_cek', { cause: err });
+  }
+}
+
+export function aesGcmEncrypt(cek: Uint8Array, iv: Uint8Array, aad: Uint8Array, plaintext: Uint8Array) {
+  const c = createCipheriv('aes-256-gcm', cek, iv);
+  c.setAAD(aad);
+  const ciphertext = Buffer.concat([c.update(plaintext), c.final()]);
+  return { ciphertext, tag: c.getAuthTag() };
+}
+
+export function aesGcmDecrypt(cek: Uint8Array, iv: Uint8Array, aad: Uint8Array, ciphertext: Uint8Array, tag: Uint8Array): Uint8Array {
+  try {
+    const d = createDecipheriv('aes-256-gcm', cek, iv);
+    d.setAAD(aad);
+    d.setAuthTag(tag);
+    return Buffer.concat([d.update(ciphertext), d.final()]);
+  } catch (err) {
+    throw new CryptoError('AES-256-GCM decryption failed: authentication tag mismatch (wrong AAD, key or data)', { cause: err });
+  }
+}
+
+/** A flattened-JWE encryption result, before serialization. */
+export interface JweParts {
+  readonly protectedWire: string;
+  readonly encryptedKey: Uint8Array;
+  readonly iv: Uint8Array;
+  readonly ciphertext: Uint8Array;
+  readonly tag: Uint8Array;
+}
+
+/**
+ * Encrypts `plaintext` to a P-521 recipient key the way Trustee's KBS does
+ * (RFC 7516 §5.1): ephemeral key, Z, KEK by Concat KDF, random CEK wrapped
+ * under KEK, AES-256-GCM with AAD = ASCII(protected header).
+ */
+export function jweEncrypt(plaintext: Uint8Array, recipient: EcPublicKey, ephemeral: P521KeyPair = generateP521KeyPair()): JweParts {
+  const Z = ecdhZ(ephemeral.secretKey, recipient);
+  const KEK = concatKdf(Z);
+  const CEK = randomBytes(32);
+  const encryptedKey = aesKeyWrap(KEK, CEK);
+  const header = {
+    alg: JWE_ALG,
+    enc: JWE_ENC,
+    epk: { crv: 'P-521', kty: 'EC', x: encodeUrl(ephemeral.publicKey.x), y: encodeUrl(ephemeral.publicKey.y) },
+  };
+  const protectedWire = encodeUrl(Buffer.from(JSON.stringify(header), 'utf8'));
+  const iv = randomBytes(12);
+  const { ciphertext, tag } = aesGcmEncrypt(CEK, iv, Buffer.from(protectedWire, 'ascii'), plaintext);
+  return { protectedWire, encryptedKey, iv, ciphertext, tag };
+}
+
+/** What SVSM does with a successful AttestationResponse (PROTOCOL.md §5). */
+export function decryptSecret(secretKey: Uint8Array, decryption: AesGcmData, secret: Uint8Array): Uint8Array {
+  const Z = ecdhZ(secretKey, decryption.epk);
+  const KEK = concatKdf(Z);
+  const CEK = aesKeyUnwrap(KEK, decryption.wrapped_cek);
+  return aesGcmDecrypt(CEK, decryption.iv, decryption.aad, secret, decryption.tag);
+}

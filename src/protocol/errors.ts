@@ -1,0 +1,193 @@
+/**
+ * Every error aproxy raises on purpose carries a string `code`. Match on
+ * `code` (or use `isAproxyError`), not `instanceof`: a plugin that bundles its
+ * own copy of this module still produces errors the proxy understands.
+ */
+export const ERROR_CODES = [
+  'FRAME_TOO_LARGE',
+  'FRAME_TRUNCATED',
+  'FRAME_TIMEOUT',
+  'INVALID_JSON',
+  'INVALID_MESSAGE',
+  'INVALID_BASE64',
+  'UNSUPPORTED_VERSION',
+  'UNSUPPORTED_TEE',
+  'OUT_OF_ORDER',
+  'CHALLENGE_MISMATCH',
+  'INVALID_REPORT',
+  'CRYPTO',
+  'BACKEND_HTTP',
+  'BACKEND_PROTOCOL',
+  'BACKEND_UNREACHABLE',
+  'BACKEND_TIMEOUT',
+  'ATTESTATION_REJECTED',
+  'PLUGIN_INVALID',
+  'SOCKET_IN_USE',
+  'SOCKET_PATH',
+  'CONFIG',
+] as const;
+export type AproxyErrorCode = (typeof ERROR_CODES)[number];
+const KNOWN_CODES: ReadonlySet<string> = new Set(ERROR_CODES);
+
+export class AproxyError extends Error {
+  readonly code: AproxyErrorCode;
+  constructor(code: AproxyErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** A frame header announced more bytes than the configured maximum. */
+export class FrameTooLargeError extends AproxyError {
+  constructor(readonly announced: bigint, readonly limit: number) {
+    super('FRAME_TOO_LARGE', `frame header announces ${announced} bytes, above the limit of ${limit} (--max-frame-bytes)`);
+  }
+}
+
+/** The peer closed the stream in the middle of a frame. */
+export class FrameTruncatedError extends AproxyError {
+  constructor(readonly buffered: number) {
+    super('FRAME_TRUNCATED', `peer closed the connection with ${buffered} bytes of an incomplete frame buffered`);
+  }
+}
+
+/** A frame was started but not completed within the read deadline. */
+export class FrameTimeoutError extends AproxyError {
+  constructor(readonly timeoutMs: number, readonly buffered: number) {
+    super('FRAME_TIMEOUT', `incomplete frame (${buffered} bytes so far) not finished within ${timeoutMs} ms`);
+  }
+}
+
+/** The payload is not JSON as serde_json would accept it. */
+export class InvalidJsonError extends AproxyError {
+  constructor(message: string, readonly offset: number) {
+    super('INVALID_JSON', `invalid JSON at byte ${offset}: ${message}`);
+  }
+}
+
+/** JSON that does not have the shape of the expected message; `field` names the culprit. */
+export class InvalidMessageError extends AproxyError {
+  constructor(readonly messageType: string, readonly field: string, detail: string) {
+    super('INVALID_MESSAGE', `${messageType}: ${field === '' ? '(root)' : field}: ${detail}`);
+  }
+}
+
+export class InvalidBase64Error extends AproxyError {
+  constructor(detail: string) {
+    super('INVALID_BASE64', detail);
+  }
+}
+
+export class UnsupportedVersionError extends AproxyError {
+  constructor(readonly version: readonly number[]) {
+    super('UNSUPPORTED_VERSION', `protocol version ${version.join('.')} is not supported (only 0.1.0)`);
+  }
+}
+
+export class UnsupportedTeeError extends AproxyError {
+  constructor(readonly tee: string, readonly by: string) {
+    super('UNSUPPORTED_TEE', `tee "${tee}" is not supported by ${by}`);
+  }
+}
+
+export class OutOfOrderError extends AproxyError {
+  constructor(detail: string) {
+    super('OUT_OF_ORDER', detail);
+  }
+}
+
+export class ChallengeMismatchError extends AproxyError {
+  constructor() {
+    super('CHALLENGE_MISMATCH', 'attestation request carries a challenge different from the negotiated one');
+  }
+}
+
+export class InvalidReportError extends AproxyError {
+  constructor(detail: string) {
+    super('INVALID_REPORT', detail);
+  }
+}
+
+export class CryptoError extends AproxyError {
+  constructor(detail: string, options?: { cause?: unknown }) {
+    super('CRYPTO', detail, options);
+  }
+}
+
+/** The attestation server answered with an HTTP status the protocol treats as an error. */
+export class BackendHttpError extends AproxyError {
+  constructor(readonly endpoint: string, readonly status: number, detail: string) {
+    super('BACKEND_HTTP', `${endpoint} answered HTTP ${status}${detail ? `: ${detail}` : ''}`);
+  }
+}
+
+/** The attestation server answered, but not in the protocol's shape. */
+export class BackendProtocolError extends AproxyError {
+  constructor(readonly endpoint: string, detail: string, options?: { cause?: unknown }) {
+    super('BACKEND_PROTOCOL', `${endpoint}: ${detail}`, options);
+  }
+}
+
+/** The attestation server could not be reached (refused, reset, DNS, TLS). */
+export class BackendUnreachableError extends AproxyError {
+  constructor(readonly endpoint: string, detail: string, options?: { cause?: unknown }) {
+    super('BACKEND_UNREACHABLE', `${endpoint}: ${detail}`, options);
+  }
+}
+
+export class BackendTimeoutError extends AproxyError {
+  constructor(readonly endpoint: string, readonly timeoutMs: number) {
+    super('BACKEND_TIMEOUT', `${endpoint}: no complete answer within ${timeoutMs} ms`);
+  }
+}
+
+/**
+ * The server evaluated the evidence and said no. The guest gets the
+ * protocol's failure response; this is an outcome, not a fault of the proxy.
+ */
+export class AttestationRejectedError extends AproxyError {
+  constructor(readonly reason: string, readonly status?: number) {
+    super('ATTESTATION_REJECTED', `attestation rejected: ${reason}`);
+  }
+}
+
+export class PluginInvalidError extends AproxyError {
+  constructor(readonly specifier: string, detail: string, options?: { cause?: unknown }) {
+    super('PLUGIN_INVALID', `backend plugin ${specifier}: ${detail}`, options);
+  }
+}
+
+export class SocketInUseError extends AproxyError {
+  constructor(readonly path: string, detail: string) {
+    super('SOCKET_IN_USE', `${path}: ${detail}`);
+  }
+}
+
+export class SocketPathError extends AproxyError {
+  constructor(readonly path: string, detail: string) {
+    super('SOCKET_PATH', `${path}: ${detail}`);
+  }
+}
+
+export class ConfigError extends AproxyError {
+  constructor(detail: string) {
+    super('CONFIG', detail);
+  }
+}
+
+export function isAproxyError(err: unknown): err is AproxyError {
+  return (
+    typeof err === 'object' &&
+    err !== null &&
+    err instanceof Error &&
+    KNOWN_CODES.has(String((err as { code?: unknown }).code))
+  );
+}
+
+/** One line for a log: the coded message and, when present, the cause's message. */
+export function describeError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const cause = err.cause instanceof Error ? ` (cause: ${err.cause.message})` : '';
+  return `${err.message}${cause}`;
+}

@@ -1,0 +1,194 @@
+import { z } from 'zod';
+import { encodeStd, encodeUrl } from './base64.js';
+import type { AttestationRequest, AttestationResponse, EcPublicKey, Tee } from './messages.js';
+import { NEGOTIATION_PARAMS, type NegotiationParam } from './messages.js';
+import { b64Std, b64Url, validate } from './schema.js';
+
+/**
+ * Key Broker Service protocol 0.4.0 (Trustee), PROTOCOL.md §6: the bodies the
+ * proxy sends, the answers it accepts, and the mapping of a resource JWE onto
+ * the guest's AttestationResponse. Pure: no HTTP here.
+ */
+
+export const KBS_PROTOCOL_VERSION = '0.4.0';
+export const KBS_COOKIE_NAME = 'kbs-session-id';
+export const DEFAULT_RESOURCE_PATH = 'default/sample/test';
+
+/** What the guest is told to hash into REPORT_DATA, in the order kbs.rs uses. */
+export const KBS_NEGOTIATION_PARAMS: readonly NegotiationParam[] = [NEGOTIATION_PARAMS[0], NEGOTIATION_PARAMS[1]];
+
+/** POST /kbs/v0/auth body. `extra-params` is the empty string, not {}. */
+export function serializeKbsRequest(tee: Tee): string {
+  return JSON.stringify({ version: KBS_PROTOCOL_VERSION, tee, 'extra-params': '' });
+}
+
+export const kbsRequestSchema = z.object({
+  version: z.string(),
+  tee: z.string(),
+  'extra-params': z.unknown(),
+});
+export type KbsRequest = z.output<typeof kbsRequestSchema>;
+
+/** /auth reply. The nonce must be canonical standard base64; extra-params must be present (any value). */
+export const kbsChallengeSchema = z.object({
+  nonce: b64Std,
+  'extra-params': z.unknown().refine((v) => v !== undefined, { message: 'missing field' }),
+});
+
+/** The decoded /auth nonce: the challenge the guest binds into its report. */
+export function parseKbsChallenge(json: unknown): Uint8Array {
+  return validate('KBS Challenge', kbsChallengeSchema, json).nonce;
+}
+
+export function serializeKbsChallenge(nonce: Uint8Array): string {
+  return JSON.stringify({ nonce: encodeStd(nonce), 'extra-params': '' });
+}
+
+/** TeePubKey: the guest's P-521 key as an EC JWK, coordinates base64url without padding. */
+export function teePubKey(key: EcPublicKey) {
+  return { kty: 'EC', crv: 'P-521', alg: 'ECDH-ES+A256KW', x: encodeUrl(key.x), y: encodeUrl(key.y) } as const;
+}
+
+/**
+ * POST /kbs/v0/attest body built from the guest's AttestationRequest. The
+ * nonce is the re-encoded challenge; `primary_evidence` keys are sorted
+ * (it passes through serde_json::Value upstream) and `certs-buf` is null when absent.
+ */
+export function serializeKbsAttestation(req: AttestationRequest): string {
+  const snp = req.evidence.value;
+  return JSON.stringify({
+    'init-data': null,
+    'runtime-data': { nonce: encodeStd(req.challenge), 'tee-pubkey': teePubKey(req.key) },
+    'tee-evidence': {
+      primary_evidence: {
+        'certs-buf': snp.certs_buf === undefined ? null : encodeStd(snp.certs_buf),
+        'snp-report': encodeStd(snp.report),
+      },
+      additional_evidence: '',
+    },
+  });
+}
+
+export const kbsTeePubKeySchema = z.object({
+  kty: z.literal('EC'),
+  crv: z.literal('P-521'),
+  alg: z.string().optional(),
+  x: b64Url,
+  y: b64Url,
+});
+
+/** The attestation body as a KBS reads it (used by the built-in test KBS). */
+export const kbsAttestationSchema = z.object({
+  'init-data': z.unknown().optional(),
+  'runtime-data': z.object({
+    nonce: b64Std,
+    'tee-pubkey': kbsTeePubKeySchema,
+  }),
+  'tee-evidence': z.object({
+    primary_evidence: z.object({
+      'snp-report': b64Std,
+      'certs-buf': b64Std.nullish(),
+    }),
+    additional_evidence: z.unknown().optional(),
+  }),
+});
+export type KbsAttestation = z.output<typeof kbsAttestationSchema>;
+
+export const kbsTokenResponseSchema = z.object({ token: z.string() });
+
+export function parseKbsTokenResponse(json: unknown): string {
+  return validate('KBS attest response', kbsTokenResponseSchema, json).token;
+}
+
+/** RFC 7807-style error body a KBS may send; used only to explain a refusal. */
+export const kbsErrorBodySchema = z.object({ type: z.string().optional(), detail: z.string().optional() });
+
+/** Flattened JWE JSON serialization (kbs_types::Response); binary members base64url without padding. */
+export const kbsJweSchema = z.object({
+  protected: z.string(),
+  encrypted_key: b64Url,
+  iv: b64Url,
+  ciphertext: b64Url,
+  tag: b64Url,
+  aad: z.string().optional(),
+});
+
+export const jweProtectedHeaderSchema = z.object({
+  alg: z.literal('ECDH-ES+A256KW'),
+  enc: z.literal('A256GCM'),
+  epk: z.object({ kty: z.literal('EC'), crv: z.literal('P-521'), x: b64Url, y: b64Url }),
+});
+
+export interface KbsJwe {
+  /** The protected header exactly as received: it is what the AAD authenticates. */
+  readonly protectedWire: string;
+  readonly header: z.output<typeof jweProtectedHeaderSchema>;
+  readonly encryptedKey: Uint8Array;
+  readonly iv: Uint8Array;
+  readonly ciphertext: Uint8Array;
+  readonly tag: Uint8Array;
+  readonly aad: string | undefined;
+}
+
+export function parseKbsJwe(json: unknown): KbsJwe {
+  const jwe = validate('KBS resource JWE', kbsJweSchema, json);
+  const headerBytes = validate('KBS resource JWE', z.object({ protected: b64Url }), { protected: jwe.protected }).protected;
+  let headerJson: unknown;
+  try {
+    headerJson = JSON.parse(Buffer.from(headerBytes).toString('utf8'));
+  } catch {
+    headerJson = undefined;
+  }
+  const header = validate('KBS resource JWE protected header', jweProtectedHeaderSchema, headerJson);
+  return {
+    protectedWire: jwe.protected,
+    header,
+    encryptedKey: jwe.encrypted_key,
+    iv: jwe.iv,
+    ciphertext: jwe.ciphertext,
+    tag: jwe.tag,
+    aad: jwe.aad,
+  };
+}
+
+/** JWE Additional Authenticated Data, RFC 7516 §5.1 step 14: ASCII(protected [ '.' aad ]). */
+export function jweAad(protectedWire: string, aad?: string): Uint8Array {
+  return Buffer.from(aad === undefined ? protectedWire : `${protectedWire}.${aad}`, 'ascii');
+}
+
+/**
+ * The guest-facing answer for a resource JWE (PROTOCOL.md §6). The AAD is the
+ * protected header as received — not re-serialized as the reference does — so
+ * any KBS's header byte form decrypts.
+ */
+export function jweToAttestationResponse(jwe: KbsJwe, token: string): AttestationResponse {
+  return {
+    success: true,
+    secret: jwe.ciphertext,
+    decryption: {
+      epk: { x: jwe.header.epk.x, y: jwe.header.epk.y },
+      wrapped_cek: jwe.encryptedKey,
+      aad: jweAad(jwe.protectedWire, jwe.aad),
+      iv: jwe.iv,
+      tag: jwe.tag,
+    },
+    token: { tag: 'Jwt', value: token },
+  };
+}
+
+/** Serializes a flattened JWE the way Trustee does (field order of kbs_types::Response). */
+export function serializeKbsJwe(parts: {
+  protectedWire: string;
+  encryptedKey: Uint8Array;
+  iv: Uint8Array;
+  ciphertext: Uint8Array;
+  tag: Uint8Array;
+}): string {
+  return JSON.stringify({
+    protected: parts.protectedWire,
+    encrypted_key: encodeUrl(parts.encryptedKey),
+    iv: encodeUrl(parts.iv),
+    ciphertext: encodeUrl(parts.ciphertext),
+    tag: encodeUrl(parts.tag),
+  });
+}

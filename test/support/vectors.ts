@@ -1,0 +1,19 @@
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+// dist/test/support -> repository root -> ../shared/vectors
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export const VECTORS_DIR = process.env.APROXY_VECTORS_DIR ?? join(root, '..', 'shared', 'vectors');
+
+export function vectorText(name: string): string {
+  return readFileSync(join(VECTORS_DIR, name), 'utf8');
+}
+
+export function vectorJson<T = unknown>(name: string): T {
+  return JSON.parse(vectorText(name)) as T;
+}
+
+export function vectorHex(name: string): Buffer {
+  return Buffer.from(vectorText(name).trim(), 'hex');
+}
