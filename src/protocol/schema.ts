@@ -84,10 +84,15 @@ export function validate<S extends z.ZodType>(messageType: string, schema: S, va
   if (r.success) return r.data;
   const issue = r.error.issues[0];
   if (issue === undefined) throw new InvalidMessageError(messageType, '', 'invalid');
-  throw new InvalidMessageError(messageType, issue.path.map(String).join('.'), fixMessage(issue));
+  const missing = issue.path.length > 0 && valueAt(value, issue.path) === undefined;
+  throw new InvalidMessageError(messageType, issue.path.map(String).join('.'), missing ? 'missing field' : issue.message);
 }
 
-function fixMessage(issue: z.core.$ZodIssue): string {
-  if (issue.code === 'invalid_type' && issue.message.endsWith('received undefined')) return 'missing field';
-  return issue.message;
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let v = root;
+  for (const key of path) {
+    if (typeof v !== 'object' || v === null || !Object.hasOwn(v, key)) return undefined;
+    v = (v as Record<PropertyKey, unknown>)[key];
+  }
+  return v;
 }

@@ -2,9 +2,9 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-// dist/test/support -> repository root -> ../shared/vectors
+// Compiled to dist/test/support; the vectors stay in the source tree.
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-export const VECTORS_DIR = process.env.APROXY_VECTORS_DIR ?? join(root, '..', 'shared', 'vectors');
+export const VECTORS_DIR = join(root, 'test', 'vectors');
 
 export function vectorText(name: string): string {
   return readFileSync(join(VECTORS_DIR, name), 'utf8');
