@@ -1,0 +1,150 @@
+import {
+  DEFAULT_RESOURCE_PATH,
+  KBS_NEGOTIATION_PARAMS,
+  OutOfOrderError,
+  UnsupportedTeeError,
+  jweToAttestationResponse,
+  type AttestationRequest,
+  type AttestationResponse,
+  type NegotiationRequest,
+  type NegotiationResponse,
+} from '../../protocol/index.js';
+import { Mutex } from '../mutex.js';
+import {
+  defineBackend,
+  type Backend,
+  type BackendOptions,
+  type BackendSession,
+  type PhaseContext,
+  type SessionInfo,
+} from '../types.js';
+import { KbsClient, type SessionCookie } from './client.js';
+
+/** One guest boot against a KBS: /auth at negotiation, /attest then /resource at attestation. */
+class KbsSession implements BackendSession {
+  private cookie: SessionCookie | undefined;
+
+  constructor(
+    private readonly client: KbsClient,
+    private readonly resource: string,
+    private readonly backendName: string,
+  ) {}
+
+  async negotiate(req: NegotiationRequest, ctx: PhaseContext): Promise<NegotiationResponse> {
+    // The KBS body carries only an SNP report; other TEEs would fail later, less clearly.
+    if (req.tee !== 'snp') throw new UnsupportedTeeError(req.tee, `the ${this.backendName} backend`);
+    const { challenge, cookie } = await this.client.auth(req.tee, ctx.signal);
+    this.cookie = cookie;
+    return { challenge, params: [...KBS_NEGOTIATION_PARAMS] };
+  }
+
+  async attest(req: AttestationRequest, ctx: PhaseContext): Promise<AttestationResponse> {
+    const cookie = this.cookie;
+    if (cookie === undefined) throw new OutOfOrderError('attestation without a KBS session (negotiation did not complete)');
+    const token = await this.client.attest(cookie, req, ctx.signal);
+    const jwe = await this.client.resource(cookie, this.resource, ctx.signal);
+    return jweToAttestationResponse(jwe, token);
+  }
+
+  close(): void {
+    this.cookie = undefined;
+  }
+}
+
+function clientFor(options: BackendOptions): KbsClient {
+  return new KbsClient({ url: options.url, requestTimeoutMs: options.requestTimeoutMs, caCert: options.caCert });
+}
+
+function resourcePath(options: BackendOptions): string {
+  return (options.resource || DEFAULT_RESOURCE_PATH).replace(/^\/+/, '');
+}
+
+/** KBS protocol 0.4.0 (Trustee): sessions run concurrently, each with its own cookie. */
+export const kbsBackend = defineBackend({
+  apiVersion: 1,
+  name: 'kbs',
+  description: 'Key Broker Service protocol 0.4.0 (Trustee); guests attest concurrently',
+  create(options: BackendOptions): Backend {
+    const client = clientFor(options);
+    const resource = resourcePath(options);
+    return {
+      openSession: () => new KbsSession(client, resource, 'kbs'),
+      close: () => client.close(),
+    };
+  },
+});
+
+/**
+ * How long one session may hold the kbs-test server before others get their
+ * turn. Its state is global (PROTOCOL.md §8): a session that negotiated and
+ * then went quiet would otherwise block every other guest.
+ */
+export const KBS_TEST_MAX_HOLD_MS = 60_000;
+
+/**
+ * The upstream `kbs-test` server encrypts to the last key any session
+ * pushed, so whole sessions run one at a time, in arrival order.
+ */
+export const kbsTestBackend = defineBackend({
+  apiVersion: 1,
+  name: 'kbs-test',
+  description: 'the upstream kbs-test server (global state): one whole session at a time',
+  create(options: BackendOptions): Backend {
+    const client = clientFor(options);
+    const resource = resourcePath(options);
+    const lock = new Mutex();
+    return {
+      openSession: (info: SessionInfo) => new SerializedSession(new KbsSession(client, resource, 'kbs-test'), lock, info),
+      close: () => client.close(),
+    };
+  },
+});
+
+/** Holds the lock from the start of negotiation until close (or the hold limit). */
+class SerializedSession implements BackendSession {
+  private release: (() => void) | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private expired = false;
+
+  constructor(
+    private readonly inner: BackendSession,
+    private readonly lock: Mutex,
+    private readonly info: SessionInfo,
+    private readonly maxHoldMs = KBS_TEST_MAX_HOLD_MS,
+  ) {}
+
+  async negotiate(req: NegotiationRequest, ctx: PhaseContext): Promise<NegotiationResponse> {
+    if (this.lock.locked) {
+      this.info.log.debug({ queued: this.lock.waiting + 1 }, 'waiting for the kbs-test server (one session at a time)');
+    }
+    this.release = await this.lock.acquire(ctx.signal);
+    this.timer = setTimeout(() => {
+      this.expired = true;
+      this.info.log.warn({ maxHoldMs: this.maxHoldMs }, 'session held the kbs-test server too long; letting the next guest in');
+      this.unlock();
+    }, this.maxHoldMs);
+    this.timer.unref();
+    return this.inner.negotiate(req, ctx);
+  }
+
+  async attest(req: AttestationRequest, ctx: PhaseContext): Promise<AttestationResponse> {
+    if (this.expired || this.release === undefined) {
+      throw new OutOfOrderError(`attestation came more than ${this.maxHoldMs} ms after negotiation; the kbs-test session was given up`);
+    }
+    return this.inner.attest(req, ctx);
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.inner.close();
+    } finally {
+      this.unlock();
+    }
+  }
+
+  private unlock(): void {
+    clearTimeout(this.timer);
+    this.release?.();
+    this.release = undefined;
+  }
+}

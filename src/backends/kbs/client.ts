@@ -1,0 +1,203 @@
+import { Agent, errors as undiciErrors, request, type Dispatcher } from 'undici';
+import {
+  AttestationRejectedError,
+  BackendHttpError,
+  BackendProtocolError,
+  BackendTimeoutError,
+  BackendUnreachableError,
+  KBS_COOKIE_NAME,
+  isAproxyError,
+  kbsErrorBodySchema,
+  parseKbsChallenge,
+  parseKbsJwe,
+  parseKbsTokenResponse,
+  serializeKbsAttestation,
+  serializeKbsRequest,
+  type AttestationRequest,
+  type KbsJwe,
+  type Tee,
+} from '../../protocol/index.js';
+
+/** Largest KBS answer we read; a JWE for a vTPM secret is a few KiB. */
+const MAX_RESPONSE_BYTES = 1024 * 1024;
+
+export interface KbsClientOptions {
+  readonly url: string;
+  readonly requestTimeoutMs: number;
+  readonly caCert?: string | undefined;
+  /** Upper bound on sockets to the KBS, shared by all guests. */
+  readonly connections?: number;
+}
+
+/** The cookies one KBS session set, as the `Cookie` header value to send back. */
+export type SessionCookie = string;
+
+interface JsonAnswer {
+  readonly status: number;
+  readonly json: unknown;
+  readonly setCookie: string[];
+}
+
+/**
+ * KBS protocol 0.4.0 over one shared undici Agent (keep-alive, pooled) for
+ * every guest. No cookie jar: each session's cookie is carried explicitly,
+ * so sessions can never see each other's.
+ */
+export class KbsClient {
+  private readonly base: URL;
+  private readonly dispatcher: Agent;
+  private readonly timeoutMs: number;
+
+  constructor(options: KbsClientOptions) {
+    let base: URL;
+    try {
+      base = new URL(options.url);
+    } catch {
+      throw new TypeError(`--url ${JSON.stringify(options.url)} is not a URL`);
+    }
+    if (base.protocol !== 'http:' && base.protocol !== 'https:') {
+      throw new TypeError(`--url must be http:// or https://, got ${base.protocol}`);
+    }
+    if (!base.pathname.endsWith('/')) base.pathname += '/';
+    this.base = base;
+    this.timeoutMs = options.requestTimeoutMs;
+    this.dispatcher = new Agent({
+      connections: options.connections ?? 128,
+      keepAliveTimeout: 30_000,
+      headersTimeout: options.requestTimeoutMs,
+      bodyTimeout: options.requestTimeoutMs,
+      connect: options.caCert === undefined ? {} : { ca: options.caCert },
+    });
+  }
+
+  /** POST /kbs/v0/auth: returns the challenge bytes and the session cookie. */
+  async auth(tee: Tee, signal: AbortSignal): Promise<{ challenge: Uint8Array; cookie: SessionCookie }> {
+    const endpoint = 'POST /kbs/v0/auth';
+    const a = await this.exchange(endpoint, 'kbs/v0/auth', { method: 'POST', body: serializeKbsRequest(tee) }, signal);
+    if (a.status !== 200) throw new BackendHttpError(endpoint, a.status, describeErrorBody(a.json));
+    const challenge = wrapProtocol(endpoint, () => parseKbsChallenge(a.json));
+    const cookie = cookieHeader(a.setCookie);
+    if (!cookie.includes(`${KBS_COOKIE_NAME}=`)) {
+      throw new BackendProtocolError(endpoint, `answer has no ${KBS_COOKIE_NAME} cookie; the session cannot continue`);
+    }
+    return { challenge, cookie };
+  }
+
+  /** POST /kbs/v0/attest: returns the attestation token. A non-200 4xx is a refusal. */
+  async attest(cookie: SessionCookie, req: AttestationRequest, signal: AbortSignal): Promise<string> {
+    const endpoint = 'POST /kbs/v0/attest';
+    const a = await this.exchange(endpoint, 'kbs/v0/attest', { method: 'POST', body: serializeKbsAttestation(req), cookie }, signal);
+    refuseUnless200(endpoint, a);
+    return wrapProtocol(endpoint, () => parseKbsTokenResponse(a.json));
+  }
+
+  /** GET /kbs/v0/resource/<path>: returns the JWE that carries the secret. */
+  async resource(cookie: SessionCookie, path: string, signal: AbortSignal): Promise<KbsJwe> {
+    const endpoint = `GET /kbs/v0/resource/${path}`;
+    const a = await this.exchange(endpoint, `kbs/v0/resource/${path}`, { method: 'GET', cookie }, signal);
+    refuseUnless200(endpoint, a);
+    return wrapProtocol(endpoint, () => parseKbsJwe(a.json));
+  }
+
+  async close(): Promise<void> {
+    await this.dispatcher.close();
+  }
+
+  private async exchange(
+    endpoint: string,
+    path: string,
+    o: { method: 'GET' | 'POST'; body?: string; cookie?: string },
+    outer: AbortSignal,
+  ): Promise<JsonAnswer> {
+    const timeout = AbortSignal.timeout(this.timeoutMs);
+    const signal = AbortSignal.any([outer, timeout]);
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (o.body !== undefined) headers['content-type'] = 'application/json';
+    if (o.cookie !== undefined) headers.cookie = o.cookie;
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(new URL(path, this.base), {
+        method: o.method,
+        headers,
+        body: o.body,
+        dispatcher: this.dispatcher,
+        signal,
+      });
+    } catch (err) {
+      throw transportError(endpoint, err, timeout.aborted, this.timeoutMs, outer);
+    }
+    let text: string;
+    try {
+      text = await readLimited(res.body, MAX_RESPONSE_BYTES);
+    } catch (err) {
+      res.body.destroy();
+      throw transportError(endpoint, err, timeout.aborted, this.timeoutMs, outer);
+    }
+    const raw = res.headers['set-cookie'];
+    const setCookie = raw === undefined ? [] : Array.isArray(raw) ? raw : [raw];
+    let json: unknown;
+    try {
+      json = text === '' ? undefined : JSON.parse(text);
+    } catch {
+      if (res.statusCode === 200) {
+        throw new BackendProtocolError(endpoint, `answer is not JSON (${text.length} bytes, starts ${JSON.stringify(text.slice(0, 40))})`);
+      }
+      json = undefined;
+    }
+    return { status: res.statusCode, json, setCookie };
+  }
+}
+
+async function readLimited(body: AsyncIterable<Buffer>, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of body) {
+    total += chunk.length;
+    if (total > limit) throw new RangeError(`answer larger than ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, total).toString('utf8');
+}
+
+function transportError(endpoint: string, err: unknown, timedOut: boolean, timeoutMs: number, outer: AbortSignal): Error {
+  if (timedOut || err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError) {
+    return new BackendTimeoutError(endpoint, timeoutMs);
+  }
+  if (outer.aborted) return outer.reason instanceof Error ? outer.reason : new Error(String(outer.reason));
+  if (err instanceof RangeError) return new BackendProtocolError(endpoint, err.message);
+  const e = err as { code?: string; message?: string };
+  return new BackendUnreachableError(endpoint, `${e.code ?? 'error'}: ${e.message ?? String(err)}`, { cause: err });
+}
+
+function wrapProtocol<T>(endpoint: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    if (isAproxyError(err)) throw new BackendProtocolError(endpoint, err.message, { cause: err });
+    throw err;
+  }
+}
+
+/** 4xx from /attest or /resource is the server's verdict; 5xx and others are faults. */
+function refuseUnless200(endpoint: string, a: JsonAnswer): void {
+  if (a.status === 200) return;
+  const detail = describeErrorBody(a.json);
+  if (a.status >= 400 && a.status < 500) {
+    throw new AttestationRejectedError(`${endpoint} answered HTTP ${a.status}${detail ? `: ${detail}` : ''}`, a.status);
+  }
+  throw new BackendHttpError(endpoint, a.status, detail);
+}
+
+function describeErrorBody(json: unknown): string {
+  const r = kbsErrorBodySchema.safeParse(json);
+  if (!r.success) return '';
+  return [r.data.type, r.data.detail].filter((s) => s !== undefined).join(': ').slice(0, 300);
+}
+
+/** `name=value` pairs from Set-Cookie headers, joined as a Cookie header. Attributes are dropped. */
+export function cookieHeader(setCookie: readonly string[]): string {
+  return setCookie
+    .map((c) => c.split(';', 1)[0]?.trim() ?? '')
+    .filter((pair) => pair.includes('='))
+    .join('; ');
+}

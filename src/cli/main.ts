@@ -1,0 +1,183 @@
+import { readFileSync } from 'node:fs';
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { BUILTIN_BACKENDS } from '../backends/registry.js';
+import { createLogger, LOG_LEVELS, type LogLevel } from '../log.js';
+import { describeError, DEFAULT_MAX_FRAME_BYTES, DEFAULT_RESOURCE_PATH, SNP_MEASUREMENT_BYTES } from '../protocol/index.js';
+import { DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_PHASE_TIMEOUT_MS } from '../frontend/server.js';
+import { DEFAULT_REQUEST_TIMEOUT_MS, startProxy } from '../proxy.js';
+
+/** Bad usage: one line on stderr, exit code 2. */
+class UsageError extends Error {}
+
+function parseHex(flag: string, text: string, bytes?: number): Buffer {
+  const clean = text.startsWith('0x') ? text.slice(2) : text;
+  if (!/^([0-9a-fA-F]{2})*$/.test(clean)) throw new UsageError(`--${flag} must be hex digits (an even number of 0-9a-f)`);
+  const b = Buffer.from(clean, 'hex');
+  if (bytes !== undefined && b.length !== bytes) throw new UsageError(`--${flag} must be ${bytes} bytes (${bytes * 2} hex digits), got ${b.length}`);
+  if (b.length === 0) throw new UsageError(`--${flag} must not be empty`);
+  return b;
+}
+
+function positiveInt(flag: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new UsageError(`--${flag} must be a positive integer, got ${String(v)}`);
+  return v;
+}
+
+function parseMode(v: string): number {
+  if (!/^0?[0-7]{3}$/.test(v)) throw new UsageError(`--socket-mode must be an octal mode such as 0600 or 0660, got ${v}`);
+  return parseInt(v, 8);
+}
+
+const protocolHelp = `attestation server protocol: ${Object.keys(BUILTIN_BACKENDS).join(', ')}, or a path to an ES module exporting a backend (./plugin.js)`;
+
+function serveOptions(y: Argv) {
+  return y
+    .option('protocol', { type: 'string', describe: protocolHelp, demandOption: true })
+    .option('url', { type: 'string', describe: 'base URL of the attestation server, e.g. http://kbs:8080', demandOption: true })
+    .option('unix', { type: 'string', describe: 'Unix socket path QEMU connects the guest serial port to', demandOption: true })
+    .option('force', { type: 'boolean', default: false, describe: 'replace a stale socket at --unix (never a regular file, never a live socket)' })
+    .option('resource', { type: 'string', default: DEFAULT_RESOURCE_PATH, describe: 'KBS resource path <repository>/<type>/<tag> holding the secret' })
+    .option('log-level', { choices: LOG_LEVELS, default: 'info' as LogLevel, describe: 'log verbosity' })
+    .option('max-frame-bytes', { type: 'number', default: DEFAULT_MAX_FRAME_BYTES, describe: 'largest frame accepted from a guest' })
+    .option('frame-timeout-ms', { type: 'number', default: DEFAULT_FRAME_TIMEOUT_MS, describe: 'deadline to finish a frame once its first byte arrived (idle links have none)' })
+    .option('phase-timeout-ms', { type: 'number', default: DEFAULT_PHASE_TIMEOUT_MS, describe: 'deadline for one backend phase (negotiation or attestation)' })
+    .option('request-timeout-ms', { type: 'number', default: DEFAULT_REQUEST_TIMEOUT_MS, describe: 'deadline for one HTTP exchange with the server' })
+    .option('socket-mode', { type: 'string', default: '0600', describe: 'permissions of the socket file (0660 to let a QEMU group connect)' })
+    .option('ca-cert', { type: 'string', describe: 'PEM file of CA certificates to trust for an https:// --url' });
+}
+
+async function serve(argv: Awaited<ReturnType<typeof serveOptions>['argv']>): Promise<void> {
+  const log = createLogger({ level: argv['log-level'] as LogLevel });
+  const caCert = argv['ca-cert'] === undefined ? undefined : readCa(argv['ca-cert']);
+  const proxy = await startProxy({
+    protocol: argv.protocol,
+    url: argv.url,
+    unix: argv.unix,
+    force: argv.force,
+    resource: argv.resource,
+    maxFrameBytes: positiveInt('max-frame-bytes', argv['max-frame-bytes']),
+    frameTimeoutMs: positiveInt('frame-timeout-ms', argv['frame-timeout-ms']),
+    phaseTimeoutMs: positiveInt('phase-timeout-ms', argv['phase-timeout-ms']),
+    requestTimeoutMs: positiveInt('request-timeout-ms', argv['request-timeout-ms']),
+    socketMode: parseMode(argv['socket-mode']),
+    caCert,
+    log,
+  });
+  let signals = 0;
+  const stop = (signal: string) => {
+    signals++;
+    if (signals > 1) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    log.info({ signal, inFlight: proxy.server.connectionCount }, 'stopping: no new guests, in-flight sessions get 10 s');
+    proxy.close(10_000).then(
+      () => {
+        log.info({}, 'stopped');
+        log.flush();
+        process.exitCode = 0;
+      },
+      (err: unknown) => {
+        log.error({ err: describeError(err) }, 'error while stopping');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+function readCa(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--ca-cert ${path}: ${(err as Error).message}`);
+  }
+}
+
+export async function main(args: string[] = hideBin(process.argv)): Promise<void> {
+  const cli = yargs(args)
+    .scriptName('aproxy')
+    .usage('$0 --protocol kbs --url URL --unix PATH [--force]\n\nAttestation proxy between COCONUT-SVSM guests (serial COM3 over a Unix socket) and an attestation server.')
+    .command('$0', 'run the proxy', serveOptions, (argv) => serve(argv))
+    .command(
+      'kbs-test-server',
+      'run a KBS 0.4.0 test server (upstream kbs-test compatible, per-session state)',
+      (y) =>
+        y
+          .option('measurement', { type: 'string', demandOption: true, describe: `expected launch measurement, ${SNP_MEASUREMENT_BYTES * 2} hex digits` })
+          .option('secret', { type: 'string', demandOption: true, describe: 'secret to release, hex' })
+          .option('host', { type: 'string', default: '127.0.0.1', describe: 'address to listen on' })
+          .option('port', { type: 'number', default: 8080, describe: 'TCP port (0 picks a free one)' })
+          .option('resource', { type: 'string', default: DEFAULT_RESOURCE_PATH, describe: 'resource path that holds the secret' }),
+      async (argv) => {
+        const { TestKbs } = await import('../tools/test-kbs.js');
+        const kbs = new TestKbs({
+          measurement: parseHex('measurement', argv.measurement, SNP_MEASUREMENT_BYTES),
+          secret: parseHex('secret', argv.secret),
+          host: argv.host,
+          port: argv.port,
+          resource: argv.resource,
+          log: (line) => console.log(line),
+        });
+        const url = await kbs.start();
+        console.log(`test KBS listening on ${url} (resource ${argv.resource})`);
+        const stop = () => void kbs.close();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      },
+    )
+    .command(
+      'simulate-guest',
+      'act as SVSM guests: attest through the proxy and decrypt the secret',
+      (y) =>
+        y
+          .option('unix', { type: 'string', demandOption: true, describe: 'proxy socket path' })
+          .option('measurement', { type: 'string', demandOption: true, describe: `launch measurement to report, ${SNP_MEASUREMENT_BYTES * 2} hex digits` })
+          .option('expect-secret', { type: 'string', describe: 'hex secret the guest must decrypt' })
+          .option('sessions', { type: 'number', default: 1, describe: 'number of boots' })
+          .option('concurrency', { type: 'number', default: 1, describe: 'serial links open at once' }),
+      async (argv) => {
+        const { runGuestFleet } = await import('../tools/guest-simulator.js');
+        const summary = await runGuestFleet({
+          unix: argv.unix,
+          measurement: parseHex('measurement', argv.measurement, SNP_MEASUREMENT_BYTES),
+          expectSecret: argv['expect-secret'] === undefined ? undefined : parseHex('expect-secret', argv['expect-secret']),
+          sessions: positiveInt('sessions', argv.sessions),
+          concurrency: positiveInt('concurrency', argv.concurrency),
+        });
+        const ms = (n: number) => n.toFixed(1);
+        console.log(
+          `${summary.succeeded}/${summary.sessions} sessions succeeded in ${ms(summary.elapsedMs)} ms ` +
+            `(${((summary.sessions * 1000) / summary.elapsedMs).toFixed(1)}/s; latency p50 ${ms(summary.latencyMs.p50)} ms, ` +
+            `p95 ${ms(summary.latencyMs.p95)} ms, p99 ${ms(summary.latencyMs.p99)} ms)` +
+            (argv['expect-secret'] === undefined ? '' : '; every decrypted secret was checked against --expect-secret'),
+        );
+        for (const e of [...new Set(summary.errors)].slice(0, 10)) console.log(`error: ${e}`);
+        process.exitCode = summary.failed === 0 ? 0 : 1;
+      },
+    )
+    .command('demo', 'self-contained demo: test KBS, proxy and one simulated guest, no server needed', {}, async () => {
+      const { runDemo } = await import('../tools/demo.js');
+      process.exitCode = await runDemo();
+    })
+    .strict()
+    .help()
+    .alias('h', 'help')
+    .version()
+    .wrap(Math.min(110, process.stdout.columns ?? 110))
+    .fail((msg, err) => {
+      throw err ?? new UsageError(msg);
+    });
+  try {
+    await cli.parseAsync();
+  } catch (err) {
+    if (err instanceof UsageError || (err instanceof Error && err.name === 'YError')) {
+      console.error(`aproxy: ${err.message.split('\n')[0]} (see aproxy --help)`);
+      process.exit(2);
+    }
+    console.error(`aproxy: ${describeError(err)}`);
+    process.exit(1);
+  }
+}

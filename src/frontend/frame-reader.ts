@@ -1,0 +1,105 @@
+import type { Socket } from 'node:net';
+import { FrameDecoder, FrameTimeoutError } from '../protocol/index.js';
+
+export interface FrameReaderOptions {
+  readonly maxFrameBytes: number;
+  /** Deadline for finishing a frame once its first byte arrived. Idle time between frames is free. */
+  readonly frameTimeoutMs: number;
+}
+
+/**
+ * Pulls whole frames from a guest socket, one `next()` at a time. The socket
+ * is paused while a complete frame waits to be taken, so a guest cannot make
+ * the proxy buffer more than one frame plus the one being decoded.
+ */
+export class FrameReader {
+  private readonly decoder: FrameDecoder;
+  private readonly frames: Buffer[] = [];
+  private waiter: { resolve: (f: Buffer | null) => void; reject: (e: Error) => void } | undefined;
+  private ended = false;
+  private failure: Error | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly options: FrameReaderOptions,
+  ) {
+    this.decoder = new FrameDecoder({ maxFrameBytes: options.maxFrameBytes });
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('end', () => this.onEnd());
+    socket.on('close', () => this.onEnd());
+    socket.on('error', (err) => this.fail(err));
+  }
+
+  /** Bytes of an unfinished frame held right now. */
+  get buffered(): number {
+    return this.decoder.buffered;
+  }
+
+  /** The next frame, or null at a clean end of stream (between frames). */
+  next(): Promise<Buffer | null> {
+    if (this.waiter) return Promise.reject(new Error('FrameReader.next() called while a read is pending'));
+    const frame = this.frames.shift();
+    if (frame) return Promise.resolve(frame);
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.ended) return Promise.resolve(null);
+    this.socket.resume();
+    return new Promise((resolve, reject) => {
+      this.waiter = { resolve, reject };
+    });
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.failure) return;
+    try {
+      this.frames.push(...this.decoder.push(chunk));
+    } catch (err) {
+      this.fail(err as Error);
+      return;
+    }
+    this.armTimer();
+    if (this.frames.length === 0) return;
+    const w = this.waiter;
+    if (w) {
+      this.waiter = undefined;
+      w.resolve(this.frames.shift() ?? null);
+    }
+    // Nobody is waiting now: hold further input until the next read.
+    this.socket.pause();
+  }
+
+  private armTimer(): void {
+    if (!this.decoder.inFrame) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    } else if (this.timer === undefined) {
+      this.timer = setTimeout(() => {
+        this.fail(new FrameTimeoutError(this.options.frameTimeoutMs, this.decoder.buffered));
+      }, this.options.frameTimeoutMs);
+    }
+  }
+
+  private onEnd(): void {
+    if (this.ended) return;
+    this.ended = true;
+    clearTimeout(this.timer);
+    try {
+      this.decoder.end();
+    } catch (err) {
+      this.fail(err as Error);
+      return;
+    }
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.resolve(this.frames.shift() ?? null);
+  }
+
+  private fail(err: Error): void {
+    clearTimeout(this.timer);
+    if (this.failure) return;
+    this.failure = err;
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.reject(err);
+  }
+}

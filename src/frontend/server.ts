@@ -1,0 +1,158 @@
+import { EventEmitter, once } from 'node:events';
+import { chmod, chown, mkdtemp, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { basename, dirname, join } from 'node:path';
+import { DEFAULT_MAX_FRAME_BYTES, SocketPathError } from '../protocol/index.js';
+import type { Backend } from '../backends/types.js';
+import type { Logger } from '../log.js';
+import { GuestConnection, type SessionOutcome } from './connection.js';
+import { prepareSocketPath } from './socket-path.js';
+
+export interface ProxyServerOptions {
+  readonly backend: Backend;
+  readonly log: Logger;
+  readonly maxFrameBytes?: number;
+  /** Deadline to finish a frame once it started. Default 30 s: SVSM writes a frame in milliseconds. */
+  readonly frameTimeoutMs?: number;
+  /** Deadline per backend phase. Default 60 s, well under what a booting guest tolerates. */
+  readonly phaseTimeoutMs?: number;
+}
+
+export interface ListenOptions {
+  /** Replace a stale socket at the path. */
+  readonly force?: boolean;
+  /** Permission bits of the socket file; 0o600 by default. */
+  readonly mode?: number;
+  /** Group to own the socket (numeric gid), so a QEMU group can connect with mode 0o660. */
+  readonly gid?: number;
+}
+
+export const DEFAULT_FRAME_TIMEOUT_MS = 30_000;
+export const DEFAULT_PHASE_TIMEOUT_MS = 60_000;
+
+/**
+ * The guest-facing side: a Unix socket QEMU connects to, one GuestConnection
+ * per QEMU process, all served concurrently. Emits 'session' (SessionOutcome)
+ * after every guest boot and 'connection' / 'disconnect' with the id.
+ */
+export class ProxyServer extends EventEmitter {
+  private readonly server: Server;
+  private readonly connections = new Map<string, GuestConnection>();
+  private readonly running = new Set<Promise<void>>();
+  private nextId = 1;
+  private socketPath: string | undefined;
+  private socketIno: number | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly options: ProxyServerOptions) {
+    super();
+    this.server = createServer({ allowHalfOpen: false, pauseOnConnect: false }, (s) => this.accept(s));
+    this.server.on('error', (err) => options.log.error({ err: { message: err.message } }, `listener error: ${err.message}`));
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  get path(): string | undefined {
+    return this.socketPath;
+  }
+
+  /**
+   * Binds the socket atomically with its final permissions: it is created in
+   * a private 0700 directory, chmod-ed, then renamed into place, so there is
+   * no moment at which another user could connect.
+   */
+  async listen(path: string, o: ListenOptions = {}): Promise<void> {
+    await prepareSocketPath(path, o.force ?? false);
+    const dir = await mkdtemp(join(dirname(path), `.${basename(path).slice(0, 20)}.`)).catch((err: Error) => {
+      throw new SocketPathError(path, `cannot create a temporary directory beside it: ${err.message}`);
+    });
+    const tmp = join(dir, 's');
+    try {
+      this.server.listen(tmp);
+      await once(this.server, 'listening');
+      await chmod(tmp, o.mode ?? 0o600);
+      if (o.gid !== undefined) await chown(tmp, -1, o.gid);
+      await rename(tmp, path);
+      this.socketIno = (await stat(path)).ino;
+      this.socketPath = path;
+    } catch (err) {
+      if (this.server.listening) this.server.close();
+      throw err instanceof SocketPathError ? err : new SocketPathError(path, `cannot listen: ${(err as Error).message}`);
+    } finally {
+      await rmdir(dir).catch(() => undefined);
+    }
+    this.options.log.info({ path, mode: `0${(o.mode ?? 0o600).toString(8)}` }, 'listening for guests');
+  }
+
+  /**
+   * Stops accepting, lets sessions in flight finish for up to `graceMs`, then
+   * closes every connection and removes the socket file. Idempotent.
+   */
+  close(graceMs = 0): Promise<void> {
+    this.closing ??= this.doClose(graceMs);
+    return this.closing;
+  }
+
+  private async doClose(graceMs: number): Promise<void> {
+    const closed = this.server.listening ? once(this.server, 'close') : Promise.resolve();
+    this.server.close();
+    await this.removeSocketFile();
+    // Idle connections (between sessions) can go at once; busy ones get the grace period.
+    for (const c of this.connections.values()) if (!c.inSession) c.destroy();
+    if (this.running.size > 0 && graceMs > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([...this.running]),
+        new Promise((r) => {
+          timer = setTimeout(r, graceMs);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+    for (const c of this.connections.values()) c.destroy();
+    await Promise.allSettled([...this.running]);
+    await closed;
+  }
+
+  private async removeSocketFile(): Promise<void> {
+    const path = this.socketPath;
+    if (path === undefined) return;
+    this.socketPath = undefined;
+    // Only remove the file if it is still ours (not replaced by another proxy).
+    const st = await stat(path).catch(() => undefined);
+    if (st !== undefined && st.ino === this.socketIno) await unlink(path).catch(() => undefined);
+  }
+
+  private accept(socket: Socket): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    const id = `c${this.nextId++}`;
+    const log = this.options.log.child({ conn: id });
+    const conn = new GuestConnection(
+      id,
+      socket,
+      this.options.backend,
+      log,
+      {
+        maxFrameBytes: this.options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+        frameTimeoutMs: this.options.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS,
+        phaseTimeoutMs: this.options.phaseTimeoutMs ?? DEFAULT_PHASE_TIMEOUT_MS,
+      },
+      (o: SessionOutcome) => this.emit('session', o),
+    );
+    this.connections.set(id, conn);
+    log.debug({}, 'guest connected');
+    this.emit('connection', id);
+    const run = conn.run().finally(() => {
+      this.connections.delete(id);
+      this.running.delete(run);
+      log.debug({}, 'guest disconnected');
+      this.emit('disconnect', id);
+    });
+    this.running.add(run);
+  }
+}

@@ -1,0 +1,49 @@
+import { connect } from 'node:net';
+import { lstat, unlink } from 'node:fs/promises';
+import { SocketInUseError, SocketPathError } from '../protocol/index.js';
+
+/** Longest Unix socket path Linux accepts (sun_path is 108 bytes with the NUL). */
+export const MAX_SOCKET_PATH_BYTES = 107;
+
+/**
+ * Makes `path` free for a new listening socket. Without `force` any existing
+ * file is an error. With `force` only a *stale* socket is removed: a regular
+ * file or directory is never deleted, and a socket that another live process
+ * still accepts on is never stolen.
+ */
+export async function prepareSocketPath(path: string, force: boolean): Promise<void> {
+  if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) {
+    throw new SocketPathError(path, `Unix socket paths are limited to ${MAX_SOCKET_PATH_BYTES} bytes`);
+  }
+  let st;
+  try {
+    st = await lstat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw new SocketPathError(path, `cannot inspect: ${(err as Error).message}`);
+  }
+  if (!force) {
+    throw new SocketInUseError(path, 'already exists; remove it or pass --force to replace a stale socket');
+  }
+  if (!st.isSocket()) {
+    throw new SocketPathError(path, `exists and is a ${st.isDirectory() ? 'directory' : 'regular file or other non-socket'}; --force only replaces sockets`);
+  }
+  if (await isListening(path)) {
+    throw new SocketInUseError(path, 'another process is listening on this socket; refusing to take it over');
+  }
+  await unlink(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw new SocketPathError(path, `cannot remove stale socket: ${err.message}`);
+  });
+}
+
+/** True if something accepts connections on the socket at `path`. */
+export function isListening(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}

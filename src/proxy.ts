@@ -1,0 +1,82 @@
+import { resolveBackend } from './backends/registry.js';
+import type { Backend, BackendDefinition } from './backends/types.js';
+import { ProxyServer } from './frontend/server.js';
+import type { Logger } from './log.js';
+import { DEFAULT_RESOURCE_PATH } from './protocol/index.js';
+
+export interface ProxyConfig {
+  /** Built-in backend name, a module path, or an already loaded definition. */
+  readonly protocol: string | BackendDefinition;
+  readonly url: string;
+  readonly unix: string;
+  readonly force?: boolean;
+  readonly resource?: string;
+  readonly maxFrameBytes?: number;
+  readonly frameTimeoutMs?: number;
+  readonly phaseTimeoutMs?: number;
+  /** Per HTTP exchange with the server. Default 15 s. */
+  readonly requestTimeoutMs?: number;
+  readonly socketMode?: number;
+  readonly socketGid?: number;
+  readonly caCert?: string;
+  readonly log: Logger;
+}
+
+export interface RunningProxy {
+  readonly server: ProxyServer;
+  readonly backend: Backend;
+  readonly backendName: string;
+  /** Graceful stop: in-flight sessions get `graceMs`, then everything closes. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export const DEFAULT_REQUEST_TIMEOUT_MS = 15_000;
+
+/** Loads the backend, binds the guest socket, and returns the running proxy. */
+export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
+  const definition = typeof config.protocol === 'string' ? await resolveBackend(config.protocol) : config.protocol;
+  const log = config.log;
+  const backend = await definition.create({
+    url: config.url,
+    resource: config.resource ?? DEFAULT_RESOURCE_PATH,
+    requestTimeoutMs: config.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+    caCert: config.caCert,
+    log: log.child({ backend: definition.name }),
+  });
+  const server = new ProxyServer({
+    backend,
+    log,
+    maxFrameBytes: config.maxFrameBytes,
+    frameTimeoutMs: config.frameTimeoutMs,
+    phaseTimeoutMs: config.phaseTimeoutMs,
+  });
+  try {
+    await server.listen(config.unix, { force: config.force, mode: config.socketMode, gid: config.socketGid });
+  } catch (err) {
+    await backend.close();
+    throw err;
+  }
+  log.info({ backend: definition.name, url: redactUrl(config.url) }, 'aproxy ready');
+  let closing: Promise<void> | undefined;
+  return {
+    server,
+    backend,
+    backendName: definition.name,
+    close(graceMs = 0) {
+      closing ??= server.close(graceMs).finally(() => backend.close());
+      return closing;
+    },
+  };
+}
+
+/** URLs may carry credentials; logs get them without. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = '';
+    u.password = '';
+    return u.toString();
+  } catch {
+    return '(invalid url)';
+  }
+}
