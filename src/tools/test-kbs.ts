@@ -41,6 +41,8 @@ interface KbsSessionState {
   readonly nonce: Uint8Array;
   readonly createdAt: number;
   key?: EcPublicKey;
+  /** Between /auth and the released resource (or a refusal): counts toward `stats.open`. */
+  open: boolean;
 }
 
 class Refusal extends Error {
@@ -70,7 +72,7 @@ export class TestKbs {
   private readonly ttlMs: number;
   private readonly maxSessions: number;
   /** Counters for tests and the demo. */
-  readonly stats = { auth: 0, attested: 0, released: 0, refused: 0 };
+  readonly stats = { auth: 0, attested: 0, released: 0, refused: 0, open: 0, maxOpen: 0 };
 
   constructor(private readonly options: TestKbsOptions) {
     if (options.measurement.length !== SNP_MEASUREMENT_BYTES) {
@@ -139,13 +141,24 @@ export class TestKbs {
     if (this.sessions.size >= this.maxSessions) throw new Refusal(503, 'busy', `more than ${this.maxSessions} open sessions`);
     const id = randomBytes(18).toString('base64url');
     const nonce = randomBytes(32);
-    this.sessions.set(id, { nonce, createdAt: Date.now() });
+    this.sessions.set(id, { nonce, createdAt: Date.now(), open: true });
     this.stats.auth++;
+    this.stats.open++;
+    this.stats.maxOpen = Math.max(this.stats.maxOpen, this.stats.open);
     res.setHeader('set-cookie', `${KBS_COOKIE_NAME}=${id}; Path=/kbs/v0; HttpOnly; Max-Age=${Math.floor(this.ttlMs / 1000)}`);
     this.replyText(res, 200, serializeKbsChallenge(nonce));
   }
 
   private attest(s: { id: string; state: KbsSessionState }, body: unknown, res: ServerResponse): void {
+    try {
+      this.verify(s, body, res);
+    } catch (err) {
+      this.finish(s.state);
+      throw err;
+    }
+  }
+
+  private verify(s: { id: string; state: KbsSessionState }, body: unknown, res: ServerResponse): void {
     const r = kbsAttestationSchema.safeParse(body);
     if (!r.success) {
       const issue = r.error.issues[0];
@@ -179,8 +192,14 @@ export class TestKbs {
     if (path !== this.resource) throw new Refusal(404, 'no-resource', `no resource ${path}`);
     const jwe = jweEncrypt(this.options.secret, s.state.key);
     this.stats.released++;
+    this.finish(s.state);
     this.log(`released ${path} to session ${fingerprint(s.id)}`);
     this.replyText(res, 200, serializeKbsJwe(jwe));
+  }
+
+  private finish(state: KbsSessionState): void {
+    if (state.open) this.stats.open--;
+    state.open = false;
   }
 
   private session(req: IncomingMessage): { id: string; state: KbsSessionState } {

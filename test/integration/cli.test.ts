@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { SimulatedGuest } from '../../src/tools/guest-simulator.js';
+import { finished, runCli, spawnCli, waitForOutput } from '../support/cli.js';
+import { tempDir } from '../support/harness.js';
+
+describe('command line', () => {
+  test('--help documents every proxy flag', async () => {
+    const r = await runCli(['--help']);
+    assert.equal(r.code, 0);
+    for (const flag of ['--protocol', '--url', '--unix', '--force', '--resource', '--log-level', '--max-frame-bytes', '--frame-timeout-ms', '--phase-timeout-ms', '--request-timeout-ms', '--socket-mode', '--ca-cert']) {
+      assert.ok(r.stdout.includes(flag), `help mentions ${flag}`);
+    }
+  });
+
+  test('a missing required flag is one line on stderr and exit code 2', async () => {
+    const r = await runCli(['--protocol', 'kbs', '--url', 'http://127.0.0.1:1']);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+    assert.match(r.stderr, /Missing required argument: unix/);
+  });
+
+  test('an unknown flag exits 2', async (t) => {
+    const dir = await tempDir(t);
+    const r = await runCli(['--protocol', 'kbs', '--url', 'http://127.0.0.1:1', '--unix', join(dir, 's'), '--frobnicate']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /Unknown argument: frobnicate/);
+  });
+
+  test('bad values exit 2 with the flag named', async (t) => {
+    const dir = await tempDir(t);
+    const base = ['--protocol', 'kbs', '--url', 'http://127.0.0.1:1', '--unix', join(dir, 's')];
+    for (const [extra, re] of [
+      [['--max-frame-bytes', '-5'], /--max-frame-bytes must be a positive integer/],
+      [['--socket-mode', 'rw'], /--socket-mode must be an octal mode/],
+      [['--log-level', 'loud'], /Invalid values/],
+    ] as const) {
+      const r = await runCli([...base, ...extra]);
+      assert.equal(r.code, 2, `${extra.join(' ')} exits 2`);
+      assert.match(r.stderr, re);
+    }
+    const m = await runCli(['kbs-test-server', '--measurement', 'abcd', '--secret', '00']);
+    assert.equal(m.code, 2);
+    assert.match(m.stderr, /--measurement must be 48 bytes/);
+  });
+
+  test('an existing path without --force is a clear startup error', async (t) => {
+    const dir = await tempDir(t);
+    const path = join(dir, 'taken');
+    await writeFile(path, 'not a socket');
+    const r = await runCli(['--protocol', 'kbs', '--url', 'http://127.0.0.1:1', '--unix', path]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /already exists; remove it or pass --force/);
+    const forced = await runCli(['--protocol', 'kbs', '--url', 'http://127.0.0.1:1', '--unix', path, '--force']);
+    assert.equal(forced.code, 1);
+    assert.match(forced.stderr, /--force only replaces sockets/);
+    assert.ok((await stat(path)).isFile(), 'the regular file is untouched');
+  });
+
+  test('the real processes: test KBS, proxy and simulated guests, then SIGTERM removes the socket', async (t) => {
+    const dir = await tempDir(t);
+    const unix = join(dir, 'proxy.sock');
+    const measurement = randomBytes(48).toString('hex');
+    const secret = randomBytes(16).toString('hex');
+    const kbs = spawnCli(['kbs-test-server', '--measurement', measurement, '--secret', secret, '--port', '0']);
+    t.after(() => kbs.kill('SIGKILL'));
+    const url = (await waitForOutput(kbs, /http:\/\/127\.0\.0\.1:\d+/)).trim();
+    const proxy = spawnCli(['--protocol', 'kbs', '--url', url, '--unix', unix]);
+    t.after(() => proxy.kill('SIGKILL'));
+    await waitForOutput(proxy, /"msg":"aproxy ready"/);
+    assert.equal((await stat(unix)).mode & 0o777, 0o600);
+
+    const guests = await runCli(['simulate-guest', '--unix', unix, '--measurement', measurement, '--expect-secret', secret, '--sessions', '6', '--concurrency', '3']);
+    assert.equal(guests.code, 0, guests.stdout + guests.stderr);
+    assert.match(guests.stdout, /6\/6 sessions succeeded/);
+
+    const wrong = await runCli(['simulate-guest', '--unix', unix, '--measurement', 'ff'.repeat(48)]);
+    assert.equal(wrong.code, 1);
+    await waitForOutput(kbs, /refused POST \/kbs\/v0\/attest: measurement/);
+
+    // The proxy still serves after the refusal.
+    const g = await SimulatedGuest.connect(unix);
+    const r = await g.boot({ measurement: Buffer.from(measurement, 'hex'), expectSecret: Buffer.from(secret, 'hex') });
+    g.close();
+    assert.equal(r.ok, true);
+
+    proxy.kill('SIGTERM');
+    const end = await finished(proxy);
+    assert.equal(end.code, 0);
+    await assert.rejects(stat(unix), { code: 'ENOENT' });
+    kbs.kill('SIGTERM');
+    await finished(kbs);
+  });
+
+  test('demo exits 0 and says the guest holds the secret', async () => {
+    const r = await runCli(['demo']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /attestation succeeded/);
+    assert.match(r.stdout, /decrypted a 32-byte secret — it matches/);
+  });
+});

@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { describe, test } from 'node:test';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { resolveBackend } from '../../src/backends/registry.js';
+import { SimulatedGuest } from '../../src/tools/guest-simulator.js';
+import { startRig, tempDir } from '../support/harness.js';
+
+const examplePlugin = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'examples', 'local-secret-backend.js');
+
+describe('backend plugins loaded by path', () => {
+  test('the example plugin serves a guest end to end', async (t) => {
+    const dir = await tempDir(t);
+    const policy = join(dir, 'policy.json');
+    const rig = await startRig(t, { protocol: examplePlugin, url: pathToFileURL(policy).href, kbs: {} }).catch(async () => undefined);
+    assert.equal(rig, undefined, 'policy file does not exist yet, so create() must fail');
+    const measurement = Buffer.alloc(48, 0x5a);
+    const secret = Buffer.from('plugin secret');
+    await writeFile(policy, JSON.stringify({ measurements: [measurement.toString('hex')], secret: secret.toString('hex') }));
+    const rig2 = await startRig(t, { protocol: examplePlugin, url: pathToFileURL(policy).href });
+    assert.equal(rig2.proxy.backendName, 'local-secret');
+    const guest = await SimulatedGuest.connect(rig2.unix);
+    t.after(() => guest.close());
+    const ok = await guest.boot({ measurement, expectSecret: secret });
+    assert.equal(ok.secretMatches, true);
+    const refused = await guest.boot({ measurement: Buffer.alloc(48, 1) });
+    assert.equal(refused.attested, false);
+    const outcomes = await rig2.sessions(2);
+    assert.match(outcomes[1]?.detail ?? '', /not allow-listed/);
+  });
+
+  test('a module without a backend export is refused with a coded error', async (t) => {
+    const dir = await tempDir(t);
+    const file = join(dir, 'nothing.mjs');
+    await writeFile(file, 'export const x = 1;\n');
+    await assert.rejects(resolveBackend(file), { code: 'PLUGIN_INVALID', message: /must export a backend definition/ });
+  });
+
+  test('a plugin declaring another API version is refused', async (t) => {
+    const dir = await tempDir(t);
+    const file = join(dir, 'future.mjs');
+    await writeFile(file, 'export default { apiVersion: 2, name: "future", create() {} };\n');
+    await assert.rejects(resolveBackend(file), { code: 'PLUGIN_INVALID', message: /apiVersion 2, this aproxy speaks 1/ });
+  });
+
+  test('an unknown name that is not a path lists the built-ins', async () => {
+    await assert.rejects(resolveBackend('nope'), { code: 'PLUGIN_INVALID', message: /kbs, kbs-test/ });
+  });
+
+  test('a path that does not exist is refused with the loader message', async () => {
+    await assert.rejects(resolveBackend('./does-not-exist.js'), { code: 'PLUGIN_INVALID', message: /cannot be loaded/ });
+  });
+});

@@ -1,0 +1,80 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import type { TestContext } from 'node:test';
+import { createLogger, type Logger } from '../../src/log.js';
+import { startProxy, type ProxyConfig, type RunningProxy } from '../../src/proxy.js';
+import { TestKbs, type TestKbsOptions } from '../../src/tools/test-kbs.js';
+import type { SessionOutcome } from '../../src/frontend/connection.js';
+
+/** Collects log records so tests can assert on what the operator would read. */
+export class LogSink extends Writable {
+  readonly records: Array<Record<string, unknown>> = [];
+  override _write(chunk: Buffer, _enc: string, cb: () => void): void {
+    for (const line of chunk.toString().split('\n')) if (line) this.records.push(JSON.parse(line) as Record<string, unknown>);
+    cb();
+  }
+  text(): string {
+    return this.records.map((r) => JSON.stringify(r)).join('\n');
+  }
+}
+
+export async function tempDir(t: TestContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'aproxy-test-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export interface Rig {
+  readonly kbs: TestKbs;
+  readonly proxy: RunningProxy;
+  readonly unix: string;
+  readonly measurement: Buffer;
+  readonly secret: Buffer;
+  readonly logs: LogSink;
+  readonly log: Logger;
+  readonly kbsLines: string[];
+  readonly outcomes: SessionOutcome[];
+  /** Resolves once `n` session outcomes have been recorded. */
+  sessions(n: number): Promise<SessionOutcome[]>;
+}
+
+/** The built-in test KBS on loopback and the proxy on a temp socket, torn down after the test. */
+export async function startRig(
+  t: TestContext,
+  o: { protocol?: ProxyConfig['protocol']; kbs?: Partial<TestKbsOptions>; proxy?: Partial<ProxyConfig>; url?: string } = {},
+): Promise<Rig> {
+  const measurement = randomBytes(48);
+  const secret = randomBytes(32);
+  const kbsLines: string[] = [];
+  const kbs = new TestKbs({ measurement, secret, log: (l) => kbsLines.push(l), ...o.kbs });
+  const url = await kbs.start();
+  t.after(() => kbs.close());
+  const dir = await tempDir(t);
+  const unix = join(dir, 'proxy.sock');
+  const logs = new LogSink();
+  const log = createLogger({ level: 'debug', destination: logs });
+  const proxy = await startProxy({ protocol: o.protocol ?? 'kbs', url: o.url ?? url, unix, log, ...o.proxy });
+  t.after(() => proxy.close());
+  const outcomes: SessionOutcome[] = [];
+  const waiters: Array<{ n: number; resolve: (v: SessionOutcome[]) => void }> = [];
+  proxy.server.on('session', (s: SessionOutcome) => {
+    outcomes.push(s);
+    for (const w of [...waiters]) if (outcomes.length >= w.n) w.resolve(outcomes.slice());
+  });
+  return {
+    kbs,
+    proxy,
+    unix,
+    measurement,
+    secret,
+    logs,
+    log,
+    kbsLines,
+    outcomes,
+    sessions: (n) =>
+      outcomes.length >= n ? Promise.resolve(outcomes.slice()) : new Promise((resolve) => waiters.push({ n, resolve })),
+  };
+}
