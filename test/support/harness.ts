@@ -44,7 +44,14 @@ export interface Rig {
 /** The built-in test KBS on loopback and the proxy on a temp socket, torn down after the test. */
 export async function startRig(
   t: TestContext,
-  o: { protocol?: ProxyConfig['protocol']; kbs?: Partial<TestKbsOptions>; proxy?: Partial<ProxyConfig>; url?: string } = {},
+  o: {
+    protocol?: ProxyConfig['protocol'];
+    kbs?: Partial<TestKbsOptions>;
+    proxy?: Partial<ProxyConfig>;
+    url?: string;
+    /** Puts something (a faulty KBS) between the proxy and the test KBS; returns the URL the proxy uses. */
+    front?: (kbsUrl: string) => Promise<string>;
+  } = {},
 ): Promise<Rig> {
   const measurement = randomBytes(48);
   const secret = randomBytes(32);
@@ -56,7 +63,8 @@ export async function startRig(
   const unix = join(dir, 'proxy.sock');
   const logs = new LogSink();
   const log = createLogger({ level: 'debug', destination: logs });
-  const proxy = await startProxy({ protocol: o.protocol ?? 'kbs', url: o.url ?? url, unix, log, ...o.proxy });
+  const proxyUrl = o.url ?? (o.front ? await o.front(url) : url);
+  const proxy = await startProxy({ protocol: o.protocol ?? 'kbs', url: proxyUrl, unix, log, ...o.proxy });
   t.after(() => proxy.close());
   const outcomes: SessionOutcome[] = [];
   const waiters: Array<{ n: number; resolve: (v: SessionOutcome[]) => void }> = [];

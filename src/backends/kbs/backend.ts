@@ -52,7 +52,13 @@ class KbsSession implements BackendSession {
 }
 
 function clientFor(options: BackendOptions): KbsClient {
-  return new KbsClient({ url: options.url, requestTimeoutMs: options.requestTimeoutMs, caCert: options.caCert });
+  return new KbsClient({
+    url: options.url,
+    requestTimeoutMs: options.requestTimeoutMs,
+    caCert: options.caCert,
+    onRetry: ({ endpoint, attempt, delayMs, error }) =>
+      options.log.warn({ endpoint, attempt, delayMs, error: error.message }, `${endpoint} failed, retrying in ${delayMs} ms`),
+  });
 }
 
 function resourcePath(options: BackendOptions): string {

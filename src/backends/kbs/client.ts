@@ -27,6 +27,12 @@ export interface KbsClientOptions {
   readonly caCert?: string | undefined;
   /** Upper bound on sockets to the KBS, shared by all guests. */
   readonly connections?: number;
+  /** Extra attempts for /auth after a connection error, a timeout or a 5xx. Default 2. */
+  readonly authRetries?: number;
+  /** First backoff before an /auth retry; doubles each time, with full jitter. Default 200 ms. */
+  readonly retryBaseMs?: number;
+  /** Called before each retry, for the log. */
+  readonly onRetry?: (info: { endpoint: string; attempt: number; delayMs: number; error: Error }) => void;
 }
 
 /** The cookies one KBS session set, as the `Cookie` header value to send back. */
@@ -47,6 +53,9 @@ export class KbsClient {
   private readonly base: URL;
   private readonly dispatcher: Agent;
   private readonly timeoutMs: number;
+  private readonly authRetries: number;
+  private readonly retryBaseMs: number;
+  private readonly onRetry: KbsClientOptions['onRetry'];
 
   constructor(options: KbsClientOptions) {
     let base: URL;
@@ -61,6 +70,9 @@ export class KbsClient {
     if (!base.pathname.endsWith('/')) base.pathname += '/';
     this.base = base;
     this.timeoutMs = options.requestTimeoutMs;
+    this.authRetries = options.authRetries ?? 2;
+    this.retryBaseMs = options.retryBaseMs ?? 200;
+    this.onRetry = options.onRetry;
     this.dispatcher = new Agent({
       connections: options.connections ?? 128,
       keepAliveTimeout: 30_000,
@@ -70,8 +82,27 @@ export class KbsClient {
     });
   }
 
-  /** POST /kbs/v0/auth: returns the challenge bytes and the session cookie. */
+  /**
+   * POST /kbs/v0/auth: returns the challenge bytes and the session cookie.
+   * Retried on transport errors, timeouts and 5xx: a new /auth only opens a
+   * new server session, so replaying it is harmless, and a KBS that restarts
+   * or sheds load briefly should not fail guest boots.
+   */
   async auth(tee: Tee, signal: AbortSignal): Promise<{ challenge: Uint8Array; cookie: SessionCookie }> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.authOnce(tee, signal);
+      } catch (err) {
+        if (attempt > this.authRetries || signal.aborted || !isRetryable(err)) throw err;
+        // Full jitter: spreads a host's worth of simultaneous boots over the window.
+        const delayMs = Math.round(Math.random() * this.retryBaseMs * 2 ** (attempt - 1));
+        this.onRetry?.({ endpoint: 'POST /kbs/v0/auth', attempt, delayMs, error: err as Error });
+        await sleep(delayMs, signal);
+      }
+    }
+  }
+
+  private async authOnce(tee: Tee, signal: AbortSignal): Promise<{ challenge: Uint8Array; cookie: SessionCookie }> {
     const endpoint = 'POST /kbs/v0/auth';
     const a = await this.exchange(endpoint, 'kbs/v0/auth', { method: 'POST', body: serializeKbsRequest(tee) }, signal);
     if (a.status !== 200) throw new BackendHttpError(endpoint, a.status, describeErrorBody(a.json));
@@ -146,6 +177,26 @@ export class KbsClient {
     }
     return { status: res.statusCode, json, setCookie };
   }
+}
+
+function isRetryable(err: unknown): boolean {
+  if (!isAproxyError(err)) return false;
+  if (err.code === 'BACKEND_UNREACHABLE' || err.code === 'BACKEND_TIMEOUT') return true;
+  return err instanceof BackendHttpError && err.status >= 500;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 async function readLimited(body: AsyncIterable<Buffer>, limit: number): Promise<string> {

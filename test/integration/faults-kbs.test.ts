@@ -1,0 +1,136 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { describe, test, type TestContext } from 'node:test';
+import { SimulatedGuest } from '../../src/tools/guest-simulator.js';
+import { FaultyKbs, type Endpoint, type Fault } from '../support/faulty-kbs.js';
+import { startRig, type Rig } from '../support/harness.js';
+
+async function faultyRig(t: TestContext, proxy: Record<string, unknown> = {}): Promise<{ rig: Rig; kbs: FaultyKbs }> {
+  let faulty: FaultyKbs | undefined;
+  const rig = await startRig(t, {
+    front: async (url) => {
+      faulty = new FaultyKbs(url);
+      t.after(() => faulty?.close());
+      return faulty.start();
+    },
+    proxy: { requestTimeoutMs: 400, phaseTimeoutMs: 3000, ...proxy },
+  });
+  return { rig, kbs: faulty as FaultyKbs };
+}
+
+async function bootOnce(rig: Rig, t: TestContext, measurement = rig.measurement) {
+  const g = await SimulatedGuest.connect(rig.unix);
+  t.after(() => g.close());
+  return g.boot({ measurement, expectSecret: rig.secret });
+}
+
+/** After any fault, a well-behaved guest must still get its secret. */
+async function assertHealthy(rig: Rig, kbs: FaultyKbs, t: TestContext): Promise<void> {
+  kbs.clear();
+  const r = await bootOnce(rig, t);
+  assert.equal(r.error, undefined);
+  assert.equal(r.secretMatches, true);
+}
+
+const cases: Array<{ name: string; endpoint: Endpoint; fault: Fault; reason: string; detail: RegExp }> = [
+  { name: '/auth answers 500', endpoint: 'auth', fault: { kind: 'status', status: 500 }, reason: 'BACKEND_HTTP', detail: /auth answered HTTP 500/ },
+  { name: '/auth answers non-JSON', endpoint: 'auth', fault: { kind: 'garbage' }, reason: 'BACKEND_PROTOCOL', detail: /not JSON/ },
+  { name: '/auth answers JSON of the wrong shape', endpoint: 'auth', fault: { kind: 'wrong-shape' }, reason: 'BACKEND_PROTOCOL', detail: /nonce/ },
+  { name: '/auth sets no cookie', endpoint: 'auth', fault: { kind: 'no-cookie' }, reason: 'BACKEND_PROTOCOL', detail: /no kbs-session-id cookie/ },
+  { name: '/auth resets the connection', endpoint: 'auth', fault: { kind: 'reset' }, reason: 'BACKEND_UNREACHABLE', detail: /auth/ },
+  { name: '/auth hangs past the request timeout', endpoint: 'auth', fault: { kind: 'hang' }, reason: 'BACKEND_TIMEOUT', detail: /no complete answer within 400 ms/ },
+  { name: '/attest answers 503', endpoint: 'attest', fault: { kind: 'status', status: 503 }, reason: 'BACKEND_HTTP', detail: /attest answered HTTP 503/ },
+  { name: '/attest answers 401 with a reason', endpoint: 'attest', fault: { kind: 'status', status: 401, body: '{"type":"policy","detail":"tcb too old"}' }, reason: 'ATTESTATION_REJECTED', detail: /HTTP 401: policy: tcb too old/ },
+  { name: '/attest answers non-JSON', endpoint: 'attest', fault: { kind: 'garbage' }, reason: 'BACKEND_PROTOCOL', detail: /not JSON/ },
+  { name: '/attest drops the connection mid-body', endpoint: 'attest', fault: { kind: 'drop-mid-body' }, reason: 'BACKEND_UNREACHABLE', detail: /attest/ },
+  { name: '/attest hangs', endpoint: 'attest', fault: { kind: 'hang' }, reason: 'BACKEND_TIMEOUT', detail: /attest: no complete answer/ },
+  { name: '/resource answers 404', endpoint: 'resource', fault: { kind: 'status', status: 404 }, reason: 'ATTESTATION_REJECTED', detail: /resource\/default\/sample\/test answered HTTP 404/ },
+  { name: '/resource answers the wrong shape', endpoint: 'resource', fault: { kind: 'wrong-shape' }, reason: 'BACKEND_PROTOCOL', detail: /KBS resource JWE/ },
+  { name: '/resource answers an oversized body', endpoint: 'resource', fault: { kind: 'huge-body' }, reason: 'BACKEND_PROTOCOL', detail: /larger than/ },
+];
+
+describe('a misbehaving KBS costs only the affected guest', () => {
+  for (const c of cases) {
+    test(`${c.name}: ${c.endpoint === 'auth' ? 'connection closed' : 'success:false'}, logged as ${c.reason}`, async (t) => {
+      const { rig, kbs } = await faultyRig(t, { proxy: {} });
+      kbs.inject(c.endpoint, c.fault);
+      const r = await bootOnce(rig, t);
+      assert.equal(r.ok, false);
+      if (c.endpoint === 'auth') {
+        assert.equal(r.attested, undefined, 'negotiation has no failure message: the link closes');
+        assert.match(r.error ?? '', /closed the connection during negotiation/);
+      } else {
+        assert.equal(r.attested, false, 'the guest gets success:false');
+      }
+      const [o] = await rig.sessions(1);
+      assert.equal(o?.reason, c.reason);
+      assert.match(o?.detail ?? '', c.detail);
+      const line = rig.logs.records.find((l) => l.msg !== undefined && String(l.msg).startsWith('session ') && l.conn === o?.connectionId);
+      assert.ok(line, 'one log line names the connection and the outcome');
+      await assertHealthy(rig, kbs, t);
+    });
+  }
+
+  test('a KBS that is down: connection refused is retried, then the guest link closes', async (t) => {
+    const rig = await startRig(t, { url: 'http://127.0.0.1:9', proxy: { requestTimeoutMs: 400 } });
+    const r = await bootOnce(rig, t);
+    assert.equal(r.ok, false);
+    const [o] = await rig.sessions(1);
+    assert.equal(o?.reason, 'BACKEND_UNREACHABLE');
+    assert.match(o?.detail ?? '', /ECONNREFUSED/);
+    const retries = rig.logs.records.filter((l) => /retrying in/.test(String(l.msg)));
+    assert.equal(retries.length, 2, 'two retries with backoff before giving up');
+  });
+
+  test('a flaky /auth (two 503s) is retried and the boot succeeds', async (t) => {
+    const { rig, kbs } = await faultyRig(t);
+    kbs.inject('auth', { kind: 'status', status: 503 }, 2);
+    const r = await bootOnce(rig, t);
+    assert.equal(r.secretMatches, true);
+    assert.equal(kbs.hits.auth, 3);
+  });
+
+  test('/attest is never replayed: one 503 fails the session', async (t) => {
+    const { rig, kbs } = await faultyRig(t);
+    kbs.inject('attest', { kind: 'status', status: 503 }, 1);
+    const r = await bootOnce(rig, t);
+    assert.equal(r.attested, false);
+    assert.equal(kbs.hits.attest, 1);
+    await assertHealthy(rig, kbs, t);
+  });
+
+  test('a guest that vanishes while the KBS is slow aborts the request and frees the kbs-test queue', async (t) => {
+    let faulty: FaultyKbs | undefined;
+    const rig = await startRig(t, {
+      protocol: 'kbs-test',
+      front: async (url) => {
+        faulty = new FaultyKbs(url);
+        t.after(() => faulty?.close());
+        return faulty.start();
+      },
+    });
+    const kbs = faulty as FaultyKbs;
+    kbs.inject('attest', { kind: 'hang' });
+    const g = await SimulatedGuest.connect(rig.unix);
+    const inAttest = new Promise<void>((resolve) => {
+      const onHit = (endpoint: string) => {
+        if (endpoint !== 'attest') return;
+        kbs.off('hit', onHit);
+        resolve();
+      };
+      kbs.on('hit', onHit);
+    });
+    const aborted = once(kbs, 'aborted');
+    const booting = g.boot({ measurement: rig.measurement });
+    // Wait until the proxy is inside /attest for this guest, then pull the plug.
+    await inAttest;
+    g.close();
+    await booting;
+    await aborted;
+    const [o] = await rig.sessions(1);
+    assert.equal(o?.outcome, 'aborted');
+    assert.equal(o?.reason, 'GUEST_GONE');
+    await assertHealthy(rig, kbs, t);
+    assert.equal(kbs.aborted, 1, 'the hanging KBS request was cancelled');
+  });
+});
