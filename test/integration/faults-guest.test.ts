@@ -1,0 +1,178 @@
+import assert from 'node:assert/strict';
+import { describe, test, type TestContext } from 'node:test';
+import {
+  encodeStd,
+  generateP521KeyPair,
+  parseAttestationResponse,
+  parseNegotiationResponse,
+  serializeAttestationRequest,
+  buildSyntheticReport,
+  reportDataDigest,
+} from '../../src/protocol/index.js';
+import { SimulatedGuest } from '../../src/tools/guest-simulator.js';
+import { startRig, type Rig } from '../support/harness.js';
+import { RawGuest } from '../support/raw-guest.js';
+import { vectorText } from '../support/vectors.js';
+
+const NEGOTIATE = '{"version":[0,1,0],"tee":"snp"}';
+const FAILURE = '{"success":false,"decryption":null,"token":null}';
+
+async function rawGuest(rig: Rig, t: TestContext): Promise<RawGuest> {
+  const g = await RawGuest.connect(rig.unix);
+  t.after(() => g.destroy());
+  return g;
+}
+
+async function assertGoodGuestSucceeds(rig: Rig, t: TestContext): Promise<void> {
+  const g = await SimulatedGuest.connect(rig.unix);
+  t.after(() => g.close());
+  const r = await g.boot({ measurement: rig.measurement, expectSecret: rig.secret });
+  assert.equal(r.error, undefined);
+  assert.equal(r.secretMatches, true);
+}
+
+/** A valid attestation request for the negotiated challenge, optionally spoiled. */
+function attestationFor(rig: Rig, negotiation: string, spoil: (json: Record<string, unknown>) => void = () => undefined): string {
+  const neg = parseNegotiationResponse(negotiation);
+  const key = generateP521KeyPair().publicKey;
+  const report = buildSyntheticReport({ measurement: rig.measurement, reportData: reportDataDigest(neg.params, neg.challenge, key) });
+  const json = JSON.parse(
+    serializeAttestationRequest({ tee: 'snp', evidence: { tag: 'Snp', value: { report, certs_buf: undefined } }, challenge: neg.challenge, key }),
+  ) as Record<string, unknown>;
+  spoil(json);
+  return JSON.stringify(json);
+}
+
+describe('bad negotiation requests close only that connection, with the problem logged', () => {
+  const cases: Array<[string, string, string, RegExp]> = [
+    ['malformed JSON', '{"version":[0,1,0],"tee":', 'INVALID_JSON', /invalid JSON at byte \d+/],
+    ['an empty payload', '', 'INVALID_JSON', /empty payload/],
+    ['version with the wrong type', '{"version":"0.1.0","tee":"snp"}', 'INVALID_MESSAGE', /NegotiationRequest: version:/],
+    ['a missing tee', '{"version":[0,1,0]}', 'INVALID_MESSAGE', /tee: missing field/],
+    ['an unknown tee', '{"version":[0,1,0],"tee":"foo"}', 'INVALID_MESSAGE', /tee: Invalid option/],
+    ['a tee the KBS backend does not handle', '{"version":[0,1,0],"tee":"tdx"}', 'UNSUPPORTED_TEE', /tee "tdx" is not supported by the kbs backend/],
+    ['an unsupported version', '{"version":[1,0,0],"tee":"snp"}', 'UNSUPPORTED_VERSION', /version 1\.0\.0 is not supported/],
+    ['an attestation request first', vectorText('attestation-request.json'), 'OUT_OF_ORDER', /attestation request received before any negotiation/],
+  ];
+  for (const [name, payload, code, detail] of cases) {
+    test(`${name}: ${code}`, async (t) => {
+      const rig = await startRig(t);
+      const g = await rawGuest(rig, t);
+      g.send(payload);
+      assert.equal(await g.next(), null, 'the proxy closes the connection');
+      const [o] = await rig.sessions(1);
+      assert.equal(o?.reason, code);
+      assert.match(o?.detail ?? '', detail);
+      const logged = rig.logs.records.find((r) => r.conn === o?.connectionId && r.reason === code);
+      assert.ok(logged, 'the log line names the connection and the code');
+      await assertGoodGuestSucceeds(rig, t);
+    });
+  }
+});
+
+describe('bad attestation requests get success:false and the link stays usable', () => {
+  const cases: Array<[string, (j: Record<string, unknown>) => void, string, RegExp]> = [
+    ['invalid base64 in the report', (j) => ((j.evidence as { Snp: { report: string } }).Snp.report = 'AAEC-AAA'), 'INVALID_MESSAGE', /evidence\.Snp\.report/],
+    ['a missing challenge', (j) => delete j.challenge, 'INVALID_MESSAGE', /challenge: missing field/],
+    ['a challenge other than the negotiated one', (j) => (j.challenge = encodeStd(new Uint8Array(32))), 'CHALLENGE_MISMATCH', /different from the negotiated/],
+    ['a tee other than the negotiated one', (j) => (j.tee = 'sev'), 'OUT_OF_ORDER', /negotiated "snp"/],
+    ['a report of the wrong size', (j) => ((j.evidence as { Snp: { report: string } }).Snp.report = encodeStd(new Uint8Array(100))), 'ATTESTATION_REJECTED', /HTTP 400/],
+  ];
+  for (const [name, spoil, code, detail] of cases) {
+    test(`${name}: ${code}`, async (t) => {
+      const rig = await startRig(t);
+      const g = await rawGuest(rig, t);
+      g.send(NEGOTIATE);
+      const neg = await g.next();
+      assert.ok(neg);
+      g.send(attestationFor(rig, neg, spoil));
+      assert.equal(await g.next(), FAILURE);
+      const [o] = await rig.sessions(1);
+      assert.equal(o?.outcome, 'failure');
+      assert.equal(o?.reason, code);
+      assert.match(o?.detail ?? '', detail);
+      // Same link, next boot: a full good session.
+      g.send(NEGOTIATE);
+      const neg2 = await g.next();
+      assert.ok(neg2);
+      g.send(attestationFor(rig, neg2));
+      const resp = parseAttestationResponse((await g.next()) ?? '');
+      assert.equal(resp.success, true);
+    });
+  }
+});
+
+describe('framing abuse and slow or vanished peers', () => {
+  test('a header announcing 2^40 bytes closes the connection before buffering anything', async (t) => {
+    const rig = await startRig(t);
+    const g = await rawGuest(rig, t);
+    const header = Buffer.alloc(8);
+    header.writeBigUInt64LE(2n ** 40n);
+    const before = process.memoryUsage().arrayBuffers;
+    g.write(header);
+    assert.equal(await g.next(), null);
+    assert.ok(process.memoryUsage().arrayBuffers - before < 16 * 1024 * 1024, 'nothing near the announced size was allocated');
+    assert.ok(rig.logs.records.some((r) => /FRAME_TOO_LARGE/.test(JSON.stringify(r))), 'the log says FRAME_TOO_LARGE');
+    await assertGoodGuestSucceeds(rig, t);
+  });
+
+  test('a truncated frame followed by close is logged and cleaned up', async (t) => {
+    const rig = await startRig(t);
+    const g = await rawGuest(rig, t);
+    const closedByProxy = new Promise((r) => rig.proxy.server.once('disconnect', r));
+    g.write(Buffer.concat([Buffer.from([100, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{"version"')]));
+    g.end();
+    await closedByProxy;
+    assert.ok(rig.logs.records.some((r) => /FRAME_TRUNCATED/.test(JSON.stringify(r)) && /10 bytes|18 bytes/.test(String(r.msg))));
+    assert.equal(rig.proxy.server.connectionCount, 0);
+    await assertGoodGuestSucceeds(rig, t);
+  });
+
+  test('a frame that stops half way hits the per-frame deadline', async (t) => {
+    const rig = await startRig(t, { proxy: { frameTimeoutMs: 150 } });
+    const g = await rawGuest(rig, t);
+    g.write(Buffer.from([31, 0, 0]));
+    assert.equal(await g.next(), null, 'closed by the deadline');
+    assert.ok(rig.logs.records.some((r) => /FRAME_TIMEOUT/.test(JSON.stringify(r)) && /within 150 ms/.test(String(r.msg))));
+    assert.equal(rig.proxy.server.connectionCount, 0);
+  });
+
+  test('a frame trickling in one byte at a time is served', async (t) => {
+    const rig = await startRig(t);
+    const g = await rawGuest(rig, t);
+    const frame = Buffer.concat([Buffer.from([NEGOTIATE.length, 0, 0, 0, 0, 0, 0, 0]), Buffer.from(NEGOTIATE)]);
+    for (const b of frame) {
+      g.write(Uint8Array.of(b));
+      await new Promise((r) => setImmediate(r));
+    }
+    const neg = await g.next();
+    assert.ok(neg && parseNegotiationResponse(neg).challenge.length === 32);
+  });
+
+  test('idle connections (never speaking, or long after a boot) hold no timers', async (t) => {
+    const rig = await startRig(t);
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    let accepted = 0;
+    const allAccepted = new Promise<void>((resolve) => rig.proxy.server.on('connection', () => ++accepted === 50 && resolve()));
+    const idle = await Promise.all(Array.from({ length: 50 }, () => rawGuest(rig, t)));
+    await allAccepted;
+    assert.equal(rig.proxy.server.connectionCount, 50);
+    assert.equal(timers(), before, 'no deadline runs for a link that is between frames');
+    idle.forEach((g) => g.destroy());
+    await assertGoodGuestSucceeds(rig, t);
+  });
+
+  test('a guest that vanishes after negotiation leaves no session behind', async (t) => {
+    const rig = await startRig(t, { protocol: 'kbs-test' });
+    const g = await rawGuest(rig, t);
+    g.send(NEGOTIATE);
+    assert.ok(await g.next());
+    g.destroy();
+    const [o] = await rig.sessions(1);
+    assert.equal(o?.outcome, 'aborted');
+    assert.equal(o?.reason, 'GUEST_GONE');
+    // kbs-test serializes sessions: this only succeeds if the vanished one released its turn.
+    await assertGoodGuestSucceeds(rig, t);
+  });
+});

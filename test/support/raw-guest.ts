@@ -1,0 +1,47 @@
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
+import { FrameReader } from '../../src/frontend/frame-reader.js';
+import { encodeFrame } from '../../src/protocol/index.js';
+
+/** A guest that sends whatever bytes a test wants and reads whatever comes back. */
+export class RawGuest {
+  private readonly reader: FrameReader;
+  readonly closed: Promise<void>;
+
+  private constructor(readonly socket: Socket) {
+    this.reader = new FrameReader(socket, { maxFrameBytes: 1 << 20, frameTimeoutMs: 60_000 });
+    this.closed = once(socket, 'close').then(() => undefined);
+  }
+
+  static async connect(path: string): Promise<RawGuest> {
+    const s = connect(path);
+    await once(s, 'connect');
+    return new RawGuest(s);
+  }
+
+  write(bytes: Uint8Array | string): void {
+    this.socket.write(bytes);
+  }
+
+  send(json: string): void {
+    this.socket.write(encodeFrame(json));
+  }
+
+  /** The next frame from the proxy, or null once it closed the connection. */
+  async next(): Promise<string | null> {
+    try {
+      const f = await this.reader.next();
+      return f === null ? null : f.toString('utf8');
+    } catch {
+      return null;
+    }
+  }
+
+  end(): void {
+    this.socket.end();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
