@@ -44,7 +44,9 @@ function serveOptions(y: Argv) {
     .option('phase-timeout-ms', { type: 'number', default: DEFAULT_PHASE_TIMEOUT_MS, describe: 'deadline for one backend phase (negotiation or attestation)' })
     .option('request-timeout-ms', { type: 'number', default: DEFAULT_REQUEST_TIMEOUT_MS, describe: 'deadline for one HTTP exchange with the server' })
     .option('socket-mode', { type: 'string', default: '0600', describe: 'permissions of the socket file (0660 to let a QEMU group connect)' })
-    .option('ca-cert', { type: 'string', describe: 'PEM file of CA certificates to trust for an https:// --url' });
+    .option('socket-group', { type: 'string', describe: 'group (name or gid) to own the socket, e.g. the group QEMU runs as' })
+    .option('shutdown-grace-ms', { type: 'number', default: 10_000, describe: 'on SIGINT/SIGTERM, how long sessions in flight may finish' })
+    .option('ca-cert', { type: 'string', describe: 'PEM file of CA certificates to trust for an https:// --url (verification is always on)' });
 }
 
 async function serve(argv: Awaited<ReturnType<typeof serveOptions>['argv']>): Promise<void> {
@@ -61,9 +63,11 @@ async function serve(argv: Awaited<ReturnType<typeof serveOptions>['argv']>): Pr
     phaseTimeoutMs: positiveInt('phase-timeout-ms', argv['phase-timeout-ms']),
     requestTimeoutMs: positiveInt('request-timeout-ms', argv['request-timeout-ms']),
     socketMode: parseMode(argv['socket-mode']),
+    socketGid: argv['socket-group'] === undefined ? undefined : resolveGroup(argv['socket-group']),
     caCert,
     log,
   });
+  const graceMs = nonNegativeInt('shutdown-grace-ms', argv['shutdown-grace-ms']);
   let signals = 0;
   const stop = (signal: string) => {
     signals++;
@@ -71,8 +75,8 @@ async function serve(argv: Awaited<ReturnType<typeof serveOptions>['argv']>): Pr
       log.warn({ signal }, 'second signal: exiting now');
       process.exit(1);
     }
-    log.info({ signal, inFlight: proxy.server.connectionCount }, 'stopping: no new guests, in-flight sessions get 10 s');
-    proxy.close(10_000).then(
+    log.info({ signal, connections: proxy.server.connectionCount, graceMs }, 'stopping: no new guests, sessions in flight may finish');
+    proxy.close(graceMs).then(
       () => {
         log.info({}, 'stopped');
         log.flush();
@@ -86,6 +90,27 @@ async function serve(argv: Awaited<ReturnType<typeof serveOptions>['argv']>): Pr
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+function nonNegativeInt(flag: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new UsageError(`--${flag} must be a non-negative integer, got ${String(v)}`);
+  return v;
+}
+
+/** A numeric gid, or a group name looked up in /etc/group. */
+function resolveGroup(group: string): number {
+  if (/^\d+$/.test(group)) return Number(group);
+  let table = '';
+  try {
+    table = readFileSync('/etc/group', 'utf8');
+  } catch {
+    // fall through to the error below
+  }
+  for (const line of table.split('\n')) {
+    const [name, , gid] = line.split(':');
+    if (name === group && gid !== undefined && /^\d+$/.test(gid)) return Number(gid);
+  }
+  throw new UsageError(`--socket-group ${group}: no such group`);
 }
 
 function readCa(path: string): string {

@@ -78,6 +78,13 @@ export class GuestConnection {
 
   /** True while a session is between its first frame and its last answer. */
   inSession = false;
+  private draining = false;
+
+  /** Shutdown: close now if idle, otherwise right after the session in flight. */
+  drain(): void {
+    this.draining = true;
+    if (!this.inSession) this.socket.destroy();
+  }
 
   async run(): Promise<void> {
     try {
@@ -87,7 +94,7 @@ export class GuestConnection {
         if (frame === null) break;
         this.inSession = true;
         const keepGoing = await this.serveSession(frame);
-        if (!keepGoing) break;
+        if (!keepGoing || this.draining) break;
       }
     } catch (err) {
       // Framing and transport faults: nothing sensible can be said to the guest.

@@ -99,8 +99,8 @@ export class ProxyServer extends EventEmitter {
     const closed = this.server.listening ? once(this.server, 'close') : Promise.resolve();
     this.server.close();
     await this.removeSocketFile();
-    // Idle connections (between sessions) can go at once; busy ones get the grace period.
-    for (const c of this.connections.values()) if (!c.inSession) c.destroy();
+    // Idle connections (between sessions) go at once; busy ones close after their session or the grace period.
+    for (const c of this.connections.values()) c.drain();
     if (this.running.size > 0 && graceMs > 0) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([

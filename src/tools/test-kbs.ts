@@ -1,6 +1,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import {
   DEFAULT_RESOURCE_PATH,
@@ -35,6 +36,8 @@ export interface TestKbsOptions {
   readonly sessionTtlMs?: number;
   /** More concurrent sessions than this get 503. */
   readonly maxSessions?: number;
+  /** Serve HTTPS with this PEM certificate chain and key. */
+  readonly tls?: { readonly cert: string; readonly key: string };
 }
 
 interface KbsSessionState {
@@ -82,9 +85,10 @@ export class TestKbs {
     this.log = options.log ?? (() => undefined);
     this.ttlMs = options.sessionTtlMs ?? 5 * 60_000;
     this.maxSessions = options.maxSessions ?? 100_000;
-    this.server = createServer((req, res) => {
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
       this.handle(req, res).catch((err: unknown) => this.reply(res, 500, { type: 'internal', detail: String(err) }));
-    });
+    };
+    this.server = options.tls ? createTlsServer({ cert: options.tls.cert, key: options.tls.key }, handler) : createServer(handler);
     this.server.keepAliveTimeout = 60_000;
   }
 
@@ -98,7 +102,7 @@ export class TestKbs {
   get url(): string {
     const a = this.server.address() as AddressInfo;
     const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-    return `http://${host}:${a.port}`;
+    return `${this.options.tls ? 'https' : 'http'}://${host}:${a.port}`;
   }
 
   get sessionCount(): number {

@@ -24,7 +24,10 @@ export type Endpoint = 'auth' | 'attest' | 'resource';
 export class FaultyKbs extends EventEmitter {
   private readonly server: Server;
   private readonly faults = new Map<Endpoint, { fault: Fault; remaining: number }>();
+  private readonly gates = new Map<Endpoint, Promise<void>>();
   readonly hits: Record<Endpoint, number> = { auth: 0, attest: 0, resource: 0 };
+  /** Every Set-Cookie value the real KBS issued through us. */
+  readonly cookies: string[] = [];
   /** Requests the client aborted while we hung. */
   aborted = 0;
 
@@ -37,6 +40,11 @@ export class FaultyKbs extends EventEmitter {
     this.server.listen(0, '127.0.0.1');
     await once(this.server, 'listening');
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  /** Delays forwarding requests to `endpoint` until `gate` resolves. */
+  holdUntil(endpoint: Endpoint, gate: Promise<void>): void {
+    this.gates.set(endpoint, gate);
   }
 
   inject(endpoint: Endpoint, fault: Fault, times = Number.POSITIVE_INFINITY): void {
@@ -68,6 +76,7 @@ export class FaultyKbs extends EventEmitter {
     this.emit('hit', endpoint);
     const chunks: Buffer[] = [];
     for await (const c of req as AsyncIterable<Buffer>) chunks.push(c);
+    await this.gates.get(endpoint);
     const fault = this.take(endpoint);
     switch (fault?.kind) {
       case 'status':
@@ -120,6 +129,7 @@ export class FaultyKbs extends EventEmitter {
     }
     const out: Record<string, string | string[]> = { 'content-type': up.headers.get('content-type') ?? 'application/json' };
     const cookies = up.headers.getSetCookie();
+    this.cookies.push(...cookies.map((c) => c.split(';')[0]?.split('=')[1] ?? ''));
     if (cookies.length > 0 && fault?.kind !== 'no-cookie') out['set-cookie'] = cookies;
     res.writeHead(up.status, out).end(body);
   }

@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import fc from 'fast-check';
+import { encodeFrame } from '../../src/protocol/index.js';
+import { startRig } from '../support/harness.js';
+import { RawGuest } from '../support/raw-guest.js';
+import { SimulatedGuest } from '../../src/tools/guest-simulator.js';
+
+const FAILURE = '{"success":false,"decryption":null,"token":null}';
+
+describe('the frontend under arbitrary input (property-based)', () => {
+  test('arbitrary byte streams never crash the proxy and never leave a connection behind', async (t) => {
+    const rig = await startRig(t, { proxy: { maxFrameBytes: 4096, frameTimeoutMs: 2000 } });
+    const faults: unknown[] = [];
+    const onFault = (e: unknown) => faults.push(e);
+    process.on('unhandledRejection', onFault);
+    process.on('uncaughtException', onFault);
+    t.after(() => {
+      process.off('unhandledRejection', onFault);
+      process.off('uncaughtException', onFault);
+    });
+    const rssBefore = process.memoryUsage().rss;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.oneof(fc.uint8Array({ maxLength: 64 }), fc.constant(encodeFrame('{"version":[0,1,0],"tee":"snp"}'))), { maxLength: 8 }),
+        async (chunks) => {
+          const g = await RawGuest.connect(rig.unix);
+          for (const c of chunks) g.write(c);
+          g.end();
+          await g.closed;
+        },
+      ),
+      { numRuns: 150 },
+    );
+    // Every connection is gone once the proxy noticed the ends.
+    while (rig.proxy.server.connectionCount > 0) await new Promise((r) => rig.proxy.server.once('disconnect', r));
+    assert.deepEqual(faults, []);
+    assert.ok(process.memoryUsage().rss - rssBefore < 128 * 1024 * 1024, 'memory stays bounded');
+    const g = await SimulatedGuest.connect(rig.unix);
+    t.after(() => g.close());
+    assert.equal((await g.boot({ measurement: rig.measurement, expectSecret: rig.secret })).secretMatches, true);
+  });
+
+  test('arbitrary JSON as a negotiation request gets a negotiation answer or a closed link', async (t) => {
+    const rig = await startRig(t);
+    await fc.assert(
+      fc.asyncProperty(fc.jsonValue(), async (value) => {
+        const g = await RawGuest.connect(rig.unix);
+        g.send(JSON.stringify(value) ?? 'null');
+        const answer = await g.next();
+        if (answer !== null) assert.match(answer, /^\{"challenge":"[A-Za-z0-9+/=]*","params":\["EcPublicKeyBytes","Challenge"\]\}$/);
+        g.destroy();
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  test('arbitrary JSON as an attestation request always gets exactly the failure response', async (t) => {
+    const rig = await startRig(t);
+    const g = await RawGuest.connect(rig.unix);
+    t.after(() => g.destroy());
+    await fc.assert(
+      fc.asyncProperty(fc.jsonValue(), async (value) => {
+        g.send('{"version":[0,1,0],"tee":"snp"}');
+        assert.ok(await g.next());
+        g.send(JSON.stringify(value) ?? 'null');
+        assert.equal(await g.next(), FAILURE);
+      }),
+      { numRuns: 100 },
+    );
+    assert.equal(rig.outcomes.filter((o) => o.outcome === 'failure').length, 100);
+  });
+});

@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { SimulatedGuest } from '../../src/tools/guest-simulator.js';
+import { TestKbs } from '../../src/tools/test-kbs.js';
+import { FaultyKbs } from '../support/faulty-kbs.js';
+import { finished, spawnCli, waitForOutput } from '../support/cli.js';
+import { startRig, tempDir } from '../support/harness.js';
+import { RawGuest } from '../support/raw-guest.js';
+
+const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'test', 'fixtures', 'tls');
+
+describe('HTTPS to the KBS', () => {
+  test('with --ca-cert the certificate verifies and the guest attests', async (t) => {
+    const tls = { cert: await readFile(join(fixtures, 'server.pem'), 'utf8'), key: await readFile(join(fixtures, 'server.key'), 'utf8') };
+    const caCert = await readFile(join(fixtures, 'ca.pem'), 'utf8');
+    const rig = await startRig(t, { kbs: { tls }, proxy: { caCert } });
+    assert.match(rig.kbs.url, /^https:/);
+    const g = await SimulatedGuest.connect(rig.unix);
+    t.after(() => g.close());
+    assert.equal((await g.boot({ measurement: rig.measurement, expectSecret: rig.secret })).secretMatches, true);
+  });
+
+  test('without the CA the certificate is refused (verification is on by default)', async (t) => {
+    const tls = { cert: await readFile(join(fixtures, 'server.pem'), 'utf8'), key: await readFile(join(fixtures, 'server.key'), 'utf8') };
+    const rig = await startRig(t, { kbs: { tls }, proxy: { requestTimeoutMs: 2000 } });
+    const g = await SimulatedGuest.connect(rig.unix);
+    t.after(() => g.close());
+    assert.equal((await g.boot({ measurement: rig.measurement })).ok, false);
+    const [o] = await rig.sessions(1);
+    assert.equal(o?.reason, 'BACKEND_UNREACHABLE');
+    assert.match(o?.detail ?? '', /certificate/i);
+  });
+});
+
+describe('nothing secret reaches the log', () => {
+  test('cookies, tokens, ciphertext and key material never appear at debug level', async (t) => {
+    let faulty: FaultyKbs | undefined;
+    const rig = await startRig(t, {
+      front: async (url) => {
+        faulty = new FaultyKbs(url);
+        t.after(() => faulty?.close());
+        return faulty.start();
+      },
+    });
+    const g = await SimulatedGuest.connect(rig.unix);
+    t.after(() => g.close());
+    const r = await g.boot({ measurement: rig.measurement, expectSecret: rig.secret });
+    assert.equal(r.secretMatches, true);
+    const text = rig.logs.text();
+    assert.ok(text.length > 0);
+    for (const needle of [rig.secret.toString('hex'), rig.secret.toString('base64'), 'kbs-session-id=', 'eyJhbGciOiJub25l']) {
+      assert.ok(!text.includes(needle), `log does not contain ${needle.slice(0, 16)}`);
+    }
+    const cookies = (faulty as FaultyKbs).cookies;
+    assert.equal(cookies.length, 1);
+    for (const c of cookies) assert.ok(c.length > 10 && !text.includes(c), 'the session cookie value is not logged');
+  });
+});
+
+describe('the socket file', () => {
+  test('is created with the requested mode, never more open', async (t) => {
+    const rig = await startRig(t, { proxy: { socketMode: 0o660 } });
+    assert.equal((await stat(rig.unix)).mode & 0o777, 0o660);
+  });
+
+  test('is removed on close and a second proxy cannot take a live one', async (t) => {
+    const rig = await startRig(t);
+    const dir = await tempDir(t);
+    const kbs = new TestKbs({ measurement: randomBytes(48), secret: randomBytes(8) });
+    const url = await kbs.start();
+    t.after(() => kbs.close());
+    const second = spawnCli(['--protocol', 'kbs', '--url', url, '--unix', rig.unix, '--force']);
+    const r = await finished(second);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /another process is listening/);
+    await rig.proxy.close();
+    await assert.rejects(stat(rig.unix), { code: 'ENOENT' });
+    void dir;
+  });
+});
+
+describe('signals', () => {
+  test('SIGTERM lets a session in flight finish, refuses new guests, removes the socket and exits 0', async (t) => {
+    const measurement = randomBytes(48);
+    const secret = randomBytes(16);
+    const kbs = new TestKbs({ measurement, secret });
+    const upstream = await kbs.start();
+    t.after(() => kbs.close());
+    const faulty = new FaultyKbs(upstream);
+    const url = await faulty.start();
+    t.after(() => faulty.close());
+    const dir = await tempDir(t);
+    const unix = join(dir, 'p.sock');
+    const proxy = spawnCli(['--protocol', 'kbs', '--url', url, '--unix', unix, '--log-level', 'debug']);
+    t.after(() => proxy.kill('SIGKILL'));
+    await waitForOutput(proxy, /"msg":"aproxy ready"/);
+
+    // Hold the guest inside /attest: the fault forwards nothing until we release it.
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    faulty.holdUntil('attest', gate);
+    const guest = await SimulatedGuest.connect(unix);
+    t.after(() => guest.close());
+    const inAttest = new Promise<void>((resolve) => faulty.on('hit', (e: string) => e === 'attest' && resolve()));
+    const booting = guest.boot({ measurement, expectSecret: secret });
+    await inAttest;
+
+    proxy.kill('SIGTERM');
+    await waitForOutput(proxy, /stopping: no new guests/);
+    const late = await RawGuest.connect(unix).then(
+      (g) => g.closed.then(() => 'closed'),
+      (err: NodeJS.ErrnoException) => err.code,
+    );
+    assert.ok(['ENOENT', 'ECONNREFUSED', 'closed'].includes(String(late)), `a new guest is not served (${String(late)})`);
+
+    release();
+    const r = await booting;
+    assert.equal(r.secretMatches, true, 'the session in flight completed');
+    const end = await finished(proxy);
+    assert.equal(end.code, 0);
+    await assert.rejects(stat(unix), { code: 'ENOENT' });
+  });
+});
