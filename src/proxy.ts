@@ -1,3 +1,4 @@
+import type { Server } from 'node:http';
 import { resolveBackend } from './backends/registry.js';
 import type { Backend, BackendDefinition } from './backends/types.js';
 import { ProxyServer } from './frontend/server.js';
@@ -8,6 +9,7 @@ export interface ProxyConfig {
   /** Built-in backend name, a module path, or an already loaded definition. */
   readonly protocol: string | BackendDefinition;
   readonly url: string;
+  /** Socket path to bind; ignored when `listenFd` is given. */
   readonly unix: string;
   readonly force?: boolean;
   readonly resource?: string;
@@ -19,6 +21,10 @@ export interface ProxyConfig {
   readonly socketMode?: number;
   readonly socketGid?: number;
   readonly caCert?: string;
+  /** `ADDR:PORT` to serve Prometheus metrics at /metrics; off when absent. */
+  readonly metrics?: string;
+  /** A listening socket handed over by a service manager (systemd: fd 3); replaces binding `unix`. */
+  readonly listenFd?: number;
   readonly log: Logger;
 }
 
@@ -26,6 +32,8 @@ export interface RunningProxy {
   readonly server: ProxyServer;
   readonly backend: Backend;
   readonly backendName: string;
+  /** The metrics endpoint, when `metrics` was given. */
+  readonly metricsUrl?: string;
   /** Graceful stop: in-flight sessions get `graceMs`, then everything closes. */
   close(graceMs?: number): Promise<void>;
 }
@@ -50,9 +58,21 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     frameTimeoutMs: config.frameTimeoutMs,
     phaseTimeoutMs: config.phaseTimeoutMs,
   });
+  let metricsServer: Server | undefined;
+  let metricsUrl: string | undefined;
   try {
-    await server.listen(config.unix, { force: config.force, mode: config.socketMode, gid: config.socketGid });
+    if (config.metrics !== undefined) {
+      // Loaded only when asked for: most hosts never scrape, and start-up time counts.
+      const { ProxyMetrics, serveMetrics } = await import('./metrics.js');
+      const served = await serveMetrics(new ProxyMetrics(server), config.metrics);
+      metricsServer = served.server;
+      metricsUrl = served.url;
+      log.info({ url: metricsUrl }, 'serving metrics');
+    }
+    if (config.listenFd !== undefined) await server.listenFd(config.listenFd);
+    else await server.listen(config.unix, { force: config.force, mode: config.socketMode, gid: config.socketGid });
   } catch (err) {
+    metricsServer?.close();
     await backend.close();
     throw err;
   }
@@ -62,8 +82,13 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     server,
     backend,
     backendName: definition.name,
+    metricsUrl,
     close(graceMs = 0) {
-      closing ??= server.close(graceMs).finally(() => backend.close());
+      closing ??= server.close(graceMs).finally(async () => {
+        metricsServer?.closeAllConnections();
+        metricsServer?.close();
+        await backend.close();
+      });
       return closing;
     },
   };

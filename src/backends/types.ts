@@ -38,9 +38,23 @@ export interface SessionInfo {
   readonly log: BackendLogger;
 }
 
-/** Passed to each phase: aborted when the guest goes away or the phase deadline passes. */
+/** One exchange with the attestation server, reported for logs and metrics. */
+export interface BackendRequestEvent {
+  /** What was asked, e.g. `POST /kbs/v0/auth`. */
+  readonly endpoint: string;
+  /** HTTP status (or the protocol's equivalent) when an answer arrived. */
+  readonly status?: number;
+  readonly durationMs: number;
+  /** Error code when no usable answer arrived, e.g. BACKEND_TIMEOUT. */
+  readonly error?: string;
+}
+
+/** Passed to each phase. */
 export interface PhaseContext {
+  /** Aborted when the guest goes away or the phase deadline passes. */
   readonly signal: AbortSignal;
+  /** Report each server exchange; it appears in the session's log line and in metrics. */
+  observe(event: BackendRequestEvent): void;
 }
 
 /**

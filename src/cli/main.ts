@@ -2,10 +2,13 @@ import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { BUILTIN_BACKENDS } from '../backends/registry.js';
-import { createLogger, LOG_LEVELS, type LogLevel } from '../log.js';
-import { describeError, DEFAULT_MAX_FRAME_BYTES, DEFAULT_RESOURCE_PATH, SNP_MEASUREMENT_BYTES } from '../protocol/index.js';
+import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../log.js';
+import { describeError, isAproxyError, DEFAULT_MAX_FRAME_BYTES, DEFAULT_RESOURCE_PATH, SNP_MEASUREMENT_BYTES } from '../protocol/index.js';
 import { DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_PHASE_TIMEOUT_MS } from '../frontend/server.js';
 import { DEFAULT_REQUEST_TIMEOUT_MS, startProxy } from '../proxy.js';
+import { loadConfigFile } from '../config.js';
+import { parseListenAddress } from '../metrics-address.js';
+import { socketActivationFd } from '../systemd.js';
 
 /** Bad usage: one line on stderr, exit code 2. */
 class UsageError extends Error {}
@@ -35,10 +38,11 @@ function serveOptions(y: Argv) {
   return y
     .option('protocol', { type: 'string', describe: protocolHelp, demandOption: true })
     .option('url', { type: 'string', describe: 'base URL of the attestation server, e.g. http://kbs:8080', demandOption: true })
-    .option('unix', { type: 'string', describe: 'Unix socket path QEMU connects the guest serial port to', demandOption: true })
+    .option('unix', { type: 'string', describe: 'Unix socket path QEMU connects the guest serial port to (not needed under systemd socket activation)' })
     .option('force', { type: 'boolean', default: false, describe: 'replace a stale socket at --unix (never a regular file, never a live socket)' })
     .option('resource', { type: 'string', default: DEFAULT_RESOURCE_PATH, describe: 'KBS resource path <repository>/<type>/<tag> holding the secret' })
     .option('log-level', { choices: LOG_LEVELS, default: 'info' as LogLevel, describe: 'log verbosity' })
+    .option('log-format', { choices: LOG_FORMATS, default: 'auto' as LogFormat, describe: 'json lines, pretty one-line events, or auto (pretty on a terminal)' })
     .option('max-frame-bytes', { type: 'number', default: DEFAULT_MAX_FRAME_BYTES, describe: 'largest frame accepted from a guest' })
     .option('frame-timeout-ms', { type: 'number', default: DEFAULT_FRAME_TIMEOUT_MS, describe: 'deadline to finish a frame once its first byte arrived (idle links have none)' })
     .option('phase-timeout-ms', { type: 'number', default: DEFAULT_PHASE_TIMEOUT_MS, describe: 'deadline for one backend phase (negotiation or attestation)' })
@@ -46,16 +50,23 @@ function serveOptions(y: Argv) {
     .option('socket-mode', { type: 'string', default: '0600', describe: 'permissions of the socket file (0660 to let a QEMU group connect)' })
     .option('socket-group', { type: 'string', describe: 'group (name or gid) to own the socket, e.g. the group QEMU runs as' })
     .option('shutdown-grace-ms', { type: 'number', default: 10_000, describe: 'on SIGINT/SIGTERM, how long sessions in flight may finish' })
-    .option('ca-cert', { type: 'string', describe: 'PEM file of CA certificates to trust for an https:// --url (verification is always on)' });
+    .option('ca-cert', { type: 'string', describe: 'PEM file of CA certificates to trust for an https:// --url (verification is always on)' })
+    .option('metrics', { type: 'string', describe: 'serve Prometheus metrics at http://ADDR:PORT/metrics (off by default)' })
+    .config('config', 'JSON file whose keys are these long flag names; flags given here override it', (path: string) => loadConfigFile(path));
 }
 
 async function serve(argv: Awaited<ReturnType<typeof serveOptions>['argv']>): Promise<void> {
-  const log = createLogger({ level: argv['log-level'] as LogLevel });
+  const listenFd = socketActivationFd();
+  if (listenFd === undefined && argv.unix === undefined) throw new UsageError('Missing required argument: unix');
+  const log = createLogger({ level: argv['log-level'] as LogLevel, format: argv['log-format'] as LogFormat });
   const caCert = argv['ca-cert'] === undefined ? undefined : readCa(argv['ca-cert']);
+  if (argv.metrics !== undefined) checkListenAddress(argv.metrics);
   const proxy = await startProxy({
     protocol: argv.protocol,
     url: argv.url,
-    unix: argv.unix,
+    unix: argv.unix ?? '',
+    listenFd,
+    metrics: argv.metrics,
     force: argv.force,
     resource: argv.resource,
     maxFrameBytes: positiveInt('max-frame-bytes', argv['max-frame-bytes']),
@@ -90,6 +101,17 @@ async function serve(argv: Awaited<ReturnType<typeof serveOptions>['argv']>): Pr
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  // Nothing to reopen (logs go to stdout) and nothing safe to reload live:
+  // a new URL or backend would change sessions in flight. Say so, keep running.
+  process.on('SIGHUP', () => log.warn({ signal: 'SIGHUP' }, 'SIGHUP ignored: restart aproxy to apply configuration changes'));
+}
+
+function checkListenAddress(text: string): void {
+  try {
+    parseListenAddress(text);
+  } catch (err) {
+    throw new UsageError(`--metrics: ${(err as Error).message}`);
+  }
 }
 
 function nonNegativeInt(flag: string, v: unknown): number {
@@ -112,6 +134,16 @@ function resolveGroup(group: string): number {
   }
   throw new UsageError(`--socket-group ${group}: no such group`);
 }
+
+function readInput(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new UsageError(`${path}: ${(err as Error).message}`);
+  }
+}
+
+const bigintSafe = (_k: string, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v);
 
 function readCa(path: string): string {
   try {
@@ -183,6 +215,47 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<void
         process.exitCode = summary.failed === 0 ? 0 : 1;
       },
     )
+    .command(
+      'qemu-args',
+      'print the QEMU arguments that put the guest COM3 on the proxy socket (COM1/COM2 untouched)',
+      (y) =>
+        y
+          .option('unix', { type: 'string', demandOption: true, describe: 'proxy socket path' })
+          .option('reconnect-ms', { type: 'number', default: 1000, describe: 'how often QEMU retries while no proxy listens' })
+          .option('qemu-version', { type: 'string', describe: 'target QEMU version (before 9.2 the option is reconnect=SECONDS)' }),
+      async (argv) => {
+        const { qemuSerialArgs, shellJoin } = await import('../tools/qemu-args.js');
+        try {
+          console.log(shellJoin(qemuSerialArgs({ unix: argv.unix, reconnectMs: positiveInt('reconnect-ms', argv['reconnect-ms']), qemuVersion: argv['qemu-version'] })));
+        } catch (err) {
+          throw new UsageError(`--qemu-version: ${(err as Error).message}`);
+        }
+      },
+    )
+    .command(
+      'inspect-report <file>',
+      'print a parsed SEV-SNP attestation report (raw, hex or base64; - for stdin)',
+      (y) => y.positional('file', { type: 'string', demandOption: true, describe: 'report file, or - for standard input' }),
+      async (argv) => {
+        const { inspectReport } = await import('../tools/inspect.js');
+        const input = argv.file === '-' ? readFileSync(0) : readInput(argv.file);
+        for (const line of inspectReport(input)) console.log(line);
+      },
+    )
+    .command(
+      'inspect-token <token>',
+      'decode a JWT or CWT attestation token without verifying it (- for stdin)',
+      (y) => y.positional('token', { type: 'string', demandOption: true, describe: 'the token, or - for standard input' }),
+      async (argv) => {
+        const { inspectToken } = await import('../tools/inspect.js');
+        const token = argv.token === '-' ? readFileSync(0, 'utf8') : argv.token;
+        const d = inspectToken(token);
+        console.log(`${d.kind} (not verified)`);
+        console.log(`header: ${JSON.stringify(d.header, bigintSafe, 2)}`);
+        console.log(`claims: ${JSON.stringify(d.claims, bigintSafe, 2)}`);
+        console.log(`signature: ${d.signatureBytes} bytes`);
+      },
+    )
     .command('demo', 'self-contained demo: test KBS, proxy and one simulated guest, no server needed', {}, async () => {
       const { runDemo } = await import('../tools/demo.js');
       process.exitCode = await runDemo();
@@ -198,7 +271,7 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<void
   try {
     await cli.parseAsync();
   } catch (err) {
-    if (err instanceof UsageError || (err instanceof Error && err.name === 'YError')) {
+    if (err instanceof UsageError || (err instanceof Error && err.name === 'YError') || (isAproxyError(err) && err.code === 'CONFIG')) {
       console.error(`aproxy: ${err.message.split('\n')[0]} (see aproxy --help)`);
       process.exit(2);
     }

@@ -21,7 +21,8 @@ import {
   type NegotiationRequest,
   type NegotiationResponse,
 } from '../protocol/index.js';
-import type { Backend, BackendSession } from '../backends/types.js';
+import type { Backend, BackendRequestEvent, BackendSession, PhaseContext } from '../backends/types.js';
+import { fingerprint } from '../fingerprint.js';
 import type { Logger } from '../log.js';
 import { FrameReader } from './frame-reader.js';
 
@@ -46,6 +47,16 @@ export interface SessionOutcome {
   readonly negotiateMs?: number;
   readonly attestMs?: number;
   readonly totalMs: number;
+  /** Server exchanges in order, e.g. `POST /kbs/v0/auth 200 3.1ms`. */
+  readonly backend?: string[];
+  /** SHA-256 fingerprint of the attestation token handed to the guest, never the token. */
+  readonly token?: string;
+}
+
+/** Hooks the server uses for metrics. */
+export interface ConnectionEvents {
+  onOutcome(o: SessionOutcome): void;
+  onBackendRequest(e: BackendRequestEvent): void;
 }
 
 /** Raised inside the loop when the guest's socket went away mid-session. */
@@ -70,7 +81,7 @@ export class GuestConnection {
     private readonly backend: Backend,
     private readonly log: Logger,
     private readonly options: ConnectionOptions,
-    private readonly onOutcome: (o: SessionOutcome) => void,
+    private readonly events: ConnectionEvents,
   ) {
     this.reader = new FrameReader(socket, options);
     socket.once('close', () => this.gone.abort(new GuestGoneError('guest connection closed')));
@@ -116,11 +127,16 @@ export class GuestConnection {
     const log = this.log.child({ session: number });
     const started = performance.now();
     const base = { connectionId: this.id, session: number };
+    const requests: string[] = [];
     const finish = (o: Omit<SessionOutcome, 'connectionId' | 'session' | 'totalMs'>) => {
-      const outcome: SessionOutcome = { ...base, ...o, totalMs: round(performance.now() - started) };
+      const outcome: SessionOutcome = { ...base, ...o, totalMs: round(performance.now() - started), backend: requests };
       const level = o.outcome === 'success' ? 'info' : 'warn';
       log[level](outcome, `session ${o.outcome}${o.detail ? `: ${o.detail}` : ''}`);
-      this.onOutcome(outcome);
+      this.events.onOutcome(outcome);
+    };
+    const observe = (e: BackendRequestEvent) => {
+      requests.push(`${e.endpoint} ${e.status ?? e.error ?? '-'} ${round(e.durationMs)}ms`);
+      this.events.onBackendRequest(e);
     };
 
     let negReq: NegotiationRequest;
@@ -143,7 +159,7 @@ export class GuestConnection {
       const t0 = performance.now();
       let negResp: NegotiationResponse;
       try {
-        negResp = await this.phase('negotiate', (ctx) => session.negotiate(negReq, ctx));
+        negResp = await this.phase('negotiate', observe, (ctx) => session.negotiate(negReq, ctx));
       } catch (err) {
         finish({ outcome: 'aborted', reason: codeOf(err), detail: describeError(err), tee: negReq.tee, negotiateMs: since(t0) });
         return false;
@@ -177,7 +193,7 @@ export class GuestConnection {
         }
         if (!bytesEqual(attReq.challenge, negResp.challenge)) throw new ChallengeMismatchError();
         const req = attReq;
-        response = await this.phase('attest', (ctx) => session.attest(req, ctx));
+        response = await this.phase('attest', observe, (ctx) => session.attest(req, ctx));
         if (!response.success) failure = new AproxyError('ATTESTATION_REJECTED', 'backend answered success:false');
       } catch (err) {
         failure = err;
@@ -191,7 +207,8 @@ export class GuestConnection {
       }
       this.send(serializeAttestationResponse(response));
       if (failure === undefined) {
-        finish({ outcome: 'success', tee: negReq.tee, ...report, negotiateMs, attestMs });
+        const token = response.token === undefined ? undefined : fingerprint(response.token.value);
+        finish({ outcome: 'success', tee: negReq.tee, ...report, negotiateMs, attestMs, token });
       } else {
         finish({ outcome: 'failure', reason: codeOf(failure), detail: describeError(failure), tee: negReq.tee, ...report, negotiateMs, attestMs });
       }
@@ -206,14 +223,14 @@ export class GuestConnection {
   }
 
   /** Runs one backend phase under a deadline and the guest's lifetime. */
-  private async phase<T>(name: string, run: (ctx: { signal: AbortSignal }) => Promise<T>): Promise<T> {
+  private async phase<T>(name: string, observe: PhaseContext['observe'], run: (ctx: PhaseContext) => Promise<T>): Promise<T> {
     const deadline = new AbortController();
     const timer = setTimeout(() => deadline.abort(new BackendTimeoutError(`${name} phase`, this.options.phaseTimeoutMs)), this.options.phaseTimeoutMs);
     const signal = AbortSignal.any([this.gone.signal, deadline.signal]);
     try {
       // Race so that a backend ignoring the signal still cannot hold the guest.
       return await Promise.race([
-        run({ signal }),
+        run({ signal, observe }),
         new Promise<never>((_, reject) => {
           if (signal.aborted) reject(signal.reason);
           signal.addEventListener('abort', () => reject(signal.reason), { once: true });

@@ -33,7 +33,8 @@ export const DEFAULT_PHASE_TIMEOUT_MS = 60_000;
 /**
  * The guest-facing side: a Unix socket QEMU connects to, one GuestConnection
  * per QEMU process, all served concurrently. Emits 'session' (SessionOutcome)
- * after every guest boot and 'connection' / 'disconnect' with the id.
+ * after every guest boot, 'backend-request' (BackendRequestEvent) after every
+ * server exchange, and 'connection' / 'disconnect' with the id.
  */
 export class ProxyServer extends EventEmitter {
   private readonly server: Server;
@@ -84,6 +85,17 @@ export class ProxyServer extends EventEmitter {
       await rmdir(dir).catch(() => undefined);
     }
     this.options.log.info({ path, mode: `0${(o.mode ?? 0o600).toString(8)}` }, 'listening for guests');
+  }
+
+  /**
+   * Serves on a socket that is already listening, passed as a file
+   * descriptor (systemd socket activation). The service manager owns the
+   * socket file, so close() leaves it in place.
+   */
+  async listenFd(fd: number): Promise<void> {
+    this.server.listen({ fd });
+    await once(this.server, 'listening');
+    this.options.log.info({ fd }, 'listening for guests on an inherited socket');
   }
 
   /**
@@ -142,7 +154,10 @@ export class ProxyServer extends EventEmitter {
         frameTimeoutMs: this.options.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS,
         phaseTimeoutMs: this.options.phaseTimeoutMs ?? DEFAULT_PHASE_TIMEOUT_MS,
       },
-      (o: SessionOutcome) => this.emit('session', o),
+      {
+        onOutcome: (o: SessionOutcome) => this.emit('session', o),
+        onBackendRequest: (e) => this.emit('backend-request', e),
+      },
     );
     this.connections.set(id, conn);
     log.debug({}, 'guest connected');

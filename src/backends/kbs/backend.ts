@@ -33,7 +33,7 @@ class KbsSession implements BackendSession {
   async negotiate(req: NegotiationRequest, ctx: PhaseContext): Promise<NegotiationResponse> {
     // The KBS body carries only an SNP report; other TEEs would fail later, less clearly.
     if (req.tee !== 'snp') throw new UnsupportedTeeError(req.tee, `the ${this.backendName} backend`);
-    const { challenge, cookie } = await this.client.auth(req.tee, ctx.signal);
+    const { challenge, cookie } = await this.client.auth(req.tee, ctx);
     this.cookie = cookie;
     return { challenge, params: [...KBS_NEGOTIATION_PARAMS] };
   }
@@ -41,8 +41,8 @@ class KbsSession implements BackendSession {
   async attest(req: AttestationRequest, ctx: PhaseContext): Promise<AttestationResponse> {
     const cookie = this.cookie;
     if (cookie === undefined) throw new OutOfOrderError('attestation without a KBS session (negotiation did not complete)');
-    const token = await this.client.attest(cookie, req, ctx.signal);
-    const jwe = await this.client.resource(cookie, this.resource, ctx.signal);
+    const token = await this.client.attest(cookie, req, ctx);
+    const jwe = await this.client.resource(cookie, this.resource, ctx);
     return jweToAttestationResponse(jwe, token);
   }
 

@@ -17,6 +17,7 @@ import {
   type KbsJwe,
   type Tee,
 } from '../../protocol/index.js';
+import type { PhaseContext } from '../types.js';
 
 /** Largest KBS answer we read; a JWE for a vTPM secret is a few KiB. */
 const MAX_RESPONSE_BYTES = 1024 * 1024;
@@ -88,23 +89,23 @@ export class KbsClient {
    * new server session, so replaying it is harmless, and a KBS that restarts
    * or sheds load briefly should not fail guest boots.
    */
-  async auth(tee: Tee, signal: AbortSignal): Promise<{ challenge: Uint8Array; cookie: SessionCookie }> {
+  async auth(tee: Tee, ctx: PhaseContext): Promise<{ challenge: Uint8Array; cookie: SessionCookie }> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.authOnce(tee, signal);
+        return await this.authOnce(tee, ctx);
       } catch (err) {
-        if (attempt > this.authRetries || signal.aborted || !isRetryable(err)) throw err;
+        if (attempt > this.authRetries || ctx.signal.aborted || !isRetryable(err)) throw err;
         // Full jitter: spreads a host's worth of simultaneous boots over the window.
         const delayMs = Math.round(Math.random() * this.retryBaseMs * 2 ** (attempt - 1));
         this.onRetry?.({ endpoint: 'POST /kbs/v0/auth', attempt, delayMs, error: err as Error });
-        await sleep(delayMs, signal);
+        await sleep(delayMs, ctx.signal);
       }
     }
   }
 
-  private async authOnce(tee: Tee, signal: AbortSignal): Promise<{ challenge: Uint8Array; cookie: SessionCookie }> {
+  private async authOnce(tee: Tee, ctx: PhaseContext): Promise<{ challenge: Uint8Array; cookie: SessionCookie }> {
     const endpoint = 'POST /kbs/v0/auth';
-    const a = await this.exchange(endpoint, 'kbs/v0/auth', { method: 'POST', body: serializeKbsRequest(tee) }, signal);
+    const a = await this.exchange(endpoint, 'kbs/v0/auth', { method: 'POST', body: serializeKbsRequest(tee) }, ctx);
     if (a.status !== 200) throw new BackendHttpError(endpoint, a.status, describeErrorBody(a.json));
     const challenge = wrapProtocol(endpoint, () => parseKbsChallenge(a.json));
     const cookie = cookieHeader(a.setCookie);
@@ -115,17 +116,17 @@ export class KbsClient {
   }
 
   /** POST /kbs/v0/attest: returns the attestation token. A non-200 4xx is a refusal. */
-  async attest(cookie: SessionCookie, req: AttestationRequest, signal: AbortSignal): Promise<string> {
+  async attest(cookie: SessionCookie, req: AttestationRequest, ctx: PhaseContext): Promise<string> {
     const endpoint = 'POST /kbs/v0/attest';
-    const a = await this.exchange(endpoint, 'kbs/v0/attest', { method: 'POST', body: serializeKbsAttestation(req), cookie }, signal);
+    const a = await this.exchange(endpoint, 'kbs/v0/attest', { method: 'POST', body: serializeKbsAttestation(req), cookie }, ctx);
     refuseUnless200(endpoint, a);
     return wrapProtocol(endpoint, () => parseKbsTokenResponse(a.json));
   }
 
   /** GET /kbs/v0/resource/<path>: returns the JWE that carries the secret. */
-  async resource(cookie: SessionCookie, path: string, signal: AbortSignal): Promise<KbsJwe> {
+  async resource(cookie: SessionCookie, path: string, ctx: PhaseContext): Promise<KbsJwe> {
     const endpoint = `GET /kbs/v0/resource/${path}`;
-    const a = await this.exchange(endpoint, `kbs/v0/resource/${path}`, { method: 'GET', cookie }, signal);
+    const a = await this.exchange(endpoint, `kbs/v0/resource/${path}`, { method: 'GET', cookie }, ctx);
     refuseUnless200(endpoint, a);
     return wrapProtocol(endpoint, () => parseKbsJwe(a.json));
   }
@@ -134,11 +135,31 @@ export class KbsClient {
     await this.dispatcher.close();
   }
 
+  /** One HTTP exchange, reported to `ctx.observe` whatever its outcome. */
   private async exchange(
     endpoint: string,
     path: string,
     o: { method: 'GET' | 'POST'; body?: string; cookie?: string },
+    ctx: PhaseContext,
+  ): Promise<JsonAnswer> {
+    const started = performance.now();
+    let status: number | undefined;
+    try {
+      const answer = await this.exchangeRaw(endpoint, path, o, ctx.signal, (s) => (status = s));
+      ctx.observe({ endpoint, status: answer.status, durationMs: performance.now() - started });
+      return answer;
+    } catch (err) {
+      ctx.observe({ endpoint, status, durationMs: performance.now() - started, error: isAproxyError(err) ? err.code : 'ABORTED' });
+      throw err;
+    }
+  }
+
+  private async exchangeRaw(
+    endpoint: string,
+    path: string,
+    o: { method: 'GET' | 'POST'; body?: string; cookie?: string },
     outer: AbortSignal,
+    onStatus: (status: number) => void,
   ): Promise<JsonAnswer> {
     const timeout = AbortSignal.timeout(this.timeoutMs);
     const signal = AbortSignal.any([outer, timeout]);
@@ -157,6 +178,7 @@ export class KbsClient {
     } catch (err) {
       throw transportError(endpoint, err, timeout.aborted, this.timeoutMs, outer);
     }
+    onStatus(res.statusCode);
     let text: string;
     try {
       text = await readLimited(res.body, MAX_RESPONSE_BYTES);

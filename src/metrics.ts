@@ -1,0 +1,96 @@
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { BackendRequestEvent } from './backends/types.js';
+import type { SessionOutcome } from './frontend/connection.js';
+import type { ProxyServer } from './frontend/server.js';
+import { parseListenAddress } from './metrics-address.js';
+
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+/** Prometheus metrics for one proxy, every name prefixed `aproxy_`. */
+export class ProxyMetrics {
+  readonly registry = new Registry();
+  private readonly sessions: Counter<'outcome' | 'reason'>;
+  private readonly phase: Histogram<'phase'>;
+  private readonly backendRequest: Histogram<'endpoint' | 'status'>;
+  private readonly backendErrors: Counter<'kind'>;
+  private readonly connections: Gauge;
+
+  constructor(server: ProxyServer) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'aproxy_' });
+    const registers = [this.registry];
+    this.sessions = new Counter({
+      name: 'aproxy_sessions_total',
+      help: 'Guest attestation sessions by outcome (success, failure, aborted) and reason code',
+      labelNames: ['outcome', 'reason'],
+      registers,
+    });
+    this.phase = new Histogram({
+      name: 'aproxy_phase_duration_seconds',
+      help: 'Duration of the negotiation and attestation phases as the guest sees them',
+      labelNames: ['phase'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.backendRequest = new Histogram({
+      name: 'aproxy_backend_request_duration_seconds',
+      help: 'Duration of each exchange with the attestation server, by endpoint and status',
+      labelNames: ['endpoint', 'status'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.backendErrors = new Counter({
+      name: 'aproxy_backend_errors_total',
+      help: 'Exchanges with the attestation server that produced no usable answer, by kind',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.connections = new Gauge({
+      name: 'aproxy_guest_connections',
+      help: 'Guest connections (QEMU serial links) open now',
+      registers,
+      collect: () => this.connections.set(server.connectionCount),
+    });
+    server.on('session', (o: SessionOutcome) => this.onSession(o));
+    server.on('backend-request', (e: BackendRequestEvent) => this.onBackendRequest(e));
+  }
+
+  private onSession(o: SessionOutcome): void {
+    this.sessions.inc({ outcome: o.outcome, reason: o.reason ?? 'none' });
+    if (o.negotiateMs !== undefined) this.phase.observe({ phase: 'negotiate' }, o.negotiateMs / 1000);
+    if (o.attestMs !== undefined) this.phase.observe({ phase: 'attest' }, o.attestMs / 1000);
+  }
+
+  private onBackendRequest(e: BackendRequestEvent): void {
+    // Resource paths are operator-chosen and few; keep them, but cap label size.
+    const endpoint = e.endpoint.slice(0, 80);
+    this.backendRequest.observe({ endpoint, status: String(e.status ?? e.error ?? 'none') }, e.durationMs / 1000);
+    if (e.error !== undefined) this.backendErrors.inc({ kind: e.error });
+    else if (e.status !== undefined && e.status >= 500) this.backendErrors.inc({ kind: 'HTTP_5XX' });
+  }
+
+  metrics(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
+
+/** Serves GET /metrics (text exposition format) and nothing else. */
+export async function serveMetrics(metrics: ProxyMetrics, address: string): Promise<{ server: Server; url: string }> {
+  const { host, port } = parseListenAddress(address);
+  const server = createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; metrics are at /metrics\n');
+      return;
+    }
+    metrics.metrics().then(
+      (body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body),
+      (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(String(err)),
+    );
+  });
+  server.listen(port, host);
+  await once(server, 'listening');
+  const a = server.address() as AddressInfo;
+  return { server, url: `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}/metrics` };
+}

@@ -1,0 +1,40 @@
+/**
+ * QEMU arguments that attach a guest's COM3 to the proxy socket.
+ *
+ * `-device isa-serial,index=2` places the UART at COM3 (I/O 0x3E8, IRQ 4)
+ * whatever the other serial options are, so COM1 and COM2 stay as they
+ * were. The `socket` chardev with a reconnect interval keeps trying while
+ * no proxy listens, and reconnects after a proxy restart (bytes the guest
+ * writes meanwhile are dropped).
+ */
+export interface QemuArgsOptions {
+  readonly unix: string;
+  /** Reconnect interval; QEMU before 9.2 only has whole seconds (`reconnect=`). */
+  readonly reconnectMs?: number;
+  /** Target QEMU version, `MAJOR.MINOR`; picks `reconnect-ms=` (9.2+) or `reconnect=`. */
+  readonly qemuVersion?: string;
+  readonly id?: string;
+}
+
+export function qemuVersionAtLeast(version: string, major: number, minor: number): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(version);
+  if (!m) throw new RangeError(`QEMU version must look like 9.2 or 7.2.0, got ${JSON.stringify(version)}`);
+  const [maj, min] = [Number(m[1]), Number(m[2])];
+  return maj > major || (maj === major && min >= minor);
+}
+
+/** QEMU splits option values on ','; a literal comma is written ',,'. */
+const qemuEscape = (s: string) => s.replaceAll(',', ',,');
+
+export function qemuSerialArgs(o: QemuArgsOptions): string[] {
+  const id = o.id ?? 'aproxy';
+  const ms = o.reconnectMs ?? 1000;
+  const modern = o.qemuVersion === undefined || qemuVersionAtLeast(o.qemuVersion, 9, 2);
+  const reconnect = modern ? `reconnect-ms=${ms}` : `reconnect=${Math.max(1, Math.round(ms / 1000))}`;
+  return ['-chardev', `socket,id=${id},path=${qemuEscape(o.unix)},${reconnect}`, '-device', `isa-serial,chardev=${id},index=2`];
+}
+
+/** Shell-quotes arguments for printing. */
+export function shellJoin(args: readonly string[]): string {
+  return args.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`)).join(' ');
+}
