@@ -1,0 +1,217 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { stat, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { encode as encodeCbor, Tag } from 'cbor-x';
+import { request } from 'undici';
+import { createLogger, formatLine } from '../../src/log.js';
+import { buildSyntheticReport } from '../../src/protocol/index.js';
+import { startProxy } from '../../src/proxy.js';
+import { SimulatedGuest } from '../../src/tools/guest-simulator.js';
+import { inspectToken } from '../../src/tools/inspect.js';
+import { qemuSerialArgs } from '../../src/tools/qemu-args.js';
+import { TestKbs } from '../../src/tools/test-kbs.js';
+import { APROXY_BIN, finished, runCli, spawnCli, waitForOutput } from '../support/cli.js';
+import { LogSink, startRig, tempDir } from '../support/harness.js';
+
+describe('Prometheus metrics', () => {
+  test('a scrape after real sessions shows the counters moved', async (t) => {
+    const rig = await startRig(t, { proxy: { metrics: '127.0.0.1:0' } });
+    assert.ok(rig.proxy.metricsUrl);
+    const g = await SimulatedGuest.connect(rig.unix);
+    t.after(() => g.close());
+    assert.equal((await g.boot({ measurement: rig.measurement, expectSecret: rig.secret })).ok, true);
+    assert.equal((await g.boot({ measurement: randomBytes(48) })).attested, false);
+    await rig.sessions(2);
+    const res = await request(rig.proxy.metricsUrl);
+    assert.equal(res.statusCode, 200);
+    const text = await res.body.text();
+    assert.match(text, /^aproxy_sessions_total\{outcome="success",reason="none"\} 1$/m);
+    assert.match(text, /^aproxy_sessions_total\{outcome="failure",reason="ATTESTATION_REJECTED"\} 1$/m);
+    assert.match(text, /^aproxy_backend_request_duration_seconds_count\{endpoint="POST \/kbs\/v0\/auth",status="200"\} 2$/m);
+    assert.match(text, /^aproxy_backend_request_duration_seconds_count\{endpoint="POST \/kbs\/v0\/attest",status="401"\} 1$/m);
+    assert.match(text, /^aproxy_phase_duration_seconds_count\{phase="attest"\} 2$/m);
+    assert.match(text, /^aproxy_guest_connections 1$/m);
+    assert.match(text, /^aproxy_process_cpu_user_seconds_total /m);
+    const notFound = await request(rig.proxy.metricsUrl.replace('/metrics', '/'));
+    assert.equal(notFound.statusCode, 404);
+    await notFound.body.dump();
+  });
+});
+
+describe('systemd socket activation', () => {
+  test('aproxy serves the listening socket passed as fd 3 and leaves the file to systemd', async (t) => {
+    const dir = await tempDir(t);
+    const unix = join(dir, 'activated.sock');
+    const measurement = randomBytes(48);
+    const secret = randomBytes(16);
+    const kbs = new TestKbs({ measurement, secret });
+    const url = await kbs.start();
+    t.after(() => kbs.close());
+    // What systemd does: bind and listen, put the socket at fd 3, set LISTEN_FDS and LISTEN_PID, exec the service.
+    const activator = [
+      'import os, socket, sys',
+      's = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)',
+      `s.bind(${JSON.stringify(unix)})`,
+      's.listen(16)',
+      // dup2 onto 3 unless the socket already is 3, and clear close-on-exec either way.
+      'if s.fileno() != 3: os.dup2(s.fileno(), 3)',
+      'os.set_inheritable(3, True)',
+      "os.environ['LISTEN_FDS'] = '1'",
+      "os.environ['LISTEN_PID'] = str(os.getpid())",
+      'os.execv(sys.argv[1], sys.argv[1:])',
+    ].join('\n');
+    const child = spawn('python3', ['-c', activator, process.execPath, APROXY_BIN, '--protocol', 'kbs', '--url', url, '--log-format', 'json'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const proc = Object.assign(child, { output: { stdout: '', stderr: '' } });
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (proc.output.stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (proc.output.stderr += d));
+    t.after(() => child.kill('SIGKILL'));
+    await waitForOutput(proc, /"msg":"aproxy ready"/);
+    assert.match(proc.output.stdout, /listening for guests on an inherited socket/);
+    const g = await SimulatedGuest.connect(unix);
+    const r = await g.boot({ measurement, expectSecret: secret });
+    g.close();
+    assert.equal(r.secretMatches, true);
+    child.kill('SIGTERM');
+    assert.equal((await finished(proc)).code, 0);
+    assert.ok((await stat(unix)).isSocket(), 'the socket file belongs to systemd and stays');
+  });
+});
+
+describe('configuration file', () => {
+  test('keys are the long flag names and flags override them', async (t) => {
+    const dir = await tempDir(t);
+    const kbs = new TestKbs({ measurement: randomBytes(48), secret: randomBytes(8) });
+    const url = await kbs.start();
+    t.after(() => kbs.close());
+    const config = join(dir, 'aproxy.json');
+    await writeFile(config, JSON.stringify({ protocol: 'kbs', url, unix: join(dir, 'from-file.sock'), 'log-format': 'json', 'log-level': 'debug' }));
+    const p = spawnCli(['--config', config, '--unix', join(dir, 'from-flag.sock')]);
+    t.after(() => p.kill('SIGKILL'));
+    await waitForOutput(p, /"msg":"aproxy ready"/);
+    assert.ok((await stat(join(dir, 'from-flag.sock'))).isSocket());
+    await assert.rejects(stat(join(dir, 'from-file.sock')));
+    p.kill('SIGTERM');
+    assert.equal((await finished(p)).code, 0);
+  });
+
+  test('an unknown key or a wrong type is named and exits 2', async (t) => {
+    const dir = await tempDir(t);
+    const bad = join(dir, 'bad.json');
+    await writeFile(bad, JSON.stringify({ protocol: 'kbs', url: 'http://x', unix: '/tmp/x', maxFrameBytes: 5 }));
+    const r = await runCli(['--config', bad]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /unknown key "maxFrameBytes"/);
+    await writeFile(bad, JSON.stringify({ protocol: 'kbs', url: 'http://x', unix: '/tmp/x', 'max-frame-bytes': 'big' }));
+    const r2 = await runCli(['--config', bad]);
+    assert.equal(r2.code, 2);
+    assert.match(r2.stderr, /max-frame-bytes: /);
+  });
+});
+
+describe('QEMU wiring', () => {
+  test('arguments put a reconnecting socket chardev on COM3 for new and old QEMU', () => {
+    assert.deepEqual(qemuSerialArgs({ unix: '/run/aproxy.sock' }), [
+      '-chardev',
+      'socket,id=aproxy,path=/run/aproxy.sock,reconnect-ms=1000',
+      '-device',
+      'isa-serial,chardev=aproxy,index=2',
+    ]);
+    assert.equal(qemuSerialArgs({ unix: '/a,b', qemuVersion: '7.2.0', reconnectMs: 2500 })[1], 'socket,id=aproxy,path=/a,,b,reconnect=3');
+    assert.equal(qemuSerialArgs({ unix: '/s', qemuVersion: '9.2' })[1], 'socket,id=aproxy,path=/s,reconnect-ms=1000');
+  });
+
+  test('qemu-args prints them shell-quoted', async () => {
+    const r = await runCli(['qemu-args', '--unix', '/run/a b.sock', '--qemu-version', '8.2']);
+    assert.equal(r.code, 0);
+    assert.equal(r.stdout.trim(), "-chardev 'socket,id=aproxy,path=/run/a b.sock,reconnect=1' -device isa-serial,chardev=aproxy,index=2");
+  });
+
+  test('a client that reconnects like QEMU is served again by a restarted proxy', async (t) => {
+    const dir = await tempDir(t);
+    const unix = join(dir, 'p.sock');
+    const measurement = randomBytes(48);
+    const secret = randomBytes(16);
+    const kbs = new TestKbs({ measurement, secret });
+    const url = await kbs.start();
+    t.after(() => kbs.close());
+    const log = createLogger({ level: 'silent', destination: new LogSink() });
+    const first = await startProxy({ protocol: 'kbs', url, unix, log });
+    const g1 = await SimulatedGuest.connect(unix);
+    assert.equal((await g1.boot({ measurement, expectSecret: secret })).ok, true);
+    await first.close();
+    // QEMU with reconnect-ms keeps retrying the path; emulate that loop.
+    const reconnecting = (async () => {
+      for (;;) {
+        const s = connect(unix);
+        const ok = await new Promise<boolean>((resolve) => {
+          s.once('connect', () => resolve(true));
+          s.once('error', () => resolve(false));
+        });
+        s.destroy();
+        if (ok) return;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    const second = await startProxy({ protocol: 'kbs', url, unix, log });
+    t.after(() => second.close());
+    await reconnecting;
+    const g2 = await SimulatedGuest.connect(unix);
+    t.after(() => g2.close());
+    assert.equal((await g2.boot({ measurement, expectSecret: secret })).ok, true);
+    g1.close();
+  });
+});
+
+describe('inspection commands', () => {
+  test('inspect-report prints the measurement, report data and decoded policy', async (t) => {
+    const dir = await tempDir(t);
+    const measurement = Buffer.alloc(48, 0xab);
+    const reportData = Buffer.alloc(64, 0x01);
+    const file = join(dir, 'report.bin');
+    await writeFile(file, buildSyntheticReport({ measurement, reportData, policy: 0x30000n | (1n << 19n) }));
+    const r = await runCli(['inspect-report', file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`^measurement +${measurement.toString('hex')}$`, 'm'));
+    assert.match(r.stdout, new RegExp(`^report_data +${reportData.toString('hex')}$`, 'm'));
+    assert.match(r.stdout, /policy +0xb0000 \(ABI ≥ 0\.0; SMT allowed, reserved \(must be 1\), debugging allowed\)/);
+    assert.match(r.stdout, /^vmpl +0$/m);
+    await writeFile(file, 'short');
+    const bad = await runCli(['inspect-report', file]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /expected an SEV-SNP report/);
+  });
+
+  test('inspect-token decodes a JWT and shows expiry', async () => {
+    const r = await runCli(['inspect-token', 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJzdnNtLWdvbGRlbiIsImV4cCI6MTcwMDAwMDAwMH0.c2lnbmF0dXJl']);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, /^JWT \(not verified\)/);
+    assert.match(r.stdout, /"sub": "svsm-golden"/);
+    assert.match(r.stdout, /2023-11-14T22:13:20\.000Z \(expired\)/);
+  });
+
+  test('a CWT (COSE_Sign1 in CBOR) decodes to named claims', () => {
+    const claims = new Map<number, unknown>([
+      [1, 'kbs.example'],
+      [4, 4102444800],
+    ]);
+    const cose = new Tag([encodeCbor(new Map([[1, -7]])), {}, encodeCbor(claims), Buffer.alloc(64, 7)], 18);
+    const d = inspectToken(Buffer.from(encodeCbor(cose)).toString('base64url'), Date.UTC(2026, 0, 1));
+    assert.equal(d.kind, 'CWT');
+    assert.equal((d.claims as Record<string, unknown>).iss, 'kbs.example');
+    assert.match(String((d.claims as Record<string, unknown>).exp), /2100-01-01T00:00:00\.000Z \(valid\)/);
+    assert.equal(d.signatureBytes, 64);
+  });
+});
+
+describe('log format', () => {
+  test('pretty lines are one event each with the connection and session up front', () => {
+    const line = formatLine(JSON.stringify({ level: 40, time: Date.UTC(2026, 0, 1, 12, 0, 0), pid: 1, conn: 'c3', session: 2, msg: 'session failure: x', reason: 'ATTESTATION_REJECTED', backend: ['POST /kbs/v0/auth 200 1ms'] }));
+    assert.equal(line, '12:00:00.000 WARN  c3#2 session failure: x  reason=ATTESTATION_REJECTED backend=["POST /kbs/v0/auth 200 1ms"]');
+  });
+});
