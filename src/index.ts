@@ -14,3 +14,4 @@ export {
   type GuestFleetSummary,
 } from './tools/guest-simulator.js';
 export { runDemo } from './tools/demo.js';
+export { runConformance, type ConformanceOptions, type ConformanceReport, type ConformanceCheck } from './conformance.js';
