@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { LOG_FORMATS, LOG_LEVELS } from './log.js';
-import { ConfigError } from './protocol/index.js';
+import { ConfigError } from './protocol/wire.js';
 
 const positive = z.number().int().positive();
 

@@ -1,6 +1,6 @@
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { PluginInvalidError } from '../protocol/index.js';
+import { PluginInvalidError } from '../protocol/wire.js';
 import { kbsBackend, kbsTestBackend } from './kbs/backend.js';
 import { BACKEND_API_VERSION, type BackendDefinition } from './types.js';
 

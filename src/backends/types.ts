@@ -3,7 +3,7 @@ import type {
   AttestationResponse,
   NegotiationRequest,
   NegotiationResponse,
-} from '../protocol/index.js';
+} from '../protocol/wire.js';
 
 /** The plugin contract version this build of aproxy speaks. */
 export const BACKEND_API_VERSION = 1;
@@ -77,6 +77,8 @@ export interface BackendSession {
 /** A running backend: shared resources (HTTP pools, locks) for all sessions. */
 export interface Backend {
   openSession(info: SessionInfo): BackendSession | Promise<BackendSession>;
+  /** Optional: called once the proxy listens; start slow initialisation here, not in create(). */
+  warm?(): void;
   /** Releases shared resources; called once when the proxy stops. */
   close(): Promise<void>;
 }

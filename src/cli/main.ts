@@ -3,7 +3,7 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { BUILTIN_BACKENDS } from '../backends/registry.js';
 import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../log.js';
-import { describeError, isAproxyError, DEFAULT_MAX_FRAME_BYTES, DEFAULT_RESOURCE_PATH, SNP_MEASUREMENT_BYTES } from '../protocol/index.js';
+import { describeError, isAproxyError, DEFAULT_MAX_FRAME_BYTES, DEFAULT_RESOURCE_PATH, SNP_MEASUREMENT_BYTES } from '../protocol/wire.js';
 import { DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_PHASE_TIMEOUT_MS } from '../frontend/server.js';
 import { DEFAULT_REQUEST_TIMEOUT_MS, startProxy } from '../proxy.js';
 import { loadConfigFile } from '../config.js';

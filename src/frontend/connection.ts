@@ -20,7 +20,7 @@ import {
   type AttestationResponse,
   type NegotiationRequest,
   type NegotiationResponse,
-} from '../protocol/index.js';
+} from '../protocol/wire.js';
 import type { Backend, BackendRequestEvent, BackendSession, PhaseContext } from '../backends/types.js';
 import { fingerprint } from '../fingerprint.js';
 import type { Logger } from '../log.js';
@@ -224,9 +224,16 @@ export class GuestConnection {
 
   /** Runs one backend phase under a deadline and the guest's lifetime. */
   private async phase<T>(name: string, observe: PhaseContext['observe'], run: (ctx: PhaseContext) => Promise<T>): Promise<T> {
-    const deadline = new AbortController();
-    const timer = setTimeout(() => deadline.abort(new BackendTimeoutError(`${name} phase`, this.options.phaseTimeoutMs)), this.options.phaseTimeoutMs);
-    const signal = AbortSignal.any([this.gone.signal, deadline.signal]);
+    // A plain controller per phase, linked to the connection's and cleared
+    // after: AbortSignal.any would keep every phase's signal reachable from
+    // the long-lived connection signal.
+    const abort = new AbortController();
+    const gone = this.gone.signal;
+    const onGone = () => abort.abort(gone.reason);
+    if (gone.aborted) onGone();
+    else gone.addEventListener('abort', onGone, { once: true });
+    const timer = setTimeout(() => abort.abort(new BackendTimeoutError(`${name} phase`, this.options.phaseTimeoutMs)), this.options.phaseTimeoutMs);
+    const signal = abort.signal;
     try {
       // Race so that a backend ignoring the signal still cannot hold the guest.
       return await Promise.race([
@@ -238,6 +245,7 @@ export class GuestConnection {
       ]);
     } finally {
       clearTimeout(timer);
+      gone.removeEventListener('abort', onGone);
     }
   }
 

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { FrameDecoder, FrameTimeoutError } from '../protocol/index.js';
+import { FrameDecoder, FrameTimeoutError } from '../protocol/wire.js';
 
 export interface FrameReaderOptions {
   readonly maxFrameBytes: number;

@@ -2,7 +2,7 @@ import { EventEmitter, once } from 'node:events';
 import { chmod, chown, mkdtemp, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { basename, dirname, join } from 'node:path';
-import { DEFAULT_MAX_FRAME_BYTES, SocketPathError } from '../protocol/index.js';
+import { DEFAULT_MAX_FRAME_BYTES, SocketPathError } from '../protocol/wire.js';
 import type { Backend } from '../backends/types.js';
 import type { Logger } from '../log.js';
 import { GuestConnection, type SessionOutcome } from './connection.js';

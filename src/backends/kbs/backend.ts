@@ -8,7 +8,7 @@ import {
   type AttestationResponse,
   type NegotiationRequest,
   type NegotiationResponse,
-} from '../../protocol/index.js';
+} from '../../protocol/wire.js';
 import { Mutex } from '../mutex.js';
 import {
   defineBackend,
@@ -75,6 +75,7 @@ export const kbsBackend = defineBackend({
     const resource = resourcePath(options);
     return {
       openSession: () => new KbsSession(client, resource, 'kbs'),
+      warm: () => client.warm(),
       close: () => client.close(),
     };
   },
@@ -101,6 +102,7 @@ export const kbsTestBackend = defineBackend({
     const lock = new Mutex();
     return {
       openSession: (info: SessionInfo) => new SerializedSession(new KbsSession(client, resource, 'kbs-test'), lock, info),
+      warm: () => client.warm(),
       close: () => client.close(),
     };
   },

@@ -1,4 +1,4 @@
-import { Agent, errors as undiciErrors, request, type Dispatcher } from 'undici';
+import type { Dispatcher, Pool } from 'undici';
 import {
   AttestationRejectedError,
   BackendHttpError,
@@ -16,7 +16,7 @@ import {
   type AttestationRequest,
   type KbsJwe,
   type Tee,
-} from '../../protocol/index.js';
+} from '../../protocol/wire.js';
 import type { PhaseContext } from '../types.js';
 
 /** Largest KBS answer we read; a JWE for a vTPM secret is a few KiB. */
@@ -52,7 +52,9 @@ interface JsonAnswer {
  */
 export class KbsClient {
   private readonly base: URL;
-  private readonly dispatcher: Agent;
+  private readonly basePath: string;
+  private readonly poolOptions: Pool.Options;
+  private pool: Promise<Pool> | undefined;
   private readonly timeoutMs: number;
   private readonly authRetries: number;
   private readonly retryBaseMs: number;
@@ -70,17 +72,32 @@ export class KbsClient {
     }
     if (!base.pathname.endsWith('/')) base.pathname += '/';
     this.base = base;
+    this.basePath = base.pathname;
     this.timeoutMs = options.requestTimeoutMs;
     this.authRetries = options.authRetries ?? 2;
     this.retryBaseMs = options.retryBaseMs ?? 200;
     this.onRetry = options.onRetry;
-    this.dispatcher = new Agent({
+    this.poolOptions = {
       connections: options.connections ?? 128,
       keepAliveTimeout: 30_000,
       headersTimeout: options.requestTimeoutMs,
       bodyTimeout: options.requestTimeoutMs,
       connect: options.caCert === undefined ? {} : { ca: options.caCert },
-    });
+    };
+  }
+
+  /**
+   * Loads undici and creates the pool for the KBS origin. Done on first use
+   * (or by warm() once the proxy listens) because loading undici takes
+   * longer than everything else the proxy does before it can accept guests.
+   */
+  private http(): Promise<Pool> {
+    this.pool ??= import('undici').then((u) => new u.Pool(this.base.origin, this.poolOptions));
+    return this.pool;
+  }
+
+  warm(): void {
+    void this.http();
   }
 
   /**
@@ -132,7 +149,7 @@ export class KbsClient {
   }
 
   async close(): Promise<void> {
-    await this.dispatcher.close();
+    if (this.pool !== undefined) await (await this.pool).close();
   }
 
   /** One HTTP exchange, reported to `ctx.observe` whatever its outcome. */
@@ -161,31 +178,45 @@ export class KbsClient {
     outer: AbortSignal,
     onStatus: (status: number) => void,
   ): Promise<JsonAnswer> {
-    const timeout = AbortSignal.timeout(this.timeoutMs);
-    const signal = AbortSignal.any([outer, timeout]);
+    // One controller per exchange, tied to the session's signal and a timer
+    // that is cleared when the exchange ends (AbortSignal.timeout would keep
+    // a timer and a signal alive for the full timeout after every request).
+    const abort = new AbortController();
+    const onOuter = () => abort.abort(outer.reason);
+    if (outer.aborted) onOuter();
+    else outer.addEventListener('abort', onOuter, { once: true });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      abort.abort(new BackendTimeoutError(endpoint, this.timeoutMs));
+    }, this.timeoutMs);
     const headers: Record<string, string> = { accept: 'application/json' };
     if (o.body !== undefined) headers['content-type'] = 'application/json';
     if (o.cookie !== undefined) headers.cookie = o.cookie;
-    let res: Dispatcher.ResponseData;
     try {
-      res = await request(new URL(path, this.base), {
-        method: o.method,
-        headers,
-        body: o.body,
-        dispatcher: this.dispatcher,
-        signal,
-      });
-    } catch (err) {
-      throw transportError(endpoint, err, timeout.aborted, this.timeoutMs, outer);
+      const pool = await this.http();
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await pool.request({ path: this.basePath + path, method: o.method, headers, body: o.body, signal: abort.signal });
+      } catch (err) {
+        throw transportError(endpoint, err, timedOut, this.timeoutMs, outer);
+      }
+      onStatus(res.statusCode);
+      let text: string;
+      try {
+        text = await readLimited(res.body, MAX_RESPONSE_BYTES);
+      } catch (err) {
+        res.body.destroy();
+        throw transportError(endpoint, err, timedOut, this.timeoutMs, outer);
+      }
+      return this.interpret(endpoint, res, text);
+    } finally {
+      clearTimeout(timer);
+      outer.removeEventListener('abort', onOuter);
     }
-    onStatus(res.statusCode);
-    let text: string;
-    try {
-      text = await readLimited(res.body, MAX_RESPONSE_BYTES);
-    } catch (err) {
-      res.body.destroy();
-      throw transportError(endpoint, err, timeout.aborted, this.timeoutMs, outer);
-    }
+  }
+
+  private interpret(endpoint: string, res: Dispatcher.ResponseData, text: string): JsonAnswer {
     const raw = res.headers['set-cookie'];
     const setCookie = raw === undefined ? [] : Array.isArray(raw) ? raw : [raw];
     let json: unknown;
@@ -221,19 +252,27 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-async function readLimited(body: AsyncIterable<Buffer>, limit: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of body) {
-    total += chunk.length;
-    if (total > limit) throw new RangeError(`answer larger than ${limit} bytes`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, total).toString('utf8');
+function readLimited(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    body.on('data', (chunk: Buffer) => {
+      total += chunk.length;
+      if (total > limit) {
+        body.destroy();
+        reject(new RangeError(`answer larger than ${limit} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    body.once('end', () => resolve(chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks, total).toString('utf8')));
+    body.once('error', reject);
+  });
 }
 
 function transportError(endpoint: string, err: unknown, timedOut: boolean, timeoutMs: number, outer: AbortSignal): Error {
-  if (timedOut || err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError) {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (timedOut || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
     return new BackendTimeoutError(endpoint, timeoutMs);
   }
   if (outer.aborted) return outer.reason instanceof Error ? outer.reason : new Error(String(outer.reason));
