@@ -15,7 +15,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -54,15 +54,21 @@ const N = Number(values.sessions);
 const SWEEP = (values.sweep ?? '').split(',').map(Number);
 const IDLE = Number(values.idle);
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'aproxy');
-const CLK_TCK = 100; // Linux USER_HZ
 
 const measurement = randomBytes(48);
 const secret = randomBytes(32);
 
 // ---------- processes ----------
 
+const children = new Set<ChildProcess>();
+// Whatever happens to the driver, the KBS and the proxy go with it.
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
 function spawnAproxy(args: string[]): ChildProcess & { out: string } {
   const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.add(child);
   const c = Object.assign(child, { out: '' });
   child.stdout?.setEncoding('utf8').on('data', (d: string) => (c.out += d));
   return c;
@@ -76,20 +82,18 @@ async function waitFor(child: ChildProcess & { out: string }, re: RegExp): Promi
   }
 }
 
-async function procStats(pid: number): Promise<{ cpuMs: number; rssMiB: number }> {
-  const stat = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];
-  const cpuTicks = Number(stat[11]) + Number(stat[12]); // utime, stime
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  return { cpuMs: (cpuTicks * 1000) / CLK_TCK, rssMiB: rssKiB / 1024 };
+/** The proxy's own CPU time and RSS, as its metrics endpoint reports them. */
+async function procStats(): Promise<{ cpuMs: number; rssMiB: number }> {
+  const m = await scrape(metricsUrl);
+  return { cpuMs: (m.aproxy_process_cpu_seconds_total ?? 0) * 1000, rssMiB: (m.aproxy_process_resident_memory_bytes ?? 0) / 2 ** 20 };
 }
 
 async function scrape(url: string): Promise<Record<string, number>> {
-  const res = await request(url);
+  const res = await request(url, { reset: true }); // no keep-alive: the scrape must not count as a handle
   const text = await res.body.text();
   const out: Record<string, number> = {};
   for (const line of text.split('\n')) {
-    const m = /^(aproxy_nodejs_active_(?:handles|resources)_total|aproxy_sessions_total\{[^}]*\}|aproxy_guest_connections) (\S+)$/.exec(line);
+    const m = /^(aproxy_nodejs_active_(?:handles|resources)_total|aproxy_sessions_total\{[^}]*\}|aproxy_guest_connections|aproxy_process_cpu_seconds_total|aproxy_process_resident_memory_bytes) (\S+)$/.exec(line);
     if (m?.[1] && m[2]) out[m[1]] = Number(m[2]);
   }
   return out;
@@ -109,9 +113,22 @@ function evidenceFor(key: P521KeyPair, challenge: Uint8Array, params: typeof KBS
 }
 
 /** One guest link doing sessions back to back, like SVSM (minus its crypto, done outside the clock). */
+/** Connects like QEMU at VM start, retrying while the accept queue is full. */
+async function connectGuest(path: string): Promise<Socket> {
+  for (let attempt = 0; ; attempt++) {
+    const s = connect(path);
+    const err = await new Promise<Error | undefined>((resolve) => {
+      s.once('connect', () => resolve(undefined));
+      s.once('error', resolve);
+    });
+    if (err === undefined) return s;
+    if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' || attempt > 100) throw err;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 async function proxiedWorker(path: string, keys: P521KeyPair[], take: () => number | undefined, done: Done[]): Promise<void> {
-  const s = connect(path);
-  await once(s, 'connect');
+  const s = await connectGuest(path);
   const reader = new FrameReader(s, { maxFrameBytes: 1 << 20, frameTimeoutMs: 60_000 });
   const negotiation = encodeFrame(serializeNegotiationRequest({ version: [0, 1, 0], tee: 'snp' }));
   for (let i = take(); i !== undefined; i = take()) {
@@ -200,7 +217,7 @@ const tProxy = performance.now();
 const proxy = spawnAproxy(['--protocol', 'kbs', '--url', kbsUrl, '--unix', unix, '--log-format', 'json', '--log-level', 'info', '--metrics', '127.0.0.1:0', '--phase-timeout-ms', '120000']);
 await waitForListening(unix);
 const startMs = performance.now() - tProxy;
-const metricsUrl = await metricsUrlOf(proxy.pid ?? 0);
+const metricsUrl = await metricsUrlOf();
 
 console.log(`aproxy benchmark: ${N} sessions per run, sweep ${SWEEP.join(', ')}, ${process.arch}, node ${process.version}, 2 cores shared by KBS, proxy and driver`);
 const keys = Array.from({ length: N }, () => generateP521KeyPair());
@@ -213,9 +230,9 @@ const handlesBefore = await scrape(metricsUrl);
 
 const rows: Array<Record<string, number>> = [];
 for (const c of SWEEP) {
-  const cpu0 = await procStats(proxy.pid ?? 0);
+  const cpu0 = await procStats();
   const proxied = await run(c, (take, done) => proxiedWorker(unix, keys, take, done));
-  const cpu1 = await procStats(proxy.pid ?? 0);
+  const cpu1 = await procStats();
   const direct = await run(c, (take, done) => directWorker(client, keys, take, done));
   rows.push({
     c,
@@ -234,19 +251,18 @@ for (const c of SWEEP) {
     errors: proxied.errors + direct.errors,
   });
 }
-while ((await scrape(metricsUrl)).aproxy_guest_connections ?? 0 > 0) await new Promise((r) => setTimeout(r, 20));
+while (((await scrape(metricsUrl)).aproxy_guest_connections ?? 0) > 0) await new Promise((r) => setTimeout(r, 20));
 const handlesAfter = await scrape(metricsUrl);
 
 // Idle links: RSS of an idle proxy, then with IDLE connections held open.
-const idleBase = await procStats(proxy.pid ?? 0);
+const idleBase = await procStats();
 const idleSockets: Socket[] = [];
 for (let i = 0; i < IDLE; i += 250) {
-  const batch = Array.from({ length: Math.min(250, IDLE - i) }, () => connect(unix));
-  await Promise.all(batch.map((s) => once(s, 'connect')));
+  const batch = await Promise.all(Array.from({ length: Math.min(250, IDLE - i) }, () => connectGuest(unix)));
   idleSockets.push(...batch);
 }
 while (((await scrape(metricsUrl)).aproxy_guest_connections ?? 0) < IDLE) await new Promise((r) => setTimeout(r, 20));
-const idleFull = await procStats(proxy.pid ?? 0);
+const idleFull = await procStats();
 for (const s of idleSockets) s.destroy();
 
 const decode1 = decodeThroughput(1);
@@ -300,7 +316,6 @@ async function waitForListening(path: string): Promise<void> {
   }
 }
 
-async function metricsUrlOf(pid: number): Promise<string> {
-  void pid;
+async function metricsUrlOf(): Promise<string> {
   return (await waitFor(proxy, /"url":"(http:\/\/127\.0\.0\.1:\d+\/metrics)"/))[1] ?? '';
 }

@@ -3,7 +3,7 @@ import { resolveBackend } from './backends/registry.js';
 import type { Backend, BackendDefinition } from './backends/types.js';
 import { ProxyServer } from './frontend/server.js';
 import type { Logger } from './log.js';
-import { DEFAULT_RESOURCE_PATH } from './protocol/wire.js';
+import { DEFAULT_RESOURCE_PATH } from './protocol/constants.js';
 
 export interface ProxyConfig {
   /** Built-in backend name, a module path, or an already loaded definition. */
@@ -77,7 +77,11 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     throw err;
   }
   log.info({ backend: definition.name, url: redactUrl(config.url) }, 'aproxy ready');
-  setImmediate(() => backend.warm?.());
+  // Load what the first guest will need (schemas, HTTP client) now that the socket is up.
+  setImmediate(() => {
+    server.warm();
+    backend.warm?.();
+  });
   let closing: Promise<void> | undefined;
   return {
     server,

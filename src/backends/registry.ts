@@ -1,14 +1,18 @@
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { PluginInvalidError } from '../protocol/wire.js';
-import { kbsBackend, kbsTestBackend } from './kbs/backend.js';
+import { PluginInvalidError } from '../protocol/errors.js';
 import { BACKEND_API_VERSION, type BackendDefinition } from './types.js';
 
-/** Built-in backends by `--protocol` name. Adding one edits only this table. */
-export const BUILTIN_BACKENDS: Readonly<Record<string, BackendDefinition>> = Object.freeze({
-  [kbsBackend.name]: kbsBackend,
-  [kbsTestBackend.name]: kbsTestBackend,
+/**
+ * Built-in backends by `--protocol` name, loaded on demand (a backend pulls
+ * in its HTTP client and schemas). Adding one edits only this table.
+ */
+const BUILTIN_LOADERS: Readonly<Record<string, () => Promise<BackendDefinition>>> = Object.freeze({
+  kbs: async () => (await import('./kbs/backend.js')).kbsBackend,
+  'kbs-test': async () => (await import('./kbs/backend.js')).kbsTestBackend,
 });
+
+export const BUILTIN_BACKEND_NAMES: readonly string[] = Object.freeze(Object.keys(BUILTIN_LOADERS));
 
 /** True when `--protocol` names a module path rather than a built-in. */
 export function isPluginSpecifier(spec: string): boolean {
@@ -31,10 +35,10 @@ export function assertBackendDefinition(value: unknown, specifier: string): Back
 
 /** Resolves `--protocol`: a built-in name, or a path to an ES module exporting a backend. */
 export async function resolveBackend(spec: string, cwd = process.cwd()): Promise<BackendDefinition> {
-  const builtin = BUILTIN_BACKENDS[spec];
-  if (builtin) return builtin;
+  const builtin = BUILTIN_LOADERS[spec];
+  if (builtin) return builtin();
   if (!isPluginSpecifier(spec)) {
-    throw new PluginInvalidError(spec, `is neither a built-in backend (${Object.keys(BUILTIN_BACKENDS).join(', ')}) nor a module path (use ./name.js)`);
+    throw new PluginInvalidError(spec, `is neither a built-in backend (${BUILTIN_BACKEND_NAMES.join(', ')}) nor a module path (use ./name.js)`);
   }
   let mod: Record<string, unknown>;
   try {

@@ -1,12 +1,15 @@
 import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { BUILTIN_BACKENDS } from '../backends/registry.js';
+import { BUILTIN_BACKEND_NAMES } from '../backends/registry.js';
 import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../log.js';
-import { describeError, isAproxyError, DEFAULT_MAX_FRAME_BYTES, DEFAULT_RESOURCE_PATH, SNP_MEASUREMENT_BYTES } from '../protocol/wire.js';
+// Only modules without schemas here: zod and the rest load after the socket listens.
+import { describeError, isAproxyError } from '../protocol/errors.js';
+import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/framing.js';
+import { DEFAULT_RESOURCE_PATH } from '../protocol/constants.js';
+import { SNP_MEASUREMENT_BYTES } from '../protocol/snp-report.js';
 import { DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_PHASE_TIMEOUT_MS } from '../frontend/server.js';
 import { DEFAULT_REQUEST_TIMEOUT_MS, startProxy } from '../proxy.js';
-import { loadConfigFile } from '../config.js';
 import { parseListenAddress } from '../metrics-address.js';
 import { socketActivationFd } from '../systemd.js';
 
@@ -32,7 +35,7 @@ function parseMode(v: string): number {
   return parseInt(v, 8);
 }
 
-const protocolHelp = `attestation server protocol: ${Object.keys(BUILTIN_BACKENDS).join(', ')}, or a path to an ES module exporting a backend (./plugin.js)`;
+const protocolHelp = `attestation server protocol: ${BUILTIN_BACKEND_NAMES.join(', ')}, or a path to an ES module exporting a backend (./plugin.js)`;
 
 function serveOptions(y: Argv) {
   return y
@@ -52,7 +55,10 @@ function serveOptions(y: Argv) {
     .option('shutdown-grace-ms', { type: 'number', default: 10_000, describe: 'on SIGINT/SIGTERM, how long sessions in flight may finish' })
     .option('ca-cert', { type: 'string', describe: 'PEM file of CA certificates to trust for an https:// --url (verification is always on)' })
     .option('metrics', { type: 'string', describe: 'serve Prometheus metrics at http://ADDR:PORT/metrics (off by default)' })
-    .config('config', 'JSON file whose keys are these long flag names; flags given here override it', (path: string) => loadConfigFile(path));
+    .config('config', 'JSON file whose keys are these long flag names; flags given here override it', (path: string) => {
+      if (loadConfigFile === undefined) throw new Error('configuration loader not ready');
+      return loadConfigFile(path);
+    });
 }
 
 async function serve(argv: Awaited<ReturnType<typeof serveOptions>['argv']>): Promise<void> {
@@ -153,7 +159,11 @@ function readCa(path: string): string {
   }
 }
 
+/** Set before parsing when --config is present (it validates with zod, which the rest of start-up does not need). */
+let loadConfigFile: ((path: string) => Record<string, unknown>) | undefined;
+
 export async function main(args: string[] = hideBin(process.argv)): Promise<void> {
+  if (args.some((a) => a === '--config' || a.startsWith('--config='))) loadConfigFile = (await import('../config.js')).loadConfigFile;
   const cli = yargs(args)
     .scriptName('aproxy')
     .usage('$0 --protocol kbs --url URL --unix PATH [--force]\n\nAttestation proxy between COCONUT-SVSM guests (serial COM3 over a Unix socket) and an attestation server.')

@@ -131,7 +131,9 @@ export class GuestConnection {
     const finish = (o: Omit<SessionOutcome, 'connectionId' | 'session' | 'totalMs'>) => {
       const outcome: SessionOutcome = { ...base, ...o, totalMs: round(performance.now() - started), backend: requests };
       const level = o.outcome === 'success' ? 'info' : 'warn';
-      log[level](outcome, `session ${o.outcome}${o.detail ? `: ${o.detail}` : ''}`);
+      // conn and session are already bound to this logger.
+      const { connectionId: _conn, session: _session, ...fields } = outcome;
+      log[level](fields, `session ${o.outcome}${o.detail ? `: ${o.detail}` : ''}`);
       this.events.onOutcome(outcome);
     };
     const observe = (e: BackendRequestEvent) => {

@@ -29,6 +29,7 @@ export class FrameReader {
     socket.on('end', () => this.onEnd());
     socket.on('close', () => this.onEnd());
     socket.on('error', (err) => this.fail(err));
+    if (socket.destroyed) this.onEnd();
   }
 
   /** Bytes of an unfinished frame held right now. */

@@ -2,10 +2,11 @@ import { EventEmitter, once } from 'node:events';
 import { chmod, chown, mkdtemp, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { basename, dirname, join } from 'node:path';
-import { DEFAULT_MAX_FRAME_BYTES, SocketPathError } from '../protocol/wire.js';
+import { SocketPathError } from '../protocol/errors.js';
+import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/framing.js';
 import type { Backend } from '../backends/types.js';
 import type { Logger } from '../log.js';
-import { GuestConnection, type SessionOutcome } from './connection.js';
+import type { GuestConnection, SessionOutcome } from './connection.js';
 import { prepareSocketPath } from './socket-path.js';
 
 export interface ProxyServerOptions {
@@ -44,11 +45,21 @@ export class ProxyServer extends EventEmitter {
   private socketPath: string | undefined;
   private socketIno: number | undefined;
   private closing: Promise<void> | undefined;
+  private connectionModule: Promise<typeof import('./connection.js')> | undefined;
 
   constructor(private readonly options: ProxyServerOptions) {
     super();
     this.server = createServer({ allowHalfOpen: false, pauseOnConnect: false }, (s) => this.accept(s));
     this.server.on('error', (err) => options.log.error({ err: { message: err.message } }, `listener error: ${err.message}`));
+  }
+
+  /**
+   * Loads the session code (message schemas and their validator). It is not
+   * needed to bind the socket, so it loads after, or with the first guest.
+   */
+  warm(): Promise<typeof import('./connection.js')> {
+    this.connectionModule ??= import('./connection.js');
+    return this.connectionModule;
   }
 
   get connectionCount(): number {
@@ -71,7 +82,9 @@ export class ProxyServer extends EventEmitter {
     });
     const tmp = join(dir, 's');
     try {
-      this.server.listen(tmp);
+      // A host that boots hundreds of VMs at once connects them all at once:
+      // ask for a deep accept queue (the kernel caps it at net.core.somaxconn).
+      this.server.listen({ path: tmp, backlog: 4096 });
       await once(this.server, 'listening');
       await chmod(tmp, o.mode ?? 0o600);
       if (o.gid !== undefined) await chown(tmp, -1, o.gid);
@@ -143,6 +156,16 @@ export class ProxyServer extends EventEmitter {
       return;
     }
     const id = `c${this.nextId++}`;
+    // Until the session code is loaded (first guest only) the socket's bytes wait in its buffer.
+    const run = this.warm().then(({ GuestConnection }) => this.serve(GuestConnection, id, socket));
+    this.running.add(run);
+    void run.finally(() => this.running.delete(run));
+  }
+
+  private async serve(GuestConnection: typeof import('./connection.js').GuestConnection, id: string, socket: Socket): Promise<void> {
+    // The guest may have come and gone while the session code was loading:
+    // its 'close' has fired already and nothing would ever end the connection.
+    if (socket.destroyed) return;
     const log = this.options.log.child({ conn: id });
     const conn = new GuestConnection(
       id,
@@ -162,12 +185,12 @@ export class ProxyServer extends EventEmitter {
     this.connections.set(id, conn);
     log.debug({}, 'guest connected');
     this.emit('connection', id);
-    const run = conn.run().finally(() => {
+    try {
+      await conn.run();
+    } finally {
       this.connections.delete(id);
-      this.running.delete(run);
       log.debug({}, 'guest disconnected');
       this.emit('disconnect', id);
-    });
-    this.running.add(run);
+    }
   }
 }

@@ -1,6 +1,6 @@
 import { connect } from 'node:net';
 import { lstat, unlink } from 'node:fs/promises';
-import { SocketInUseError, SocketPathError } from '../protocol/wire.js';
+import { SocketInUseError, SocketPathError } from '../protocol/errors.js';
 
 /** Longest Unix socket path Linux accepts (sun_path is 108 bytes with the NUL). */
 export const MAX_SOCKET_PATH_BYTES = 107;

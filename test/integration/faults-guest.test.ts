@@ -10,7 +10,13 @@ import {
   reportDataDigest,
 } from '../../src/protocol/index.js';
 import { SimulatedGuest } from '../../src/tools/guest-simulator.js';
-import { startRig, type Rig } from '../support/harness.js';
+import { startRig, tempDir, type Rig } from '../support/harness.js';
+import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { spawnCli, waitForOutput } from '../support/cli.js';
+import { TestKbs } from '../../src/tools/test-kbs.js';
 import { RawGuest } from '../support/raw-guest.js';
 import { vectorText } from '../support/vectors.js';
 
@@ -174,5 +180,36 @@ describe('framing abuse and slow or vanished peers', () => {
     assert.equal(o?.reason, 'GUEST_GONE');
     // kbs-test serializes sessions: this only succeeds if the vanished one released its turn.
     await assertGoodGuestSucceeds(rig, t);
+  });
+});
+
+describe('connections before the session code has loaded', () => {
+  test('a guest that connects and leaves at once, in a fresh proxy process, is not counted forever', async (t) => {
+    const dir = await tempDir(t);
+    const unix = join(dir, 'early.sock');
+    const kbs = new TestKbs({ measurement: randomBytes(48), secret: randomBytes(8) });
+    const url = await kbs.start();
+    t.after(() => kbs.close());
+    const proxy = spawnCli(['--protocol', 'kbs', '--url', url, '--unix', unix, '--metrics', '127.0.0.1:0', '--log-format', 'json', '--log-level', 'debug']);
+    t.after(() => proxy.kill('SIGKILL'));
+    // Like a start-up probe: connect the moment the socket exists, and leave.
+    for (;;) {
+      const s = connect(unix);
+      const ok = await new Promise<boolean>((resolve) => {
+        s.once('connect', () => resolve(true));
+        s.once('error', () => resolve(false));
+      });
+      s.destroy();
+      if (ok) break;
+      await new Promise((r) => setImmediate(r));
+    }
+    const metrics = (await waitForOutput(proxy, /http:\/\/127\.0\.0\.1:\d+\/metrics/)).trim();
+    const g = await RawGuest.connect(unix);
+    g.send('{"version":[0,1,0],"tee":"snp"}');
+    assert.ok(await g.next());
+    g.destroy();
+    await waitForOutput(proxy, /"conn":"c2".*"msg":"guest disconnected"/);
+    const text = await (await request(metrics)).body.text();
+    assert.match(text, /^aproxy_guest_connections 0$/m);
   });
 });
