@@ -1,0 +1,112 @@
+/**
+ * Runs a tiny Linux VM under QEMU (TCG) whose COM1 and COM3 are relayed to
+ * each other inside the guest, so that a simulated SVSM on COM1 reaches
+ * aproxy on COM3 through QEMU's real 16550 UART emulation and socket chardev.
+ * Used by test/qemu; parameterised by paths; stop() ends what start() began.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, readdirSync, watch } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface QemuKit {
+  readonly qemu: string;
+  readonly version: string;
+  readonly kernel: string;
+  readonly busybox: string;
+}
+
+const BUILD_INITRAMFS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'scripts', 'qemu', 'build-initramfs.sh');
+
+/** Finds QEMU, a kernel and a static busybox, or says what is missing. */
+export function findQemuKit(): QemuKit | { missing: string } {
+  const qemu = ['/usr/bin/qemu-system-x86_64', '/usr/local/bin/qemu-system-x86_64'].find((p) => existsSync(p));
+  if (qemu === undefined) return { missing: 'qemu-system-x86_64 not installed (apt-get install qemu-system-x86)' };
+  const kernels = existsSync('/boot') ? readdirSync('/boot').filter((f) => f.startsWith('vmlinuz-')).sort() : [];
+  const kernel = process.env.APROXY_QEMU_KERNEL ?? (kernels.length > 0 ? join('/boot', kernels[kernels.length - 1] as string) : undefined);
+  if (kernel === undefined || !existsSync(kernel)) return { missing: 'no kernel in /boot (apt-get install linux-image-amd64) and APROXY_QEMU_KERNEL unset' };
+  const busybox = '/bin/busybox';
+  const file = spawnSync('file', ['-L', busybox], { encoding: 'utf8' });
+  if (!existsSync(busybox) || (file.status === 0 && !/statically linked/.test(file.stdout))) {
+    return { missing: 'no static busybox (apt-get install busybox-static)' };
+  }
+  if (spawnSync('sh', ['-c', 'command -v cpio'], { encoding: 'utf8' }).status !== 0) return { missing: 'cpio not installed (apt-get install cpio)' };
+  const v = spawnSync(qemu, ['--version'], { encoding: 'utf8' });
+  const version = /version (\d+\.\d+(?:\.\d+)?)/.exec(v.stdout)?.[1] ?? '0.0';
+  return { qemu, version, kernel, busybox };
+}
+
+export function buildInitramfs(out: string, busybox: string): void {
+  const r = spawnSync('sh', [BUILD_INITRAMFS, out, busybox], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`building the initramfs failed: ${r.stderr}`);
+}
+
+export interface VmOptions {
+  readonly kit: QemuKit;
+  readonly initrd: string;
+  /** Directory for the COM1 socket and the COM2 console log. */
+  readonly workDir: string;
+  /** QEMU arguments that define COM3 (after COM1 and COM2). */
+  readonly com3: string[];
+}
+
+export class QemuVm {
+  readonly com1: string;
+  readonly consoleLog: string;
+  private child: ChildProcess | undefined;
+  private stderr = '';
+
+  constructor(private readonly o: VmOptions) {
+    this.com1 = join(o.workDir, 'com1.sock');
+    this.consoleLog = join(o.workDir, 'com2.log');
+  }
+
+  /** Starts QEMU and resolves once the guest's relay is running. */
+  async start(): Promise<void> {
+    const args = [
+      '-nodefaults', '-display', 'none', '-no-reboot', '-accel', 'tcg', '-m', '256',
+      '-kernel', this.o.kit.kernel, '-initrd', this.o.initrd,
+      '-append', 'console=ttyS1 quiet panic=-1',
+      '-serial', `unix:${this.com1},server=on,wait=off`,
+      '-serial', `file:${this.consoleLog}`,
+      ...this.o.com3,
+    ];
+    const child = spawn(this.o.kit.qemu, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.child = child;
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
+    const exited = once(child, 'exit').then(([code]) => {
+      throw new Error(`QEMU exited (${String(code)}) before the guest was ready: ${this.stderr.trim()}`);
+    });
+    await Promise.race([waitForText(this.consoleLog, 'APROXY-RELAY-READY'), exited]);
+    exited.catch(() => undefined);
+  }
+
+  get running(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (child === undefined || !this.running) return;
+    const exit = once(child, 'exit');
+    child.kill('SIGTERM');
+    await exit;
+  }
+}
+
+/** Resolves when `path` contains `text`; watches the file instead of polling. */
+export async function waitForText(path: string, text: string): Promise<void> {
+  const dir = dirname(path);
+  const watcher = watch(dir);
+  try {
+    for (;;) {
+      const content = await readFile(path, 'utf8').catch(() => '');
+      if (content.includes(text)) return;
+      await once(watcher, 'change');
+    }
+  } finally {
+    watcher.close();
+  }
+}
