@@ -61,18 +61,19 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   let metricsServer: Server | undefined;
   let metricsUrl: string | undefined;
   try {
+    if (config.listenFd !== undefined) await server.listenFd(config.listenFd);
+    else await server.listen(config.unix, { force: config.force, mode: config.socketMode, gid: config.socketGid });
     if (config.metrics !== undefined) {
-      // Loaded only when asked for: most hosts never scrape, and start-up time counts.
+      // After the guest socket: guests should not wait for the metrics library to load.
       const { ProxyMetrics, serveMetrics } = await import('./metrics.js');
       const served = await serveMetrics(new ProxyMetrics(server), config.metrics);
       metricsServer = served.server;
       metricsUrl = served.url;
       log.info({ url: metricsUrl }, 'serving metrics');
     }
-    if (config.listenFd !== undefined) await server.listenFd(config.listenFd);
-    else await server.listen(config.unix, { force: config.force, mode: config.socketMode, gid: config.socketGid });
   } catch (err) {
     metricsServer?.close();
+    await server.close();
     await backend.close();
     throw err;
   }

@@ -12,12 +12,11 @@ import {
 import { SimulatedGuest } from '../../src/tools/guest-simulator.js';
 import { startRig, tempDir, type Rig } from '../support/harness.js';
 import { randomBytes } from 'node:crypto';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { spawnCli, waitForOutput } from '../support/cli.js';
 import { TestKbs } from '../../src/tools/test-kbs.js';
-import { RawGuest } from '../support/raw-guest.js';
+import { RawGuest, tryConnect } from '../support/raw-guest.js';
 import { vectorText } from '../support/vectors.js';
 
 const NEGOTIATE = '{"version":[0,1,0],"tee":"snp"}';
@@ -193,16 +192,7 @@ describe('connections before the session code has loaded', () => {
     const proxy = spawnCli(['--protocol', 'kbs', '--url', url, '--unix', unix, '--metrics', '127.0.0.1:0', '--log-format', 'json', '--log-level', 'debug']);
     t.after(() => proxy.kill('SIGKILL'));
     // Like a start-up probe: connect the moment the socket exists, and leave.
-    for (;;) {
-      const s = connect(unix);
-      const ok = await new Promise<boolean>((resolve) => {
-        s.once('connect', () => resolve(true));
-        s.once('error', () => resolve(false));
-      });
-      s.destroy();
-      if (ok) break;
-      await new Promise((r) => setImmediate(r));
-    }
+    while (!(await tryConnect(unix))) await new Promise((r) => setImmediate(r));
     const metrics = (await waitForOutput(proxy, /http:\/\/127\.0\.0\.1:\d+\/metrics/)).trim();
     const g = await RawGuest.connect(unix);
     g.send('{"version":[0,1,0],"tee":"snp"}');

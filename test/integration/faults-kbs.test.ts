@@ -3,20 +3,9 @@ import { once } from 'node:events';
 import { describe, test, type TestContext } from 'node:test';
 import { SimulatedGuest } from '../../src/tools/guest-simulator.js';
 import { FaultyKbs, type Endpoint, type Fault } from '../support/faulty-kbs.js';
-import { startRig, type Rig } from '../support/harness.js';
+import { startFaultyRig, startRig, type Rig } from '../support/harness.js';
 
-async function faultyRig(t: TestContext, proxy: Record<string, unknown> = {}): Promise<{ rig: Rig; kbs: FaultyKbs }> {
-  let faulty: FaultyKbs | undefined;
-  const rig = await startRig(t, {
-    front: async (url) => {
-      faulty = new FaultyKbs(url);
-      t.after(() => faulty?.close());
-      return faulty.start();
-    },
-    proxy: { requestTimeoutMs: 400, phaseTimeoutMs: 3000, ...proxy },
-  });
-  return { rig, kbs: faulty as FaultyKbs };
-}
+const faultyRig = (t: TestContext) => startFaultyRig(t, { proxy: { requestTimeoutMs: 400, phaseTimeoutMs: 3000 } });
 
 async function bootOnce(rig: Rig, t: TestContext, measurement = rig.measurement) {
   const g = await SimulatedGuest.connect(rig.unix);
@@ -52,7 +41,7 @@ const cases: Array<{ name: string; endpoint: Endpoint; fault: Fault; reason: str
 describe('a misbehaving KBS costs only the affected guest', () => {
   for (const c of cases) {
     test(`${c.name}: ${c.endpoint === 'auth' ? 'connection closed' : 'success:false'}, logged as ${c.reason}`, async (t) => {
-      const { rig, kbs } = await faultyRig(t, { proxy: {} });
+      const { rig, kbs } = await faultyRig(t);
       kbs.inject(c.endpoint, c.fault);
       const r = await bootOnce(rig, t);
       assert.equal(r.ok, false);
@@ -100,16 +89,7 @@ describe('a misbehaving KBS costs only the affected guest', () => {
   });
 
   test('a guest that vanishes while the KBS is slow aborts the request and frees the kbs-test queue', async (t) => {
-    let faulty: FaultyKbs | undefined;
-    const rig = await startRig(t, {
-      protocol: 'kbs-test',
-      front: async (url) => {
-        faulty = new FaultyKbs(url);
-        t.after(() => faulty?.close());
-        return faulty.start();
-      },
-    });
-    const kbs = faulty as FaultyKbs;
+    const { rig, kbs } = await startFaultyRig(t, { protocol: 'kbs-test' });
     kbs.inject('attest', { kind: 'hang' });
     const g = await SimulatedGuest.connect(rig.unix);
     const inAttest = new Promise<void>((resolve) => {

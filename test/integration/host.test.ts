@@ -8,7 +8,7 @@ import { SimulatedGuest } from '../../src/tools/guest-simulator.js';
 import { TestKbs } from '../../src/tools/test-kbs.js';
 import { FaultyKbs } from '../support/faulty-kbs.js';
 import { finished, spawnCli, waitForOutput } from '../support/cli.js';
-import { startRig, tempDir } from '../support/harness.js';
+import { startFaultyRig, startRig, tempDir } from '../support/harness.js';
 import { RawGuest } from '../support/raw-guest.js';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'test', 'fixtures', 'tls');
@@ -38,14 +38,7 @@ describe('HTTPS to the KBS', () => {
 
 describe('nothing secret reaches the log', () => {
   test('cookies, tokens, ciphertext and key material never appear at debug level', async (t) => {
-    let faulty: FaultyKbs | undefined;
-    const rig = await startRig(t, {
-      front: async (url) => {
-        faulty = new FaultyKbs(url);
-        t.after(() => faulty?.close());
-        return faulty.start();
-      },
-    });
+    const { rig, kbs: faulty } = await startFaultyRig(t);
     const g = await SimulatedGuest.connect(rig.unix);
     t.after(() => g.close());
     const r = await g.boot({ measurement: rig.measurement, expectSecret: rig.secret });
@@ -55,7 +48,7 @@ describe('nothing secret reaches the log', () => {
     for (const needle of [rig.secret.toString('hex'), rig.secret.toString('base64'), 'kbs-session-id=', 'eyJhbGciOiJub25l']) {
       assert.ok(!text.includes(needle), `log does not contain ${needle.slice(0, 16)}`);
     }
-    const cookies = (faulty as FaultyKbs).cookies;
+    const cookies = faulty.cookies;
     assert.equal(cookies.length, 1);
     for (const c of cookies) assert.ok(c.length > 10 && !text.includes(c), 'the session cookie value is not logged');
   });

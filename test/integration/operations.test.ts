@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { stat, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { encode as encodeCbor, Tag } from 'cbor-x';
@@ -16,6 +15,7 @@ import { qemuSerialArgs } from '../../src/tools/qemu-args.js';
 import { TestKbs } from '../../src/tools/test-kbs.js';
 import { APROXY_BIN, finished, runCli, spawnCli, waitForOutput } from '../support/cli.js';
 import { LogSink, startRig, tempDir } from '../support/harness.js';
+import { tryConnect } from '../support/raw-guest.js';
 
 describe('Prometheus metrics', () => {
   test('a scrape after real sessions shows the counters moved', async (t) => {
@@ -147,16 +147,7 @@ describe('QEMU wiring', () => {
     await first.close();
     // QEMU with reconnect-ms keeps retrying the path; emulate that loop.
     const reconnecting = (async () => {
-      for (;;) {
-        const s = connect(unix);
-        const ok = await new Promise<boolean>((resolve) => {
-          s.once('connect', () => resolve(true));
-          s.once('error', () => resolve(false));
-        });
-        s.destroy();
-        if (ok) return;
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      while (!(await tryConnect(unix))) await new Promise((r) => setTimeout(r, 20));
     })();
     const second = await startProxy({ protocol: 'kbs', url, unix, log });
     t.after(() => second.close());

@@ -8,6 +8,7 @@ import { createLogger, type Logger } from '../../src/log.js';
 import { startProxy, type ProxyConfig, type RunningProxy } from '../../src/proxy.js';
 import { TestKbs, type TestKbsOptions } from '../../src/tools/test-kbs.js';
 import type { SessionOutcome } from '../../src/frontend/connection.js';
+import { FaultyKbs } from './faulty-kbs.js';
 
 /** Collects log records so tests can assert on what the operator would read. */
 export class LogSink extends Writable {
@@ -85,4 +86,22 @@ export async function startRig(
     sessions: (n) =>
       outcomes.length >= n ? Promise.resolve(outcomes.slice()) : new Promise((resolve) => waiters.push({ n, resolve })),
   };
+}
+
+/** A rig whose proxy talks to the test KBS through a FaultyKbs that injects faults on command. */
+export async function startFaultyRig(
+  t: TestContext,
+  o: { protocol?: ProxyConfig['protocol']; proxy?: Partial<ProxyConfig> } = {},
+): Promise<{ rig: Rig; kbs: FaultyKbs }> {
+  let faulty: FaultyKbs | undefined;
+  const rig = await startRig(t, {
+    protocol: o.protocol,
+    proxy: o.proxy,
+    front: async (url) => {
+      faulty = new FaultyKbs(url);
+      t.after(() => faulty?.close());
+      return faulty.start();
+    },
+  });
+  return { rig, kbs: faulty as FaultyKbs };
 }

@@ -45,3 +45,15 @@ export class RawGuest {
     this.socket.destroy();
   }
 }
+
+/** One connection attempt: true if something accepted it (the socket is closed again). */
+export function tryConnect(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}

@@ -65,20 +65,23 @@ function resourcePath(options: BackendOptions): string {
   return (options.resource || DEFAULT_RESOURCE_PATH).replace(/^\/+/, '');
 }
 
+/** The shared part of both KBS backends: one client, sessions made by `open`. */
+function kbsBackendFor(name: string, options: BackendOptions, open: (session: KbsSession, info: SessionInfo) => BackendSession): Backend {
+  const client = clientFor(options);
+  const resource = resourcePath(options);
+  return {
+    openSession: (info: SessionInfo) => open(new KbsSession(client, resource, name), info),
+    warm: () => client.warm(),
+    close: () => client.close(),
+  };
+}
+
 /** KBS protocol 0.4.0 (Trustee): sessions run concurrently, each with its own cookie. */
 export const kbsBackend = defineBackend({
   apiVersion: 1,
   name: 'kbs',
   description: 'Key Broker Service protocol 0.4.0 (Trustee); guests attest concurrently',
-  create(options: BackendOptions): Backend {
-    const client = clientFor(options);
-    const resource = resourcePath(options);
-    return {
-      openSession: () => new KbsSession(client, resource, 'kbs'),
-      warm: () => client.warm(),
-      close: () => client.close(),
-    };
-  },
+  create: (options: BackendOptions): Backend => kbsBackendFor('kbs', options, (session) => session),
 });
 
 /**
@@ -97,14 +100,8 @@ export const kbsTestBackend = defineBackend({
   name: 'kbs-test',
   description: 'the upstream kbs-test server (global state): one whole session at a time',
   create(options: BackendOptions): Backend {
-    const client = clientFor(options);
-    const resource = resourcePath(options);
     const lock = new Mutex();
-    return {
-      openSession: (info: SessionInfo) => new SerializedSession(new KbsSession(client, resource, 'kbs-test'), lock, info),
-      warm: () => client.warm(),
-      close: () => client.close(),
-    };
+    return kbsBackendFor('kbs-test', options, (session, info) => new SerializedSession(session, lock, info));
   },
 });
 
