@@ -7,10 +7,10 @@
  * as an operator runs them) and this driver. Guest-side crypto stays out of
  * the proxy: keys are generated before the clock starts, and the secrets are
  * decrypted (for a sample) after it stops. For each concurrency C it runs N
- * sessions through the proxy, then the same N sessions directly against the
- * KBS with the proxy's own HTTP client (KbsClient: one pooled undici agent),
- * and prints throughput, latency percentiles, the ratio, and the proxy's CPU
- * time per session and RSS (from /proc).
+ * sessions through the proxy and the same N sessions directly against the
+ * KBS with the proxy's own HTTP client (KbsClient: one pooled undici pool),
+ * in alternating rounds, and prints throughput, latency percentiles, the
+ * ratio, and the proxy's CPU time per session and RSS (from its metrics).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -165,22 +165,58 @@ interface RunResult {
   errors: number;
 }
 
-async function run(c: number, work: (take: () => number | undefined, done: Done[]) => Promise<void>): Promise<RunResult> {
+type Work = (take: () => number | undefined, done: Done[]) => Promise<void>;
+
+/** `n` sessions with `c` at once; returns the finished sessions and the wall time. */
+async function batch(c: number, n: number, work: Work): Promise<{ done: Done[]; elapsedMs: number }> {
   const done: Done[] = [];
   let next = 0;
-  const take = () => (next < N ? next++ : undefined);
+  const take = () => (next < n ? next++ : undefined);
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: c }, () => work(take, done)));
-  const elapsed = performance.now() - t0;
+  await Promise.all(Array.from({ length: Math.min(c, n) }, () => work(take, done)));
+  return { done, elapsedMs: performance.now() - t0 };
+}
+
+function summarize(done: Done[], elapsedMs: number, expected: number): RunResult {
   // Correctness, outside the clock: every answer a success, a sample decrypted.
-  let errors = done.filter((d) => !d.response.success).length + (N - done.length);
+  let errors = done.filter((d) => !d.response.success).length + (expected - done.length);
   for (const d of done.slice(0, 8)) {
     const plain = decryptSecret(d.key.secretKey, d.response.decryption!, d.response.secret!);
     if (!Buffer.from(plain).equals(secret)) errors++;
   }
   const lat = done.map((d) => d.latencyMs).sort((a, b) => a - b);
   const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] ?? 0;
-  return { sessionsPerSec: (done.length * 1000) / elapsed, p50: q(0.5), p95: q(0.95), p99: q(0.99), errors };
+  return { sessionsPerSec: (done.length * 1000) / elapsedMs, p50: q(0.5), p95: q(0.95), p99: q(0.99), errors };
+}
+
+/**
+ * N sessions each way, in alternating rounds (proxied, direct, proxied, …),
+ * so that drift in the shared machine's speed falls on both sides alike.
+ */
+async function compare(c: number, proxiedWork: Work, directWork: Work, rounds = 4) {
+  const per = Math.max(c, Math.ceil(N / rounds));
+  const sides = { proxied: { done: [] as Done[], ms: 0 }, direct: { done: [] as Done[], ms: 0 } };
+  let proxyCpuMs = 0;
+  let rssMiB = 0;
+  for (let sent = 0; sent < N; sent += per) {
+    const n = Math.min(per, N - sent);
+    const cpu0 = await procStats();
+    const p = await batch(c, n, proxiedWork);
+    const cpu1 = await procStats();
+    proxyCpuMs += cpu1.cpuMs - cpu0.cpuMs;
+    rssMiB = Math.max(rssMiB, cpu1.rssMiB);
+    const d = await batch(c, n, directWork);
+    sides.proxied.done.push(...p.done);
+    sides.proxied.ms += p.elapsedMs;
+    sides.direct.done.push(...d.done);
+    sides.direct.ms += d.elapsedMs;
+  }
+  return {
+    proxied: summarize(sides.proxied.done, sides.proxied.ms, N),
+    direct: summarize(sides.direct.done, sides.direct.ms, N),
+    proxyCpuMsPerSession: proxyCpuMs / N,
+    proxyRssMiB: rssMiB,
+  };
 }
 
 // ---------- micro: frame decoding ----------
@@ -223,17 +259,16 @@ console.log(`aproxy benchmark: ${N} sessions per run, sweep ${SWEEP.join(', ')},
 const keys = Array.from({ length: N }, () => generateP521KeyPair());
 const client = new KbsClient({ url: kbsUrl, requestTimeoutMs: 60_000 });
 
+const proxiedWork: Work = (take, done) => proxiedWorker(unix, keys, take, done);
+const directWork: Work = (take, done) => directWorker(client, keys, take, done);
 // Warm-up: JIT, pools, KBS caches.
-await run(4, (take, done) => proxiedWorker(unix, keys, take, done));
-await run(4, (take, done) => directWorker(client, keys, take, done));
+await batch(4, N, proxiedWork);
+await batch(4, N, directWork);
 const handlesBefore = await scrape(metricsUrl);
 
 const rows: Array<Record<string, number>> = [];
 for (const c of SWEEP) {
-  const cpu0 = await procStats();
-  const proxied = await run(c, (take, done) => proxiedWorker(unix, keys, take, done));
-  const cpu1 = await procStats();
-  const direct = await run(c, (take, done) => directWorker(client, keys, take, done));
+  const { proxied, direct, proxyCpuMsPerSession, proxyRssMiB } = await compare(c, proxiedWork, directWork);
   rows.push({
     c,
     proxiedPerSec: proxied.sessionsPerSec,
@@ -246,8 +281,8 @@ for (const c of SWEEP) {
     directP95: direct.p95,
     directP99: direct.p99,
     addedP50: proxied.p50 - direct.p50,
-    proxyCpuMsPerSession: (cpu1.cpuMs - cpu0.cpuMs) / N,
-    proxyRssMiB: cpu1.rssMiB,
+    proxyCpuMsPerSession,
+    proxyRssMiB,
     errors: proxied.errors + direct.errors,
   });
 }
