@@ -117,4 +117,53 @@ describe('signals', () => {
     assert.equal(end.code, 0);
     await assert.rejects(stat(unix), { code: 'ENOENT' });
   });
+
+  test('SIGHUP is logged and ignored: the proxy keeps serving', async (t) => {
+    const measurement = randomBytes(48);
+    const secret = randomBytes(16);
+    const kbs = new TestKbs({ measurement, secret });
+    const url = await kbs.start();
+    t.after(() => kbs.close());
+    const dir = await tempDir(t);
+    const unix = join(dir, 'hup.sock');
+    const proxy = spawnCli(['--protocol', 'kbs', '--url', url, '--unix', unix, '--log-format', 'json']);
+    t.after(() => proxy.kill('SIGKILL'));
+    await waitForOutput(proxy, /"msg":"aproxy ready"/);
+    proxy.kill('SIGHUP');
+    await waitForOutput(proxy, /SIGHUP ignored: restart aproxy to apply configuration changes/);
+    const g = await SimulatedGuest.connect(unix);
+    const r = await g.boot({ measurement, expectSecret: secret });
+    g.close();
+    assert.equal(r.secretMatches, true);
+    proxy.kill('SIGTERM');
+    assert.equal((await finished(proxy)).code, 0);
+  });
+
+  test('a second SIGTERM exits at once, without waiting for the session in flight', async (t) => {
+    const measurement = randomBytes(48);
+    const kbs = new TestKbs({ measurement, secret: randomBytes(16) });
+    const upstream = await kbs.start();
+    t.after(() => kbs.close());
+    const faulty = new FaultyKbs(upstream);
+    const url = await faulty.start();
+    t.after(() => faulty.close());
+    faulty.holdUntil('attest', new Promise<void>(() => undefined)); // never released
+    const dir = await tempDir(t);
+    const unix = join(dir, 'twice.sock');
+    const proxy = spawnCli(['--protocol', 'kbs', '--url', url, '--unix', unix, '--log-format', 'json', '--shutdown-grace-ms', '600000']);
+    t.after(() => proxy.kill('SIGKILL'));
+    await waitForOutput(proxy, /"msg":"aproxy ready"/);
+    const guest = await SimulatedGuest.connect(unix);
+    t.after(() => guest.close());
+    const inAttest = new Promise<void>((resolve) => faulty.on('hit', (e: string) => e === 'attest' && resolve()));
+    void guest.boot({ measurement });
+    await inAttest;
+    proxy.kill('SIGTERM');
+    await waitForOutput(proxy, /stopping: no new guests/);
+    proxy.kill('SIGTERM');
+    const end = await finished(proxy);
+    assert.equal(end.code, 1);
+    assert.match(end.stdout, /second signal: exiting now/);
+  });
 });
+
