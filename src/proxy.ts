@@ -42,27 +42,40 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 15_000;
 
 /** Loads the backend, binds the guest socket, and returns the running proxy. */
 export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
-  const definition = typeof config.protocol === 'string' ? await resolveBackend(config.protocol) : config.protocol;
   const log = config.log;
-  const backend = await definition.create({
-    url: config.url,
-    resource: config.resource ?? DEFAULT_RESOURCE_PATH,
-    requestTimeoutMs: config.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
-    caCert: config.caCert,
-    log: log.child({ backend: definition.name }),
+  // The socket listens first: loading a backend (HTTP client, schemas, a
+  // plugin) takes longer than binding, and QEMU may be waiting to connect.
+  // Guests that connect meanwhile wait for the backend with their bytes buffered.
+  let backendReady!: (b: Backend) => void;
+  let backendFailed!: (err: unknown) => void;
+  const backendPromise = new Promise<Backend>((resolve, reject) => {
+    backendReady = resolve;
+    backendFailed = reject;
   });
+  backendPromise.catch(() => undefined);
   const server = new ProxyServer({
-    backend,
+    backend: backendPromise,
     log,
     maxFrameBytes: config.maxFrameBytes,
     frameTimeoutMs: config.frameTimeoutMs,
     phaseTimeoutMs: config.phaseTimeoutMs,
   });
+  let definition: BackendDefinition;
+  let backend: Backend | undefined;
   let metricsServer: Server | undefined;
   let metricsUrl: string | undefined;
   try {
     if (config.listenFd !== undefined) await server.listenFd(config.listenFd);
     else await server.listen(config.unix, { force: config.force, mode: config.socketMode, gid: config.socketGid });
+    definition = typeof config.protocol === 'string' ? await resolveBackend(config.protocol) : config.protocol;
+    backend = await definition.create({
+      url: config.url,
+      resource: config.resource ?? DEFAULT_RESOURCE_PATH,
+      requestTimeoutMs: config.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+      caCert: config.caCert,
+      log: log.child({ backend: definition.name }),
+    });
+    backendReady(backend);
     if (config.metrics !== undefined) {
       // After the guest socket: guests should not wait for the metrics library to load.
       const { ProxyMetrics, serveMetrics } = await import('./metrics.js');
@@ -72,28 +85,30 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
       log.info({ url: metricsUrl }, 'serving metrics');
     }
   } catch (err) {
+    backendFailed(err);
     metricsServer?.close();
     await server.close();
-    await backend.close();
+    await backend?.close();
     throw err;
   }
+  const running = backend;
   log.info({ backend: definition.name, url: redactUrl(config.url) }, 'aproxy ready');
   // Load what the first guest will need (schemas, HTTP client) now that the socket is up.
   setImmediate(() => {
-    server.warm();
-    backend.warm?.();
+    void server.warm();
+    running.warm?.();
   });
   let closing: Promise<void> | undefined;
   return {
     server,
-    backend,
+    backend: running,
     backendName: definition.name,
     metricsUrl,
     close(graceMs = 0) {
       closing ??= server.close(graceMs).finally(async () => {
         metricsServer?.closeAllConnections();
         metricsServer?.close();
-        await backend.close();
+        await running.close();
       });
       return closing;
     },

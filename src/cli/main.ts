@@ -9,7 +9,7 @@ import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/framing.js';
 import { DEFAULT_RESOURCE_PATH } from '../protocol/constants.js';
 import { SNP_MEASUREMENT_BYTES } from '../protocol/snp-report.js';
 import { DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_PHASE_TIMEOUT_MS } from '../frontend/server.js';
-import { DEFAULT_REQUEST_TIMEOUT_MS, startProxy } from '../proxy.js';
+import { DEFAULT_REQUEST_TIMEOUT_MS, startProxy, type RunningProxy } from '../proxy.js';
 import { parseListenAddress } from '../metrics-address.js';
 import { socketActivationFd } from '../systemd.js';
 
@@ -67,7 +67,8 @@ async function serve(argv: Awaited<ReturnType<typeof serveOptions>['argv']>): Pr
   const log = createLogger({ level: argv['log-level'] as LogLevel, format: argv['log-format'] as LogFormat });
   const caCert = argv['ca-cert'] === undefined ? undefined : readCa(argv['ca-cert']);
   if (argv.metrics !== undefined) checkListenAddress(argv.metrics);
-  const proxy = await startProxy({
+  const graceMs = nonNegativeInt('shutdown-grace-ms', argv['shutdown-grace-ms']);
+  const config = {
     protocol: argv.protocol,
     url: argv.url,
     unix: argv.unix ?? '',
@@ -83,14 +84,21 @@ async function serve(argv: Awaited<ReturnType<typeof serveOptions>['argv']>): Pr
     socketGid: argv['socket-group'] === undefined ? undefined : resolveGroup(argv['socket-group']),
     caCert,
     log,
-  });
-  const graceMs = nonNegativeInt('shutdown-grace-ms', argv['shutdown-grace-ms']);
+  };
+  // Signal handlers go in before the socket exists: a signal that arrives
+  // while the proxy starts must stop it cleanly, not kill it by default.
+  let proxy: RunningProxy | undefined;
+  let pending: string | undefined;
   let signals = 0;
   const stop = (signal: string) => {
     signals++;
     if (signals > 1) {
       log.warn({ signal }, 'second signal: exiting now');
       process.exit(1);
+    }
+    if (proxy === undefined) {
+      pending = signal; // stop as soon as start-up completes, so the socket file is removed
+      return;
     }
     log.info({ signal, connections: proxy.server.connectionCount, graceMs }, 'stopping: no new guests, sessions in flight may finish');
     proxy.close(graceMs).then(
@@ -110,6 +118,11 @@ async function serve(argv: Awaited<ReturnType<typeof serveOptions>['argv']>): Pr
   // Nothing to reopen (logs go to stdout) and nothing safe to reload live:
   // a new URL or backend would change sessions in flight. Say so, keep running.
   process.on('SIGHUP', () => log.warn({ signal: 'SIGHUP' }, 'SIGHUP ignored: restart aproxy to apply configuration changes'));
+  proxy = await startProxy(config);
+  if (pending !== undefined) {
+    signals--;
+    stop(pending);
+  }
 }
 
 function checkListenAddress(text: string): void {

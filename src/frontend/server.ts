@@ -10,7 +10,8 @@ import type { GuestConnection, SessionOutcome } from './connection.js';
 import { prepareSocketPath } from './socket-path.js';
 
 export interface ProxyServerOptions {
-  readonly backend: Backend;
+  /** The backend, or its promise: the socket may listen before the backend has loaded. */
+  readonly backend: Backend | Promise<Backend>;
   readonly log: Logger;
   readonly maxFrameBytes?: number;
   /** Deadline to finish a frame once it started. Default 30 s: SVSM writes a frame in milliseconds. */
@@ -97,7 +98,8 @@ export class ProxyServer extends EventEmitter {
     } finally {
       await rmdir(dir).catch(() => undefined);
     }
-    this.options.log.info({ path, mode: `0${(o.mode ?? 0o600).toString(8)}` }, 'listening for guests');
+    // startupMs: time since this process started, for spotting slow starts.
+    this.options.log.info({ path, mode: `0${(o.mode ?? 0o600).toString(8)}`, startupMs: Math.round(performance.now()) }, 'listening for guests');
   }
 
   /**
@@ -163,6 +165,14 @@ export class ProxyServer extends EventEmitter {
   }
 
   private async serve(GuestConnection: typeof import('./connection.js').GuestConnection, id: string, socket: Socket): Promise<void> {
+    let backend: Backend;
+    try {
+      backend = await this.options.backend;
+    } catch {
+      // The proxy failed to start; startProxy reports why and closes us.
+      socket.destroy();
+      return;
+    }
     // The guest may have come and gone while the session code was loading:
     // its 'close' has fired already and nothing would ever end the connection.
     if (socket.destroyed) return;
@@ -170,7 +180,7 @@ export class ProxyServer extends EventEmitter {
     const conn = new GuestConnection(
       id,
       socket,
-      this.options.backend,
+      backend,
       log,
       {
         maxFrameBytes: this.options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
