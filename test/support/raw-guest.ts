@@ -10,7 +10,8 @@ export class RawGuest {
 
   private constructor(readonly socket: Socket) {
     this.reader = new FrameReader(socket, { maxFrameBytes: 1 << 20, frameTimeoutMs: 60_000 });
-    this.closed = once(socket, 'close').then(() => undefined);
+    // Resolves on close whatever preceded it (a reset from the proxy included).
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
   }
 
   static async connect(path: string): Promise<RawGuest> {
