@@ -295,8 +295,11 @@ function codeOf(err: unknown): string {
   return 'INTERNAL';
 }
 
+/** A fault for the log: our code, else the system's (ECONNRESET, …), else INTERNAL. */
 function errFields(err: unknown): { code: string; message: string } {
-  return { code: codeOf(err) === 'INTERNAL' ? String((err as { code?: unknown })?.code ?? 'INTERNAL') : codeOf(err), message: describeError(err) };
+  const own = codeOf(err);
+  const system = (err as { code?: unknown } | null)?.code;
+  return { code: own !== 'INTERNAL' ? own : typeof system === 'string' ? system : own, message: describeError(err) };
 }
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
