@@ -76,7 +76,13 @@ export const attestationResponseSchema = z.object({
   decryption: aesGcmDataSchema.nullish().transform((v) => v ?? undefined),
   token: attestationTokenSchema.nullish().transform((v) => v ?? undefined),
 });
-export type AttestationResponse = z.output<typeof attestationResponseSchema>;
+/** Written by hand (not z.output) so that `{ success: false }` alone is a valid value, as on the wire. */
+export interface AttestationResponse {
+  readonly success: boolean;
+  readonly secret?: Uint8Array | undefined;
+  readonly decryption?: AesGcmData | undefined;
+  readonly token?: AttestationToken | undefined;
+}
 
 export const parseNegotiationRequest = (payload: Uint8Array | string): NegotiationRequest =>
   parseWith('NegotiationRequest', negotiationRequestSchema, payload);
@@ -134,4 +140,4 @@ export function serializeAttestationResponse(m: AttestationResponse): string {
 }
 
 /** The one failure answer the reference ever sends: {"success":false,"decryption":null,"token":null}. */
-export const ATTESTATION_FAILURE: AttestationResponse = Object.freeze({ success: false }) as AttestationResponse;
+export const ATTESTATION_FAILURE: AttestationResponse = Object.freeze({ success: false });
