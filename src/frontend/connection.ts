@@ -83,7 +83,11 @@ export class GuestConnection {
     private readonly options: ConnectionOptions,
     private readonly events: ConnectionEvents,
   ) {
-    this.reader = new FrameReader(socket, options);
+    this.reader = new FrameReader(socket, {
+      ...options,
+      // Serial links deliver a frame in many small reads; this shows how many and how slowly.
+      onFrame: (f) => log.debug({ bytes: f.bytes, reads: f.reads, ms: Math.round(f.ms * 10) / 10 }, 'frame received'),
+    });
     socket.once('close', () => this.gone.abort(new GuestGoneError('guest connection closed')));
   }
 

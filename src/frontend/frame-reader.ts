@@ -5,6 +5,14 @@ export interface FrameReaderOptions {
   readonly maxFrameBytes: number;
   /** Deadline for finishing a frame once its first byte arrived. Idle time between frames is free. */
   readonly frameTimeoutMs: number;
+  /** Called for each complete frame: its size, how many reads it took, and how long from first byte to last. */
+  readonly onFrame?: (stats: FrameStats) => void;
+}
+
+export interface FrameStats {
+  readonly bytes: number;
+  readonly reads: number;
+  readonly ms: number;
 }
 
 /**
@@ -19,6 +27,8 @@ export class FrameReader {
   private ended = false;
   private failure: Error | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private reads = 0;
+  private firstByteAt = 0;
 
   constructor(
     private readonly socket: Socket,
@@ -52,11 +62,21 @@ export class FrameReader {
 
   private onData(chunk: Buffer): void {
     if (this.failure) return;
+    if (!this.decoder.inFrame) this.firstByteAt = performance.now();
+    this.reads++;
+    let complete: Buffer[];
     try {
-      this.frames.push(...this.decoder.push(chunk));
+      complete = this.decoder.push(chunk);
     } catch (err) {
       this.fail(err as Error);
       return;
+    }
+    if (complete.length > 0) {
+      const onFrame = this.options.onFrame;
+      if (onFrame) for (const f of complete) onFrame({ bytes: f.length + 8, reads: this.reads, ms: performance.now() - this.firstByteAt });
+      this.reads = this.decoder.inFrame ? 1 : 0;
+      this.firstByteAt = performance.now();
+      this.frames.push(...complete);
     }
     this.armTimer();
     if (this.frames.length === 0) return;

@@ -44,11 +44,12 @@ describe('through real QEMU serial ports', { skip, timeout: 180_000 }, () => {
     let proxy: RunningProxy;
     let guest: SimulatedGuest;
     const outcomes: Array<{ outcome: string; reason?: string }> = [];
+    const logs = new LogSink();
 
     before(async () => {
       const work = await mkdtemp(join(dir, 'a-'));
       const unix = join(work, 'proxy.sock');
-      proxy = await startProxy({ protocol: 'kbs', url, unix, log: createLogger({ level: 'silent', destination: new LogSink() }) });
+      proxy = await startProxy({ protocol: 'kbs', url, unix, log: createLogger({ level: 'debug', destination: logs }) });
       proxy.server.on('session', (o: { outcome: string; reason?: string }) => outcomes.push(o));
       const connected = new Promise((r) => proxy.server.once('connection', r));
       vm = new QemuVm({ kit, initrd, workDir: work, com3: ['-serial', `unix:${unix}`] });
@@ -85,6 +86,14 @@ describe('through real QEMU serial ports', { skip, timeout: 180_000 }, () => {
       t.diagnostic(`refusal in ${bad.totalMs.toFixed(0)} ms, next boot in ${good.totalMs.toFixed(0)} ms`);
       assert.equal(good.secretMatches, true);
       assert.deepEqual(outcomes.map((o) => o.outcome), ['success', 'success', 'failure', 'success']);
+    });
+
+    test('what the UART did to the frames (reported, for the record)', (t) => {
+      const frames = logs.records.filter((r) => r.msg === 'frame received') as Array<{ bytes: number; reads: number; ms: number }>;
+      assert.equal(frames.length, 8, 'four boots, two guest frames each');
+      for (const f of frames.slice(0, 2)) t.diagnostic(`guest frame of ${f.bytes} bytes arrived in ${f.reads} reads over ${f.ms} ms`);
+      const biggest = frames.reduce((a, b) => (b.reads > a.reads ? b : a));
+      t.diagnostic(`most fragmented: ${biggest.bytes} bytes in ${biggest.reads} reads over ${biggest.ms} ms`);
     });
   });
 
