@@ -47,14 +47,6 @@ export class RawGuest {
   }
 }
 
-/** One connection attempt: true if something accepted it (the socket is closed again). */
-export function tryConnect(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
+
+/** One connection attempt: true if something accepted it (the proxy's own probe). */
+export { isListening as tryConnect } from '../../src/frontend/socket-path.js';
