@@ -7,8 +7,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { runConformance } from '../../src/conformance.js';
 import { defineBackend } from '../../src/backends/types.js';
 import { KBS_NEGOTIATION_PARAMS } from '../../src/protocol/index.js';
-import { TestKbs } from '../../src/tools/test-kbs.js';
-import { tempDir } from '../support/harness.js';
+import { tempDir, startTestKbs } from '../support/harness.js';
 
 const examplePlugin = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'examples', 'local-secret-backend.js');
 
@@ -16,9 +15,7 @@ describe('conformance helper for backend authors', () => {
   test('the built-in kbs backend passes every check against the test KBS', async (t) => {
     const measurement = randomBytes(48);
     const secret = randomBytes(32);
-    const kbs = new TestKbs({ measurement, secret });
-    const url = await kbs.start();
-    t.after(() => kbs.close());
+    const { url } = await startTestKbs(t, { measurement, secret });
     const report = await runConformance({ backend: 'kbs', url, measurement, expectSecret: secret, rejectedMeasurement: randomBytes(48) });
     assert.deepEqual(report.checks.filter((c) => !c.ok), []);
     assert.equal(report.ok, true);

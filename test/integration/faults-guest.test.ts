@@ -10,12 +10,11 @@ import {
   reportDataDigest,
 } from '../../src/protocol/index.js';
 import { SimulatedGuest } from '../../src/tools/guest-simulator.js';
-import { startRig, tempDir, type Rig } from '../support/harness.js';
+import { startRig, tempDir, type Rig, startTestKbs } from '../support/harness.js';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { spawnCli, waitForOutput } from '../support/cli.js';
-import { TestKbs } from '../../src/tools/test-kbs.js';
 import { RawGuest, tryConnect } from '../support/raw-guest.js';
 import { vectorText } from '../support/vectors.js';
 
@@ -186,9 +185,7 @@ describe('connections before the session code has loaded', () => {
   test('a guest that connects and leaves at once, in a fresh proxy process, is not counted forever', async (t) => {
     const dir = await tempDir(t);
     const unix = join(dir, 'early.sock');
-    const kbs = new TestKbs({ measurement: randomBytes(48), secret: randomBytes(8) });
-    const url = await kbs.start();
-    t.after(() => kbs.close());
+    const { url } = await startTestKbs(t);
     const proxy = spawnCli(['--protocol', 'kbs', '--url', url, '--unix', unix, '--metrics', '127.0.0.1:0', '--log-format', 'json', '--log-level', 'debug']);
     t.after(() => proxy.kill('SIGKILL'));
     // Like a start-up probe: connect the moment the socket exists, and leave.

@@ -5,10 +5,9 @@ import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { SimulatedGuest } from '../../src/tools/guest-simulator.js';
-import { TestKbs } from '../../src/tools/test-kbs.js';
 import { FaultyKbs } from '../support/faulty-kbs.js';
 import { finished, spawnCli, waitForOutput } from '../support/cli.js';
-import { startFaultyRig, startRig, tempDir } from '../support/harness.js';
+import { startFaultyRig, startRig, tempDir, startTestKbs } from '../support/harness.js';
 import { RawGuest } from '../support/raw-guest.js';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'test', 'fixtures', 'tls');
@@ -63,9 +62,7 @@ describe('the socket file', () => {
   test('is removed on close and a second proxy cannot take a live one', async (t) => {
     const rig = await startRig(t);
     const dir = await tempDir(t);
-    const kbs = new TestKbs({ measurement: randomBytes(48), secret: randomBytes(8) });
-    const url = await kbs.start();
-    t.after(() => kbs.close());
+    const { url } = await startTestKbs(t);
     const second = spawnCli(['--protocol', 'kbs', '--url', url, '--unix', rig.unix, '--force']);
     const r = await finished(second);
     assert.equal(r.code, 1);
@@ -80,9 +77,7 @@ describe('signals', () => {
   test('SIGTERM lets a session in flight finish, refuses new guests, removes the socket and exits 0', async (t) => {
     const measurement = randomBytes(48);
     const secret = randomBytes(16);
-    const kbs = new TestKbs({ measurement, secret });
-    const upstream = await kbs.start();
-    t.after(() => kbs.close());
+    const { url: upstream } = await startTestKbs(t, { measurement, secret });
     const faulty = new FaultyKbs(upstream);
     const url = await faulty.start();
     t.after(() => faulty.close());
@@ -125,9 +120,7 @@ describe('signals', () => {
   test('SIGHUP is logged and ignored: the proxy keeps serving', async (t) => {
     const measurement = randomBytes(48);
     const secret = randomBytes(16);
-    const kbs = new TestKbs({ measurement, secret });
-    const url = await kbs.start();
-    t.after(() => kbs.close());
+    const { url } = await startTestKbs(t, { measurement, secret });
     const dir = await tempDir(t);
     const unix = join(dir, 'hup.sock');
     const proxy = spawnCli(['--protocol', 'kbs', '--url', url, '--unix', unix, '--log-format', 'json']);
@@ -145,9 +138,7 @@ describe('signals', () => {
 
   test('a second SIGTERM exits at once, without waiting for the session in flight', async (t) => {
     const measurement = randomBytes(48);
-    const kbs = new TestKbs({ measurement, secret: randomBytes(16) });
-    const upstream = await kbs.start();
-    t.after(() => kbs.close());
+    const { url: upstream } = await startTestKbs(t, { measurement });
     const faulty = new FaultyKbs(upstream);
     const url = await faulty.start();
     t.after(() => faulty.close());

@@ -12,9 +12,8 @@ import { startProxy } from '../../src/proxy.js';
 import { SimulatedGuest } from '../../src/tools/guest-simulator.js';
 import { inspectToken } from '../../src/tools/inspect.js';
 import { qemuSerialArgs } from '../../src/tools/qemu-args.js';
-import { TestKbs } from '../../src/tools/test-kbs.js';
 import { APROXY_BIN, finished, runCli, spawnCli, waitForOutput } from '../support/cli.js';
-import { LogSink, startRig, tempDir } from '../support/harness.js';
+import { LogSink, startRig, tempDir, startTestKbs } from '../support/harness.js';
 import { tryConnect } from '../support/raw-guest.js';
 
 describe('Prometheus metrics', () => {
@@ -48,9 +47,7 @@ describe('systemd socket activation', () => {
     const unix = join(dir, 'activated.sock');
     const measurement = randomBytes(48);
     const secret = randomBytes(16);
-    const kbs = new TestKbs({ measurement, secret });
-    const url = await kbs.start();
-    t.after(() => kbs.close());
+    const { url } = await startTestKbs(t, { measurement, secret });
     // What systemd does: bind and listen, put the socket at fd 3, set LISTEN_FDS and LISTEN_PID, exec the service.
     const activator = [
       'import os, socket, sys',
@@ -86,9 +83,7 @@ describe('systemd socket activation', () => {
 describe('configuration file', () => {
   test('keys are the long flag names and flags override them', async (t) => {
     const dir = await tempDir(t);
-    const kbs = new TestKbs({ measurement: randomBytes(48), secret: randomBytes(8) });
-    const url = await kbs.start();
-    t.after(() => kbs.close());
+    const { url } = await startTestKbs(t);
     const config = join(dir, 'aproxy.json');
     await writeFile(config, JSON.stringify({ protocol: 'kbs', url, unix: join(dir, 'from-file.sock'), 'log-format': 'json', 'log-level': 'debug' }));
     const p = spawnCli(['--config', config, '--unix', join(dir, 'from-flag.sock')]);
@@ -137,9 +132,7 @@ describe('QEMU wiring', () => {
     const unix = join(dir, 'p.sock');
     const measurement = randomBytes(48);
     const secret = randomBytes(16);
-    const kbs = new TestKbs({ measurement, secret });
-    const url = await kbs.start();
-    t.after(() => kbs.close());
+    const { url } = await startTestKbs(t, { measurement, secret });
     const log = createLogger({ level: 'silent', destination: new LogSink() });
     const first = await startProxy({ protocol: 'kbs', url, unix, log });
     const g1 = await SimulatedGuest.connect(unix);

@@ -105,3 +105,16 @@ export async function startFaultyRig(
   });
   return { rig, kbs: faulty as FaultyKbs };
 }
+
+/** The built-in test KBS on loopback, closed after the test. */
+export async function startTestKbs(
+  t: TestContext,
+  o: { measurement?: Buffer; secret?: Buffer } = {},
+): Promise<{ kbs: TestKbs; url: string; measurement: Buffer; secret: Buffer }> {
+  const measurement = o.measurement ?? randomBytes(48);
+  const secret = o.secret ?? randomBytes(16);
+  const kbs = new TestKbs({ measurement, secret });
+  const url = await kbs.start();
+  t.after(() => kbs.close());
+  return { kbs, url, measurement, secret };
+}
