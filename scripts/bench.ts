@@ -241,7 +241,7 @@ function decodeThroughput(chunkSize: number): number {
 
 const dir = await mkdtemp(join(tmpdir(), 'aproxy-bench-'));
 const unix = join(dir, 'p.sock');
-const kbs = spawnAproxy(['kbs-test-server', '--measurement', measurement.toString('hex'), '--secret', secret.toString('hex'), '--port', '0']);
+const kbs = spawnAproxy(['test-kbs', '--measurement', measurement.toString('hex'), '--secret', secret.toString('hex'), '--port', '0']);
 const kbsUrl = (await waitFor(kbs, /http:\/\/127\.0\.0\.1:\d+/))[0];
 
 // Start-up: process spawn to listening socket, against a bare `node -e` as baseline.

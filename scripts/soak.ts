@@ -15,11 +15,11 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createLogger } from '../src/log.js';
+import { createLogger } from '../src/service/log.js';
 import { encodeFrame } from '../src/protocol/index.js';
-import { startProxy } from '../src/proxy.js';
-import { SimulatedGuest } from '../src/tools/guest-simulator.js';
-import { TestKbs } from '../src/tools/test-kbs.js';
+import { startProxy } from '../src/service/proxy.js';
+import { SimulatedGuest } from '../src/testkit/guest-simulator.js';
+import { TestKbs } from '../src/testkit/test-kbs.js';
 
 const { values } = parseArgs({
   options: { sessions: { type: 'string', default: '3000' }, concurrency: { type: 'string', default: '32' } },
@@ -73,12 +73,13 @@ function snapshot() {
 const dir = await mkdtemp(join(tmpdir(), 'aproxy-soak-'));
 const kbs = new TestKbs({ measurement, secret });
 const url = await kbs.start();
-const proxy = await startProxy({ protocol: 'kbs', url, unix: join(dir, 'p.sock'), log: createLogger({ level: 'silent' }), frameTimeoutMs: 2000 });
+const sock = join(dir, 'p.sock');
+const proxy = await startProxy({ protocol: 'kbs', backendOptions: { url }, unix: sock, log: createLogger({ level: 'silent' }), frameTimeoutMs: 2000 });
 
 // Warm up at full concurrency so the KBS keep-alive pool and lazy caches are part of the baseline.
 await Promise.all(
   Array.from({ length: concurrency }, async () => {
-    const g = await SimulatedGuest.connect(proxy.server.path ?? '');
+    const g = await SimulatedGuest.connect(sock);
     await g.boot({ measurement, expectSecret: secret });
     g.close();
   }),
@@ -94,7 +95,7 @@ const worker = async () => {
   while (next < total) {
     const i = next++;
     if (i % 3 === 0) {
-      const g = await SimulatedGuest.connect(proxy.server.path ?? '');
+      const g = await SimulatedGuest.connect(sock);
       const wrong = i % 30 === 0;
       const r = await g.boot({ measurement: wrong ? randomBytes(48) : measurement, expectSecret: secret });
       g.close();
@@ -104,7 +105,7 @@ const worker = async () => {
         if (!r.ok) goodFailed++;
       }
     } else {
-      await badGuest(proxy.server.path ?? '', i % 6);
+      await badGuest(sock, i % 6);
       bad++;
     }
   }

@@ -1,17 +1,25 @@
 import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import type { RawBackendOptions } from '../backends/contract.js';
+import { DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_RESOURCE_PATH } from '../backends/kbs/options.js';
 import { BUILTIN_BACKEND_NAMES } from '../backends/registry.js';
-import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../log.js';
-// Only modules without schemas here: zod and the rest load after the socket listens.
 import { describeError, isAproxyError } from '../protocol/errors.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/framing.js';
-import { DEFAULT_RESOURCE_PATH } from '../protocol/constants.js';
 import { SNP_MEASUREMENT_BYTES } from '../protocol/snp-report.js';
-import { DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_PHASE_TIMEOUT_MS } from '../frontend/server.js';
-import { DEFAULT_REQUEST_TIMEOUT_MS, startProxy, type RunningProxy } from '../proxy.js';
-import { parseListenAddress } from '../metrics-address.js';
-import { socketActivationFd } from '../systemd.js';
+import {
+  DEFAULT_FRAME_TIMEOUT_MS,
+  DEFAULT_PHASE_TIMEOUT_MS,
+  DEFAULT_SHUTDOWN_GRACE_MS,
+  DEFAULT_SOCKET_MODE,
+  parseBackendOption,
+  parseListenAddress,
+  parseSocketMode,
+  resolveGroup,
+} from '../service/config.js';
+import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../service/log.js';
+import { startProxy, type RunningProxy } from '../service/proxy.js';
+import { socketActivationFd } from '../service/systemd.js';
 
 /** Bad usage: one line on stderr, exit code 2. */
 class UsageError extends Error {}
@@ -30,34 +38,33 @@ function positiveInt(flag: string, v: unknown): number {
   return v;
 }
 
-function parseMode(v: string): number {
-  if (!/^0?[0-7]{3}$/.test(v)) throw new UsageError(`--socket-mode must be an octal mode such as 0600 or 0660, got ${v}`);
-  return parseInt(v, 8);
-}
-
 const protocolHelp = `attestation server protocol: ${BUILTIN_BACKEND_NAMES.join(', ')}, or a path to an ES module exporting a backend (./plugin.js)`;
 
 function serveOptions(y: Argv) {
   return y
     .option('protocol', { type: 'string', describe: protocolHelp, demandOption: true })
-    .option('url', { type: 'string', describe: 'base URL of the attestation server, e.g. http://kbs:8080', demandOption: true })
+    .option('url', { type: 'string', describe: 'base URL of the attestation server, e.g. http://kbs:8080 (backend option url)' })
     .option('unix', { type: 'string', describe: 'Unix socket path QEMU connects the guest serial port to (not needed under systemd socket activation)' })
     .option('force', { type: 'boolean', default: false, describe: 'replace a stale socket at --unix (never a regular file, never a live socket)' })
-    .option('resource', { type: 'string', default: DEFAULT_RESOURCE_PATH, describe: 'KBS resource path <repository>/<type>/<tag> holding the secret' })
+    .option('resource', { type: 'string', describe: `KBS resource path <repository>/<type>/<tag> holding the secret (backend option resource; default ${DEFAULT_RESOURCE_PATH})` })
     .option('log-level', { choices: LOG_LEVELS, default: 'info' as LogLevel, describe: 'log verbosity' })
     .option('log-format', { choices: LOG_FORMATS, default: 'auto' as LogFormat, describe: 'json lines, pretty one-line events, or auto (pretty on a terminal)' })
     .option('max-frame-bytes', { type: 'number', default: DEFAULT_MAX_FRAME_BYTES, describe: 'largest frame accepted from a guest' })
     .option('frame-timeout-ms', { type: 'number', default: DEFAULT_FRAME_TIMEOUT_MS, describe: 'deadline to finish a frame once its first byte arrived (idle links have none)' })
     .option('phase-timeout-ms', { type: 'number', default: DEFAULT_PHASE_TIMEOUT_MS, describe: 'deadline for one backend phase (negotiation or attestation)' })
-    .option('request-timeout-ms', { type: 'number', default: DEFAULT_REQUEST_TIMEOUT_MS, describe: 'deadline for one HTTP exchange with the server' })
-    .option('socket-mode', { type: 'string', default: '0600', describe: 'permissions of the socket file (0660 to let a QEMU group connect)' })
+    .option('request-timeout-ms', { type: 'number', describe: `deadline for one HTTP exchange with the server (backend option requestTimeoutMs; default ${DEFAULT_REQUEST_TIMEOUT_MS})` })
+    .option('socket-mode', { type: 'string', default: DEFAULT_SOCKET_MODE, describe: 'permissions of the socket file (0660 to let a QEMU group connect)' })
     .option('socket-group', { type: 'string', describe: 'group (name or gid) to own the socket, e.g. the group QEMU runs as' })
-    .option('shutdown-grace-ms', { type: 'number', default: 10_000, describe: 'on SIGINT/SIGTERM, how long sessions in flight may finish' })
-    .option('ca-cert', { type: 'string', describe: 'PEM file of CA certificates to trust for an https:// --url (verification is always on)' })
+    .option('shutdown-grace-ms', { type: 'number', default: DEFAULT_SHUTDOWN_GRACE_MS, describe: 'on SIGINT/SIGTERM, how long sessions in flight may finish' })
+    .option('ca-cert', { type: 'string', describe: 'PEM file of CA certificates to trust for an https:// --url (backend option caCert; verification is always on)' })
+    .option('backend-option', { type: 'string', array: true, describe: "the backend's own option, key=value (repeatable); see the backend's documentation" })
     .option('metrics', { type: 'string', describe: 'serve Prometheus metrics at http://ADDR:PORT/metrics (off by default)' })
     .config('config', 'JSON file whose keys are these long flag names; flags given here override it', (path: string) => {
       if (loadConfigFile === undefined) throw new Error('configuration loader not ready');
-      return loadConfigFile(path);
+      // The file's `backend` object is the backend's, not flags: kept aside for backendOptions().
+      const { backend, ...flags } = loadConfigFile(path);
+      configBackendOptions = backend;
+      return flags;
     });
 }
 
@@ -65,24 +72,20 @@ async function serve(argv: Awaited<ReturnType<typeof serveOptions>['argv']>): Pr
   const listenFd = socketActivationFd();
   if (listenFd === undefined && argv.unix === undefined) throw new UsageError('Missing required argument: unix');
   const log = createLogger({ level: argv['log-level'] as LogLevel, format: argv['log-format'] as LogFormat });
-  const caCert = argv['ca-cert'] === undefined ? undefined : readCa(argv['ca-cert']);
-  if (argv.metrics !== undefined) checkListenAddress(argv.metrics);
+  if (argv.metrics !== undefined) parseListenAddress(argv.metrics);
   const graceMs = nonNegativeInt('shutdown-grace-ms', argv['shutdown-grace-ms']);
   const config = {
     protocol: argv.protocol,
-    url: argv.url,
-    unix: argv.unix ?? '',
+    backendOptions: backendOptions(argv, configBackendOptions),
+    unix: argv.unix,
     listenFd,
     metrics: argv.metrics,
     force: argv.force,
-    resource: argv.resource,
     maxFrameBytes: positiveInt('max-frame-bytes', argv['max-frame-bytes']),
     frameTimeoutMs: positiveInt('frame-timeout-ms', argv['frame-timeout-ms']),
     phaseTimeoutMs: positiveInt('phase-timeout-ms', argv['phase-timeout-ms']),
-    requestTimeoutMs: positiveInt('request-timeout-ms', argv['request-timeout-ms']),
-    socketMode: parseMode(argv['socket-mode']),
+    socketMode: parseSocketMode(argv['socket-mode']),
     socketGid: argv['socket-group'] === undefined ? undefined : resolveGroup(argv['socket-group']),
-    caCert,
     log,
   };
   // Signal handlers go in before the socket exists: a signal that arrives
@@ -125,33 +128,36 @@ async function serve(argv: Awaited<ReturnType<typeof serveOptions>['argv']>): Pr
   }
 }
 
-function checkListenAddress(text: string): void {
-  try {
-    parseListenAddress(text);
-  } catch (err) {
-    throw new UsageError(`--metrics: ${(err as Error).message}`);
-  }
+/**
+ * The backend's options: the config file's `backend` object, then
+ * `--backend-option key=value`, then the shorthand flags, later ones winning.
+ */
+function backendOptions(
+  argv: {
+    'backend-option'?: string[];
+  url?: string;
+  resource?: string;
+  'ca-cert'?: string;
+    'request-timeout-ms'?: number;
+  },
+  fromFile: RawBackendOptions = {},
+): RawBackendOptions {
+  const shorthands = {
+    url: argv.url,
+    resource: argv.resource,
+    caCert: argv['ca-cert'],
+    requestTimeoutMs: argv['request-timeout-ms'],
+  };
+  return {
+    ...fromFile,
+    ...Object.fromEntries((argv['backend-option'] ?? []).map(parseBackendOption)),
+    ...Object.fromEntries(Object.entries(shorthands).filter(([, v]) => v !== undefined)),
+  };
 }
 
 function nonNegativeInt(flag: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new UsageError(`--${flag} must be a non-negative integer, got ${String(v)}`);
   return v;
-}
-
-/** A numeric gid, or a group name looked up in /etc/group. */
-function resolveGroup(group: string): number {
-  if (/^\d+$/.test(group)) return Number(group);
-  let table = '';
-  try {
-    table = readFileSync('/etc/group', 'utf8');
-  } catch {
-    // fall through to the error below
-  }
-  for (const line of table.split('\n')) {
-    const [name, , gid] = line.split(':');
-    if (name === group && gid !== undefined && /^\d+$/.test(gid)) return Number(gid);
-  }
-  throw new UsageError(`--socket-group ${group}: no such group`);
 }
 
 function readInput(path: string): Buffer {
@@ -164,26 +170,22 @@ function readInput(path: string): Buffer {
 
 const bigintSafe = (_k: string, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v);
 
-function readCa(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new UsageError(`--ca-cert ${path}: ${(err as Error).message}`);
-  }
-}
+/** The config file's `backend` object, when --config gave one. */
+let configBackendOptions: RawBackendOptions | undefined;
 
 /** Set before parsing when --config is present (it validates with zod, which the rest of start-up does not need). */
-let loadConfigFile: ((path: string) => Record<string, unknown>) | undefined;
+let loadConfigFile: typeof import('../service/config-file.js').loadConfigFile | undefined;
 
 export async function main(args: string[] = hideBin(process.argv)): Promise<void> {
-  if (args.some((a) => a === '--config' || a.startsWith('--config='))) loadConfigFile = (await import('../config.js')).loadConfigFile;
+  // The config file's schema needs zod, which nothing else before the socket does.
+  if (args.some((a) => a === '--config' || a.startsWith('--config='))) loadConfigFile = (await import('../service/config-file.js')).loadConfigFile;
   const cli = yargs(args)
     .scriptName('aproxy')
     .usage('$0 --protocol kbs --url URL --unix PATH [--force]\n\nAttestation proxy between COCONUT-SVSM guests (serial COM3 over a Unix socket) and an attestation server.')
     .command('$0', 'run the proxy', serveOptions, (argv) => serve(argv))
     .command(
-      'kbs-test-server',
-      'run a KBS 0.4.0 test server (upstream kbs-test compatible, per-session state)',
+      ['test-kbs', 'kbs-test-server'],
+      "run aproxy's own KBS 0.4.0 test server (per-session state and strict checks; pair it with --protocol kbs)",
       (y) =>
         y
           .option('measurement', { type: 'string', demandOption: true, describe: `expected launch measurement, ${SNP_MEASUREMENT_BYTES * 2} hex digits` })
@@ -192,7 +194,7 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<void
           .option('port', { type: 'number', default: 8080, describe: 'TCP port (0 picks a free one)' })
           .option('resource', { type: 'string', default: DEFAULT_RESOURCE_PATH, describe: 'resource path that holds the secret' }),
       async (argv) => {
-        const { TestKbs } = await import('../tools/test-kbs.js');
+        const { TestKbs } = await import('../testkit/test-kbs.js');
         const kbs = new TestKbs({
           measurement: parseHex('measurement', argv.measurement, SNP_MEASUREMENT_BYTES),
           secret: parseHex('secret', argv.secret),
@@ -219,7 +221,7 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<void
           .option('sessions', { type: 'number', default: 1, describe: 'number of boots' })
           .option('concurrency', { type: 'number', default: 1, describe: 'serial links open at once' }),
       async (argv) => {
-        const { runGuestFleet } = await import('../tools/guest-simulator.js');
+        const { runGuestFleet } = await import('../testkit/guest-simulator.js');
         const summary = await runGuestFleet({
           unix: argv.unix,
           measurement: parseHex('measurement', argv.measurement, SNP_MEASUREMENT_BYTES),
@@ -280,7 +282,7 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<void
       },
     )
     .command('demo', 'self-contained demo: test KBS, proxy and one simulated guest, no server needed', {}, async () => {
-      const { runDemo } = await import('../tools/demo.js');
+      const { runDemo } = await import('../testkit/demo.js');
       process.exitCode = await runDemo();
     })
     .strict()

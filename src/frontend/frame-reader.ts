@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
-import { FrameDecoder, FrameTimeoutError } from '../protocol/wire.js';
+import { FrameTimeoutError } from '../protocol/errors.js';
+import { FrameDecoder } from '../protocol/framing.js';
 
 export interface FrameReaderOptions {
   readonly maxFrameBytes: number;

@@ -1,7 +1,8 @@
 /**
- * Every error aproxy raises on purpose carries a string `code`. Match on
- * `code` (or use `isAproxyError`), not `instanceof`: a plugin that bundles its
- * own copy of this module still produces errors the proxy understands.
+ * Every error aproxy raises on purpose carries a string `code` and a brand
+ * (a registered symbol), so `isAproxyError` and `instanceof` also recognise
+ * errors made by another copy of this module: a plugin that bundles its own
+ * aproxy still throws errors the proxy understands.
  */
 export const ERROR_CODES = [
   'FRAME_TOO_LARGE',
@@ -29,12 +30,28 @@ export const ERROR_CODES = [
 export type AproxyErrorCode = (typeof ERROR_CODES)[number];
 const KNOWN_CODES: ReadonlySet<string> = new Set(ERROR_CODES);
 
+const BRAND: unique symbol = Symbol.for('aproxy.error') as never;
+
 export class AproxyError extends Error {
   readonly code: AproxyErrorCode;
+  /** Survives duplicate copies of the package, unlike the class identity. */
+  readonly [BRAND] = true;
   constructor(code: AproxyErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
     this.name = new.target.name;
+  }
+
+  /**
+   * `err instanceof FrameTooLargeError` holds for an error of that class
+   * from any copy of aproxy: branded, and a class of that name in its chain.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (typeof value !== 'object' || value === null || (value as { [BRAND]?: unknown })[BRAND] !== true) return false;
+    for (let p = Object.getPrototypeOf(value) as { constructor?: { name?: string } } | null; p !== null; p = Object.getPrototypeOf(p) as typeof p) {
+      if (p.constructor?.name === this.name) return true;
+    }
+    return false;
   }
 }
 
@@ -176,13 +193,9 @@ export class ConfigError extends AproxyError {
   }
 }
 
+/** True for an error of any copy of aproxy whose code this copy knows. */
 export function isAproxyError(err: unknown): err is AproxyError {
-  return (
-    typeof err === 'object' &&
-    err !== null &&
-    err instanceof Error &&
-    KNOWN_CODES.has(String((err as { code?: unknown }).code))
-  );
+  return err instanceof AproxyError && KNOWN_CODES.has(String((err as { code?: unknown }).code));
 }
 
 /** One line for a log: the coded message and, when present, the cause's message. */

@@ -10,8 +10,8 @@ import { b64Std, b64Url, validate } from './schema.js';
  * the guest's AttestationResponse. Pure: no HTTP here.
  */
 
-import { KBS_PROTOCOL_VERSION } from './constants.js';
-export { DEFAULT_RESOURCE_PATH, KBS_COOKIE_NAME, KBS_PROTOCOL_VERSION } from './constants.js';
+export const KBS_PROTOCOL_VERSION = '0.4.0';
+export const KBS_COOKIE_NAME = 'kbs-session-id';
 
 /** What the guest is told to hash into REPORT_DATA, in the order kbs.rs uses. */
 export const KBS_NEGOTIATION_PARAMS: readonly NegotiationParam[] = [NEGOTIATION_PARAMS[0], NEGOTIATION_PARAMS[1]];

@@ -1,11 +1,10 @@
-import { z } from 'zod';
 import { encodeStd } from './base64.js';
-import { b64Std, parseWith, taggedUnion, u32 } from './schema.js';
 
 /**
- * The libaproxy frontend messages (guest <-> proxy), PROTOCOL.md §4.
- * Parsers take the raw frame payload; serializers return the exact JSON the
- * reference writes (field order, omitted vs null).
+ * The libaproxy frontend messages (guest <-> proxy), PROTOCOL.md §4: their
+ * types and serializers. The serializers return the exact JSON the reference
+ * writes (field order, omitted vs null). Validating parsers are in
+ * message-parsers.ts; these types are what they produce.
  */
 
 /** kbs_types::Tee names as they appear on the wire. */
@@ -13,85 +12,63 @@ export const TEE_NAMES = [
   'azsnpvtpm', 'aztdxvtpm', 'nvidia', 'sev', 'sgx', 'snp', 'tdx',
   'cca', 'csv', 'se', 'hygondcu', 'tpm', 'sample', 'sampledevice',
 ] as const;
-export const teeSchema = z.enum(TEE_NAMES);
-export type Tee = z.output<typeof teeSchema>;
+export type Tee = (typeof TEE_NAMES)[number];
 
 /** The only libaproxy protocol version that exists. */
 export const PROTOCOL_VERSION = [0, 1, 0] as const;
 
-export const negotiationRequestSchema = z.object({
-  version: z.tuple([u32, u32, u32]),
-  tee: teeSchema,
-});
-export type NegotiationRequest = z.output<typeof negotiationRequestSchema>;
-
+/** What the guest hashes into REPORT_DATA, in the order given. */
 export const NEGOTIATION_PARAMS = ['EcPublicKeyBytes', 'Challenge'] as const;
-export const negotiationParamSchema = z.enum(NEGOTIATION_PARAMS);
-export type NegotiationParam = z.output<typeof negotiationParamSchema>;
+export type NegotiationParam = (typeof NEGOTIATION_PARAMS)[number];
 
-export const negotiationResponseSchema = z.object({
-  challenge: b64Std,
-  params: z.array(negotiationParamSchema),
-});
-export type NegotiationResponse = z.output<typeof negotiationResponseSchema>;
+export interface NegotiationRequest {
+  readonly version: [number, number, number];
+  readonly tee: Tee;
+}
+
+export interface NegotiationResponse {
+  readonly challenge: Uint8Array;
+  readonly params: NegotiationParam[];
+}
 
 /** The guest's key. Named EcP256PublicKey upstream; the guest's key is P-521. */
-export const ecPublicKeySchema = z.object({ x: b64Std, y: b64Std });
-export type EcPublicKey = z.output<typeof ecPublicKeySchema>;
+export interface EcPublicKey {
+  readonly x: Uint8Array;
+  readonly y: Uint8Array;
+}
 
-export const snpEvidenceSchema = z.object({
-  report: b64Std,
-  // Absent means none. The reference also rejects null; accepting it is harmless.
-  certs_buf: b64Std.nullish().transform((v) => v ?? undefined),
-});
-export type SnpEvidence = z.output<typeof snpEvidenceSchema>;
+export interface SnpEvidence {
+  readonly report: Uint8Array;
+  readonly certs_buf?: Uint8Array | undefined;
+}
 
-export const evidenceSchema = taggedUnion({ Snp: snpEvidenceSchema });
-export type Evidence = z.output<typeof evidenceSchema>;
+/** serde's externally tagged enum: `{"Snp": {…}}` on the wire. */
+export type Evidence = { readonly tag: 'Snp'; readonly value: SnpEvidence };
 
-export const attestationRequestSchema = z.object({
-  tee: teeSchema,
-  evidence: evidenceSchema,
-  challenge: b64Std,
-  key: ecPublicKeySchema,
-});
-export type AttestationRequest = z.output<typeof attestationRequestSchema>;
+export interface AttestationRequest {
+  readonly tee: Tee;
+  readonly evidence: Evidence;
+  readonly challenge: Uint8Array;
+  readonly key: EcPublicKey;
+}
 
-export const aesGcmDataSchema = z.object({
-  epk: ecPublicKeySchema,
-  wrapped_cek: b64Std,
-  aad: b64Std,
-  iv: b64Std,
-  tag: b64Std,
-});
-export type AesGcmData = z.output<typeof aesGcmDataSchema>;
+export interface AesGcmData {
+  readonly epk: EcPublicKey;
+  readonly wrapped_cek: Uint8Array;
+  readonly aad: Uint8Array;
+  readonly iv: Uint8Array;
+  readonly tag: Uint8Array;
+}
 
-export const attestationTokenSchema = taggedUnion({ Jwt: z.string(), Cwt: z.string() });
-export type AttestationToken = z.output<typeof attestationTokenSchema>;
+export type AttestationToken = { readonly tag: 'Jwt'; readonly value: string } | { readonly tag: 'Cwt'; readonly value: string };
 
-export const attestationResponseSchema = z.object({
-  success: z.boolean(),
-  // Present-but-null is an error upstream (custom String deserializer); absent is None.
-  secret: b64Std.optional(),
-  decryption: aesGcmDataSchema.nullish().transform((v) => v ?? undefined),
-  token: attestationTokenSchema.nullish().transform((v) => v ?? undefined),
-});
-/** Written by hand (not z.output) so that `{ success: false }` alone is a valid value, as on the wire. */
+/** `{ success: false }` alone is a valid value, as on the wire. */
 export interface AttestationResponse {
   readonly success: boolean;
   readonly secret?: Uint8Array | undefined;
   readonly decryption?: AesGcmData | undefined;
   readonly token?: AttestationToken | undefined;
 }
-
-export const parseNegotiationRequest = (payload: Uint8Array | string): NegotiationRequest =>
-  parseWith('NegotiationRequest', negotiationRequestSchema, payload);
-export const parseNegotiationResponse = (payload: Uint8Array | string): NegotiationResponse =>
-  parseWith('NegotiationResponse', negotiationResponseSchema, payload);
-export const parseAttestationRequest = (payload: Uint8Array | string): AttestationRequest =>
-  parseWith('AttestationRequest', attestationRequestSchema, payload);
-export const parseAttestationResponse = (payload: Uint8Array | string): AttestationResponse =>
-  parseWith('AttestationResponse', attestationResponseSchema, payload);
 
 // Serializers build objects in the reference's field order; JSON.stringify
 // keeps insertion order and, like serde_json, does not escape '/'.

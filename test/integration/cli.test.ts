@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { SimulatedGuest } from '../../src/tools/guest-simulator.js';
+import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 import { finished, runCli, spawnCli, waitForOutput } from '../support/cli.js';
 import { tempDir } from '../support/harness.js';
 
@@ -42,9 +42,19 @@ describe('command line', () => {
       assert.equal(r.code, 2, `${extra.join(' ')} exits 2`);
       assert.match(r.stderr, re);
     }
-    const m = await runCli(['kbs-test-server', '--measurement', 'abcd', '--secret', '00']);
+    const m = await runCli(['test-kbs', '--measurement', 'abcd', '--secret', '00']);
     assert.equal(m.code, 2);
     assert.match(m.stderr, /--measurement must be 48 bytes/);
+  });
+
+  test('the backend takes its options from --backend-option and names one it does not know (exit 2)', async (t) => {
+    const dir = await tempDir(t);
+    const r = await runCli(['--protocol', 'kbs', '--backend-option', 'url=http://127.0.0.1:1', '--backend-option', 'colour=blue', '--unix', join(dir, 's')]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /the kbs backend has no option "colour"/);
+    const missing = await runCli(['--protocol', 'kbs', '--unix', join(dir, 's2')]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /needs the KBS URL: --url/);
   });
 
   test('an existing path without --force is a clear startup error', async (t) => {
@@ -65,10 +75,11 @@ describe('command line', () => {
     const unix = join(dir, 'proxy.sock');
     const measurement = randomBytes(48).toString('hex');
     const secret = randomBytes(16).toString('hex');
-    const kbs = spawnCli(['kbs-test-server', '--measurement', measurement, '--secret', secret, '--port', '0']);
+    const kbs = spawnCli(['test-kbs', '--measurement', measurement, '--secret', secret, '--port', '0']);
     t.after(() => kbs.kill('SIGKILL'));
     const url = (await waitForOutput(kbs, /http:\/\/127\.0\.0\.1:\d+/)).trim();
-    const proxy = spawnCli(['--protocol', 'kbs', '--url', url, '--unix', unix]);
+    // The URL as a backend option: the same as --url.
+    const proxy = spawnCli(['--protocol', 'kbs', '--backend-option', `url=${url}`, '--unix', unix]);
     t.after(() => proxy.kill('SIGKILL'));
     await waitForOutput(proxy, /"msg":"aproxy ready"/);
     assert.equal((await stat(unix)).mode & 0o777, 0o600);

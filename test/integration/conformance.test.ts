@@ -3,10 +3,10 @@ import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { runConformance } from '../../src/conformance.js';
-import { defineBackend } from '../../src/backends/types.js';
-import { KBS_NEGOTIATION_PARAMS } from '../../src/protocol/index.js';
+import { fileURLToPath } from 'node:url';
+import { runConformance } from '../../src/testkit/conformance.js';
+import { defineBackend } from '../../src/backends/contract.js';
+import { NEGOTIATION_PARAMS } from '../../src/protocol/index.js';
 import { tempDir, startTestKbs } from '../support/harness.js';
 
 const examplePlugin = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'examples', 'local-secret-backend.js');
@@ -16,7 +16,7 @@ describe('conformance helper for backend authors', () => {
     const measurement = randomBytes(48);
     const secret = randomBytes(32);
     const { url } = await startTestKbs(t, { measurement, secret });
-    const report = await runConformance({ backend: 'kbs', url, measurement, expectSecret: secret, rejectedMeasurement: randomBytes(48) });
+    const report = await runConformance({ backend: 'kbs', backendOptions: { url }, measurement, expectSecret: secret, rejectedMeasurement: randomBytes(48) });
     assert.deepEqual(report.checks.filter((c) => !c.ok), []);
     assert.equal(report.ok, true);
     assert.equal(report.checks.length, 9);
@@ -28,17 +28,17 @@ describe('conformance helper for backend authors', () => {
     const secret = randomBytes(16);
     const policy = join(dir, 'policy.json');
     await writeFile(policy, JSON.stringify({ measurements: [measurement.toString('hex')], secret: secret.toString('hex') }));
-    const report = await runConformance({ backend: examplePlugin, url: pathToFileURL(policy).href, measurement, expectSecret: secret, rejectedMeasurement: randomBytes(48) });
+    const report = await runConformance({ backend: examplePlugin, backendOptions: { policy }, measurement, expectSecret: secret, rejectedMeasurement: randomBytes(48) });
     assert.equal(report.ok, true, JSON.stringify(report.checks));
   });
 
   test('a backend whose secret does not decrypt is reported, check by check', async () => {
     const broken = defineBackend({
-      apiVersion: 1,
+      apiVersion: 2,
       name: 'broken',
       create: () => ({
         openSession: () => ({
-          negotiate: async () => ({ challenge: randomBytes(32), params: [...KBS_NEGOTIATION_PARAMS] }),
+          negotiate: async () => ({ challenge: randomBytes(32), params: [...NEGOTIATION_PARAMS] }),
           attest: async (req) => ({
             success: true,
             secret: randomBytes(16),
@@ -50,7 +50,7 @@ describe('conformance helper for backend authors', () => {
         close: async () => undefined,
       }),
     });
-    const report = await runConformance({ backend: broken, url: 'http://unused', measurement: randomBytes(48), rejectedMeasurement: randomBytes(48) });
+    const report = await runConformance({ backend: broken, backendOptions: {}, measurement: randomBytes(48), rejectedMeasurement: randomBytes(48) });
     assert.equal(report.ok, false);
     const failed = report.checks.filter((c) => !c.ok).map((c) => c.name);
     assert.ok(failed.includes('a guest attests and decrypts its secret'));
@@ -65,7 +65,7 @@ describe('conformance helper for backend authors', () => {
     const dir = await tempDir(t);
     const file = join(dir, 'x.mjs');
     await writeFile(file, 'export default 42;\n');
-    const report = await runConformance({ backend: file, url: 'http://unused', measurement: randomBytes(48) });
+    const report = await runConformance({ backend: file, backendOptions: {}, measurement: randomBytes(48) });
     assert.equal(report.ok, false);
     assert.equal(report.checks.length, 1);
     assert.match(report.checks[0]?.detail ?? '', /PLUGIN|must export/);

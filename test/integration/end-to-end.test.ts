@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { SimulatedGuest, runGuestFleet } from '../../src/tools/guest-simulator.js';
+import { SimulatedGuest, runGuestFleet } from '../../src/testkit/guest-simulator.js';
 import { startRig } from '../support/harness.js';
 
 describe('end to end over a real Unix socket and real HTTP', () => {

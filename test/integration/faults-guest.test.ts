@@ -9,7 +9,7 @@ import {
   buildSyntheticReport,
   reportDataDigest,
 } from '../../src/protocol/index.js';
-import { SimulatedGuest } from '../../src/tools/guest-simulator.js';
+import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 import { startRig, tempDir, type Rig, startTestKbs } from '../support/harness.js';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';

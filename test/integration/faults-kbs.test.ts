@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { describe, test, type TestContext } from 'node:test';
-import { SimulatedGuest } from '../../src/tools/guest-simulator.js';
+import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 import { FaultyKbs, type Endpoint, type Fault } from '../support/faulty-kbs.js';
 import { startFaultyRig, startRig, type Rig } from '../support/harness.js';
 
-const faultyRig = (t: TestContext) => startFaultyRig(t, { proxy: { requestTimeoutMs: 400, phaseTimeoutMs: 3000 } });
+const faultyRig = (t: TestContext) => startFaultyRig(t, { backend: { requestTimeoutMs: 400 }, proxy: { phaseTimeoutMs: 3000 } });
 
 async function bootOnce(rig: Rig, t: TestContext, measurement = rig.measurement) {
   const g = await SimulatedGuest.connect(rig.unix);
@@ -61,7 +61,7 @@ describe('a misbehaving KBS costs only the affected guest', () => {
   }
 
   test('a KBS that is down: connection refused is retried, then the guest link closes', async (t) => {
-    const rig = await startRig(t, { url: 'http://127.0.0.1:9', proxy: { requestTimeoutMs: 400 } });
+    const rig = await startRig(t, { url: 'http://127.0.0.1:9', backend: { requestTimeoutMs: 400 } });
     const r = await bootOnce(rig, t);
     assert.equal(r.ok, false);
     const [o] = await rig.sessions(1);

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { encodeFrame } from '../../src/protocol/index.js';
 import { startRig } from '../support/harness.js';
 import { RawGuest } from '../support/raw-guest.js';
-import { SimulatedGuest } from '../../src/tools/guest-simulator.js';
+import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 
 const FAILURE = '{"success":false,"decryption":null,"token":null}';
 

@@ -4,7 +4,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { SimulatedGuest } from '../../src/tools/guest-simulator.js';
+import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 import { FaultyKbs } from '../support/faulty-kbs.js';
 import { finished, spawnCli, waitForOutput } from '../support/cli.js';
 import { startFaultyRig, startRig, tempDir, startTestKbs } from '../support/harness.js';
@@ -15,8 +15,7 @@ const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..',
 describe('HTTPS to the KBS', () => {
   test('with --ca-cert the certificate verifies and the guest attests', async (t) => {
     const tls = { cert: await readFile(join(fixtures, 'server.pem'), 'utf8'), key: await readFile(join(fixtures, 'server.key'), 'utf8') };
-    const caCert = await readFile(join(fixtures, 'ca.pem'), 'utf8');
-    const rig = await startRig(t, { kbs: { tls }, proxy: { caCert } });
+    const rig = await startRig(t, { kbs: { tls }, backend: { caCert: join(fixtures, 'ca.pem') } });
     assert.match(rig.kbs.url, /^https:/);
     const g = await SimulatedGuest.connect(rig.unix);
     t.after(() => g.close());
@@ -25,7 +24,7 @@ describe('HTTPS to the KBS', () => {
 
   test('without the CA the certificate is refused (verification is on by default)', async (t) => {
     const tls = { cert: await readFile(join(fixtures, 'server.pem'), 'utf8'), key: await readFile(join(fixtures, 'server.key'), 'utf8') };
-    const rig = await startRig(t, { kbs: { tls }, proxy: { requestTimeoutMs: 2000 } });
+    const rig = await startRig(t, { kbs: { tls }, backend: { requestTimeoutMs: 2000 } });
     const g = await SimulatedGuest.connect(rig.unix);
     t.after(() => g.close());
     assert.equal((await g.boot({ measurement: rig.measurement })).ok, false);

@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { encode as encodeCbor, Tag } from 'cbor-x';
 import { request } from 'undici';
-import { createLogger, formatLine } from '../../src/log.js';
+import { createLogger, formatLine } from '../../src/service/log.js';
 import { buildSyntheticReport } from '../../src/protocol/index.js';
-import { startProxy } from '../../src/proxy.js';
-import { SimulatedGuest } from '../../src/tools/guest-simulator.js';
+import { startProxy } from '../../src/service/proxy.js';
+import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 import { inspectToken } from '../../src/tools/inspect.js';
 import { qemuSerialArgs } from '../../src/tools/qemu-args.js';
 import { APROXY_BIN, finished, runCli, spawnCli, waitForOutput } from '../support/cli.js';
@@ -95,6 +95,24 @@ describe('configuration file', () => {
     assert.equal((await finished(p)).code, 0);
   });
 
+  test("the file's backend object carries the backend's options", async (t) => {
+    const dir = await tempDir(t);
+    const { url } = await startTestKbs(t);
+    const config = join(dir, 'aproxy.json');
+    const unix = join(dir, 'p.sock');
+    await writeFile(config, JSON.stringify({ protocol: 'kbs', unix, 'log-format': 'json', backend: { url, requestTimeoutMs: 5000 } }));
+    const p = spawnCli(['--config', config]);
+    t.after(() => p.kill('SIGKILL'));
+    await waitForOutput(p, /"msg":"aproxy ready"/);
+    assert.ok((await stat(unix)).isSocket());
+    p.kill('SIGTERM');
+    assert.equal((await finished(p)).code, 0);
+    await writeFile(config, JSON.stringify({ protocol: 'kbs', unix, backend: { url, requestTimeoutMs: 'soon' } }));
+    const bad = await runCli(['--config', config]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--request-timeout-ms must be a positive integer, got soon/);
+  });
+
   test('an unknown key or a wrong type is named and exits 2', async (t) => {
     const dir = await tempDir(t);
     const bad = join(dir, 'bad.json');
@@ -134,7 +152,7 @@ describe('QEMU wiring', () => {
     const secret = randomBytes(16);
     const { url } = await startTestKbs(t, { measurement, secret });
     const log = createLogger({ level: 'silent', destination: new LogSink() });
-    const first = await startProxy({ protocol: 'kbs', url, unix, log });
+    const first = await startProxy({ protocol: 'kbs', backendOptions: { url }, unix, log });
     const g1 = await SimulatedGuest.connect(unix);
     assert.equal((await g1.boot({ measurement, expectSecret: secret })).ok, true);
     await first.close();
@@ -142,7 +160,7 @@ describe('QEMU wiring', () => {
     const reconnecting = (async () => {
       while (!(await tryConnect(unix))) await new Promise((r) => setTimeout(r, 20));
     })();
-    const second = await startProxy({ protocol: 'kbs', url, unix, log });
+    const second = await startProxy({ protocol: 'kbs', backendOptions: { url }, unix, log });
     t.after(() => second.close());
     await reconnecting;
     const g2 = await SimulatedGuest.connect(unix);

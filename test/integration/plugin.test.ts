@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { resolveBackend } from '../../src/backends/registry.js';
-import { SimulatedGuest } from '../../src/tools/guest-simulator.js';
+import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 import { startRig, tempDir } from '../support/harness.js';
 
 const examplePlugin = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'examples', 'local-secret-backend.js');
@@ -13,12 +13,12 @@ describe('backend plugins loaded by path', () => {
   test('the example plugin serves a guest end to end', async (t) => {
     const dir = await tempDir(t);
     const policy = join(dir, 'policy.json');
-    const rig = await startRig(t, { protocol: examplePlugin, url: pathToFileURL(policy).href, kbs: {} }).catch(async () => undefined);
+    const rig = await startRig(t, { protocol: examplePlugin, proxy: { backendOptions: { policy } } }).catch(async () => undefined);
     assert.equal(rig, undefined, 'policy file does not exist yet, so create() must fail');
     const measurement = Buffer.alloc(48, 0x5a);
     const secret = Buffer.from('plugin secret');
     await writeFile(policy, JSON.stringify({ measurements: [measurement.toString('hex')], secret: secret.toString('hex') }));
-    const rig2 = await startRig(t, { protocol: examplePlugin, url: pathToFileURL(policy).href });
+    const rig2 = await startRig(t, { protocol: examplePlugin, proxy: { backendOptions: { policy } } });
     assert.equal(rig2.proxy.backendName, 'local-secret');
     const guest = await SimulatedGuest.connect(rig2.unix);
     t.after(() => guest.close());
@@ -40,8 +40,24 @@ describe('backend plugins loaded by path', () => {
   test('a plugin declaring another API version is refused', async (t) => {
     const dir = await tempDir(t);
     const file = join(dir, 'future.mjs');
-    await writeFile(file, 'export default { apiVersion: 2, name: "future", create() {} };\n');
-    await assert.rejects(resolveBackend(file), { code: 'PLUGIN_INVALID', message: /apiVersion 2, this aproxy speaks 1/ });
+    await writeFile(file, 'export default { apiVersion: 3, name: "future", create() {} };\n');
+    await assert.rejects(resolveBackend(file), { code: 'PLUGIN_INVALID', message: /apiVersion 3, this aproxy speaks 2/ });
+  });
+
+  test('a plugin written for API version 1 is refused with what changed and where to read about it', async (t) => {
+    const dir = await tempDir(t);
+    const file = join(dir, 'old.mjs');
+    await writeFile(file, 'export default { apiVersion: 1, name: "old", create(options) { return options.url; } };\n');
+    await assert.rejects(resolveBackend(file), { code: 'PLUGIN_INVALID', message: /apiVersion 1; this aproxy speaks 2: .*own options.*docs\/backends\.md/ });
+  });
+
+  test("the example plugin names a missing or unknown option before anything starts", async (t) => {
+    const dir = await tempDir(t);
+    await assert.rejects(startRig(t, { protocol: examplePlugin, proxy: { backendOptions: {} } }), { code: 'CONFIG', message: /policy=/ });
+    await assert.rejects(startRig(t, { protocol: examplePlugin, proxy: { backendOptions: { policy: join(dir, 'p.json'), polcy: 'x' } } }), {
+      code: 'CONFIG',
+      message: /polcy/,
+    });
   });
 
   test('an unknown name that is not a path lists the built-ins', async () => {

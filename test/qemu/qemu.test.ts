@@ -3,11 +3,11 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { buildInitramfs, findQemuKit, QemuVm, type QemuKit } from '../../scripts/qemu/vm.js';
-import { createLogger } from '../../src/log.js';
-import { startProxy, type RunningProxy } from '../../src/proxy.js';
-import { SimulatedGuest } from '../../src/tools/guest-simulator.js';
+import { createLogger } from '../../src/service/log.js';
+import { startProxy, type RunningProxy } from '../../src/service/proxy.js';
+import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 import { qemuSerialArgs } from '../../src/tools/qemu-args.js';
-import { TestKbs } from '../../src/tools/test-kbs.js';
+import { TestKbs } from '../../src/testkit/test-kbs.js';
 import { spawnCli, waitForOutput, finished } from '../support/cli.js';
 import { LogSink } from '../support/harness.js';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -49,7 +49,7 @@ describe('through real QEMU serial ports', { skip, timeout: 180_000 }, () => {
     before(async () => {
       const work = await mkdtemp(join(dir, 'a-'));
       const unix = join(work, 'proxy.sock');
-      proxy = await startProxy({ protocol: 'kbs', url, unix, log: createLogger({ level: 'debug', destination: logs }) });
+      proxy = await startProxy({ protocol: 'kbs', backendOptions: { url }, unix, log: createLogger({ level: 'debug', destination: logs }) });
       proxy.server.on('session', (o: { outcome: string; reason?: string }) => outcomes.push(o));
       const connected = new Promise((r) => proxy.server.once('connection', r));
       vm = new QemuVm({ kit, initrd, workDir: work, com3: ['-serial', `unix:${unix}`] });

@@ -4,10 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { TestContext } from 'node:test';
-import { createLogger, type Logger } from '../../src/log.js';
-import { startProxy, type ProxyConfig, type RunningProxy } from '../../src/proxy.js';
-import { TestKbs, type TestKbsOptions } from '../../src/tools/test-kbs.js';
-import type { SessionOutcome } from '../../src/frontend/connection.js';
+import { createLogger, type Logger } from '../../src/service/log.js';
+import { startProxy, type ProxyConfig, type RunningProxy } from '../../src/service/proxy.js';
+import { TestKbs, type TestKbsOptions } from '../../src/testkit/test-kbs.js';
+import type { RawBackendOptions } from '../../src/backends/contract.js';
+import type { SessionOutcome } from '../../src/frontend/session.js';
 import { FaultyKbs } from './faulty-kbs.js';
 
 /** Collects log records so tests can assert on what the operator would read. */
@@ -50,6 +51,8 @@ export async function startRig(
     kbs?: Partial<TestKbsOptions>;
     proxy?: Partial<ProxyConfig>;
     url?: string;
+    /** Backend options besides the URL (requestTimeoutMs, caCert, …). */
+    backend?: RawBackendOptions;
     /** Puts something (a faulty KBS) between the proxy and the test KBS; returns the URL the proxy uses. */
     front?: (kbsUrl: string) => Promise<string>;
   } = {},
@@ -65,7 +68,7 @@ export async function startRig(
   const logs = new LogSink();
   const log = createLogger({ level: 'debug', destination: logs });
   const proxyUrl = o.url ?? (o.front ? await o.front(url) : url);
-  const proxy = await startProxy({ protocol: o.protocol ?? 'kbs', url: proxyUrl, unix, log, ...o.proxy });
+  const proxy = await startProxy({ protocol: o.protocol ?? 'kbs', backendOptions: { url: proxyUrl, ...o.backend }, unix, log, ...o.proxy });
   t.after(() => proxy.close());
   const outcomes: SessionOutcome[] = [];
   const waiters: Array<{ n: number; resolve: (v: SessionOutcome[]) => void }> = [];
@@ -91,12 +94,13 @@ export async function startRig(
 /** A rig whose proxy talks to the test KBS through a FaultyKbs that injects faults on command. */
 export async function startFaultyRig(
   t: TestContext,
-  o: { protocol?: ProxyConfig['protocol']; proxy?: Partial<ProxyConfig> } = {},
+  o: { protocol?: ProxyConfig['protocol']; proxy?: Partial<ProxyConfig>; backend?: RawBackendOptions } = {},
 ): Promise<{ rig: Rig; kbs: FaultyKbs }> {
   let faulty: FaultyKbs | undefined;
   const rig = await startRig(t, {
     protocol: o.protocol,
     proxy: o.proxy,
+    backend: o.backend,
     front: async (url) => {
       faulty = new FaultyKbs(url);
       t.after(() => faulty?.close());

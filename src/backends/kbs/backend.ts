@@ -1,24 +1,10 @@
-import {
-  DEFAULT_RESOURCE_PATH,
-  KBS_NEGOTIATION_PARAMS,
-  OutOfOrderError,
-  UnsupportedTeeError,
-  jweToAttestationResponse,
-  type AttestationRequest,
-  type AttestationResponse,
-  type NegotiationRequest,
-  type NegotiationResponse,
-} from '../../protocol/wire.js';
-import { Mutex } from '../mutex.js';
-import {
-  defineBackend,
-  type Backend,
-  type BackendOptions,
-  type BackendSession,
-  type PhaseContext,
-  type SessionInfo,
-} from '../types.js';
+import { OutOfOrderError, UnsupportedTeeError } from '../../protocol/errors.js';
+import { KBS_NEGOTIATION_PARAMS, jweToAttestationResponse } from '../../protocol/kbs.js';
+import type { AttestationRequest, AttestationResponse, NegotiationRequest, NegotiationResponse } from '../../protocol/messages.js';
+import { defineBackend, type Backend, type BackendContext, type BackendSession, type PhaseContext, type SessionInfo } from '../contract.js';
 import { KbsClient, type SessionCookie } from './client.js';
+import { Mutex } from './mutex.js';
+import { parseKbsOptions, type KbsOptions } from './options.js';
 
 /** One guest boot against a KBS: /auth at negotiation, /attest then /resource at attestation. */
 class KbsSession implements BackendSession {
@@ -51,37 +37,34 @@ class KbsSession implements BackendSession {
   }
 }
 
-function clientFor(options: BackendOptions): KbsClient {
-  return new KbsClient({
+/** The shared part of both KBS backends: one client, sessions made by `open`. */
+function kbsBackendFor(
+  name: string,
+  options: KbsOptions,
+  { log }: BackendContext,
+  open: (session: KbsSession, info: SessionInfo) => BackendSession,
+): Backend {
+  const client = new KbsClient({
     url: options.url,
     requestTimeoutMs: options.requestTimeoutMs,
     caCert: options.caCert,
     onRetry: ({ endpoint, attempt, delayMs, error }) =>
-      options.log.warn({ endpoint, attempt, delayMs, error: error.message }, `${endpoint} failed, retrying in ${delayMs} ms`),
+      log.warn({ endpoint, attempt, delayMs, error: error.message }, `${endpoint} failed, retrying in ${delayMs} ms`),
   });
-}
-
-function resourcePath(options: BackendOptions): string {
-  return (options.resource || DEFAULT_RESOURCE_PATH).replace(/^\/+/, '');
-}
-
-/** The shared part of both KBS backends: one client, sessions made by `open`. */
-function kbsBackendFor(name: string, options: BackendOptions, open: (session: KbsSession, info: SessionInfo) => BackendSession): Backend {
-  const client = clientFor(options);
-  const resource = resourcePath(options);
   return {
-    openSession: (info: SessionInfo) => open(new KbsSession(client, resource, name), info),
+    openSession: (info: SessionInfo) => open(new KbsSession(client, options.resource, name), info),
     warm: () => client.warm(),
     close: () => client.close(),
   };
 }
 
 /** KBS protocol 0.4.0 (Trustee): sessions run concurrently, each with its own cookie. */
-export const kbsBackend = defineBackend({
-  apiVersion: 1,
+export const kbsBackend = defineBackend<KbsOptions>({
+  apiVersion: 2,
   name: 'kbs',
   description: 'Key Broker Service protocol 0.4.0 (Trustee); guests attest concurrently',
-  create: (options: BackendOptions): Backend => kbsBackendFor('kbs', options, (session) => session),
+  parseOptions: (raw) => parseKbsOptions(raw, 'kbs'),
+  create: (options, context): Backend => kbsBackendFor('kbs', options, context, (session) => session),
 });
 
 /**
@@ -92,16 +75,19 @@ export const kbsBackend = defineBackend({
 export const KBS_TEST_MAX_HOLD_MS = 60_000;
 
 /**
- * The upstream `kbs-test` server encrypts to the last key any session
- * pushed, so whole sessions run one at a time, in arrival order.
+ * `--protocol kbs-test`: the KBS protocol, profiled for the upstream
+ * `kbs-test` server, which encrypts to the last key any session pushed. So
+ * whole sessions run one at a time, in arrival order. (aproxy's own
+ * `test-kbs` server keeps state per session and needs no such profile.)
  */
-export const kbsTestBackend = defineBackend({
-  apiVersion: 1,
+export const upstreamKbsTestBackend = defineBackend<KbsOptions>({
+  apiVersion: 2,
   name: 'kbs-test',
-  description: 'the upstream kbs-test server (global state): one whole session at a time',
-  create(options: BackendOptions): Backend {
+  description: 'for the upstream kbs-test server (global state): one whole session at a time',
+  parseOptions: (raw) => parseKbsOptions(raw, 'kbs-test'),
+  create(options, context): Backend {
     const lock = new Mutex();
-    return kbsBackendFor('kbs-test', options, (session, info) => new SerializedSession(session, lock, info));
+    return kbsBackendFor('kbs-test', options, context, (session, info) => new SerializedSession(session, lock, info));
   },
 });
 

@@ -5,19 +5,20 @@ import {
   BackendProtocolError,
   BackendTimeoutError,
   BackendUnreachableError,
-  KBS_COOKIE_NAME,
   isAproxyError,
+} from '../../protocol/errors.js';
+import {
+  KBS_COOKIE_NAME,
   kbsErrorBodySchema,
   parseKbsChallenge,
   parseKbsJwe,
   parseKbsTokenResponse,
   serializeKbsAttestation,
   serializeKbsRequest,
-  type AttestationRequest,
   type KbsJwe,
-  type Tee,
-} from '../../protocol/wire.js';
-import type { PhaseContext } from '../types.js';
+} from '../../protocol/kbs.js';
+import type { AttestationRequest, Tee } from '../../protocol/messages.js';
+import type { PhaseContext } from '../contract.js';
 
 /** Largest KBS answer we read; a JWE for a vTPM secret is a few KiB. */
 const MAX_RESPONSE_BYTES = 1024 * 1024;

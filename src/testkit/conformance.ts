@@ -3,20 +3,20 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { assertBackendDefinition, resolveBackend } from './backends/registry.js';
-import type { BackendDefinition, BackendSession } from './backends/types.js';
-import type { SessionOutcome } from './frontend/connection.js';
-import { createLogger, type Logger } from './log.js';
-import { describeError, encodeFrame } from './protocol/index.js';
-import { startProxy, type RunningProxy } from './proxy.js';
-import { SimulatedGuest } from './tools/guest-simulator.js';
+import type { BackendSession, RawBackendOptions } from '../backends/contract.js';
+import { assertBackendDefinition, resolveBackend, type AnyBackendDefinition } from '../backends/registry.js';
+import type { SessionOutcome } from '../frontend/session.js';
+import { describeError } from '../protocol/errors.js';
+import { encodeFrame } from '../protocol/framing.js';
+import { createLogger, type Logger } from '../service/log.js';
+import { startProxy, type RunningProxy } from '../service/proxy.js';
+import { SimulatedGuest } from './guest-simulator.js';
 
 export interface ConformanceOptions {
   /** The backend under test: a definition, a module path, or a built-in name. */
-  readonly backend: BackendDefinition | string;
-  /** Handed to the backend's create() as `url`. */
-  readonly url: string;
-  readonly resource?: string;
+  readonly backend: AnyBackendDefinition | string;
+  /** The backend's own options, as an operator would give them (for the KBS backends: url, resource, …). */
+  readonly backendOptions: RawBackendOptions;
   /** A launch measurement the backend's server accepts. */
   readonly measurement: Uint8Array;
   /** The secret a guest with `measurement` must decrypt; checked when given. */
@@ -25,7 +25,6 @@ export interface ConformanceOptions {
   readonly rejectedMeasurement?: Uint8Array;
   /** Guests attesting at once in the concurrency check. Default 8. */
   readonly concurrency?: number;
-  readonly requestTimeoutMs?: number;
   readonly log?: Logger;
 }
 
@@ -56,7 +55,7 @@ export async function runConformance(o: ConformanceOptions): Promise<Conformance
     }
   };
 
-  let definition: BackendDefinition | undefined;
+  let definition: AnyBackendDefinition | undefined;
   await check('the module exports a valid backend definition', async () => {
     definition = typeof o.backend === 'string' ? await resolveBackend(o.backend) : assertBackendDefinition(o.backend, o.backend.name);
   });
@@ -79,10 +78,8 @@ export async function runConformance(o: ConformanceOptions): Promise<Conformance
     await check('create() starts the backend and the proxy serves with it', async () => {
       proxy = await startProxy({
         protocol: counted,
-        url: o.url,
-        resource: o.resource,
+        backendOptions: o.backendOptions,
         unix,
-        requestTimeoutMs: o.requestTimeoutMs,
         log: o.log ?? createLogger({ level: 'silent' }),
       });
       proxy.server.on('session', (s: SessionOutcome) => outcomes.push(s));
@@ -160,11 +157,11 @@ function lastDetail(outcomes: SessionOutcome[]): string {
 }
 
 /** Wraps a definition so the harness can count session opens and closes. */
-function countingDefinition(def: BackendDefinition, counts: { opened: number; closed: number; doubleClosed: number }): BackendDefinition {
+function countingDefinition(def: AnyBackendDefinition, counts: { opened: number; closed: number; doubleClosed: number }): AnyBackendDefinition {
   return {
     ...def,
-    async create(options) {
-      const backend = await def.create(options);
+    async create(options, context) {
+      const backend = await def.create(options, context);
       return {
         async openSession(info): Promise<BackendSession> {
           const session = await backend.openSession(info);

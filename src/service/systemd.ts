@@ -1,4 +1,4 @@
-import { ConfigError } from './protocol/errors.js';
+import { ConfigError } from '../protocol/errors.js';
 
 /** The first file descriptor systemd passes (SD_LISTEN_FDS_START). */
 export const SD_LISTEN_FDS_START = 3;

@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLogger } from '../log.js';
-import { startProxy } from '../proxy.js';
+import { createLogger } from '../service/log.js';
+import { startProxy } from '../service/proxy.js';
 import { SimulatedGuest } from './guest-simulator.js';
 import { TestKbs } from './test-kbs.js';
 
@@ -24,7 +24,7 @@ export async function runDemo(print: (line: string) => void = console.log): Prom
     const url = await kbs.start();
     print(`kbs:   test Key Broker Service (protocol 0.4.0) listening on ${url}`);
     print(`kbs:   it releases a 32-byte secret to a guest whose launch measurement is ${measurement.toString('hex').slice(0, 24)}…`);
-    proxy = await startProxy({ protocol: 'kbs', url, unix, log: createLogger({ level: 'warn' }) });
+    proxy = await startProxy({ protocol: 'kbs', backendOptions: { url }, unix, log: createLogger({ level: 'warn' }) });
     print(`proxy: aproxy --protocol kbs --url ${url} --unix ${unix}`);
     proxy.server.on('session', (o: { outcome: string; negotiateMs?: number; attestMs?: number }) => {
       print(`proxy: session ${o.outcome} (negotiate ${o.negotiateMs ?? '-'} ms, attest ${o.attestMs ?? '-'} ms)`);

@@ -68,5 +68,3 @@ export function formatLine(line: string): string {
     .join(' ');
   return `${time} ${level}${where} ${String(rec.msg ?? '')}${fields ? `  ${fields}` : ''}`;
 }
-
-export { fingerprint } from './fingerprint.js';

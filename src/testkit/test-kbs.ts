@@ -3,8 +3,9 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { DEFAULT_RESOURCE_PATH } from '../backends/kbs/options.js';
+import { fingerprint } from '../frontend/session.js';
 import {
-  DEFAULT_RESOURCE_PATH,
   KBS_COOKIE_NAME,
   KBS_NEGOTIATION_PARAMS,
   KBS_PROTOCOL_VERSION,
@@ -19,7 +20,6 @@ import {
   serializeKbsJwe,
   type EcPublicKey,
 } from '../protocol/index.js';
-import { fingerprint } from '../fingerprint.js';
 
 export interface TestKbsOptions {
   /** The launch measurement a guest must report (48 bytes). */

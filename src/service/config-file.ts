@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { ConfigError } from '../protocol/errors.js';
 import { LOG_FORMATS, LOG_LEVELS } from './log.js';
-import { ConfigError } from './protocol/wire.js';
 
 const positive = z.number().int().positive();
 
@@ -24,6 +24,9 @@ export const configFileSchema = z
     'shutdown-grace-ms': z.number().int().nonnegative(),
     'ca-cert': z.string().min(1),
     metrics: z.string().min(1),
+    'backend-option': z.array(z.string()),
+    /** The backend's own options, as JSON values; the backend checks them. */
+    backend: z.record(z.string(), z.unknown()),
   })
   .partial()
   .strict();

@@ -1,12 +1,11 @@
-import type {
-  AttestationRequest,
-  AttestationResponse,
-  NegotiationRequest,
-  NegotiationResponse,
-} from '../protocol/wire.js';
+import type { AttestationRequest, AttestationResponse, NegotiationRequest, NegotiationResponse } from '../protocol/messages.js';
 
-/** The plugin contract version this build of aproxy speaks. */
-export const BACKEND_API_VERSION = 1;
+/**
+ * The plugin contract version this build of aproxy speaks. 2: `create`
+ * receives the backend's own options (what `parseOptions` made of them) and
+ * a context, instead of the KBS-shaped `{ url, resource, … }` of version 1.
+ */
+export const BACKEND_API_VERSION = 2;
 
 /** The logging surface a backend gets: pino's call shape, `(fields, message)`. */
 export interface BackendLogger {
@@ -16,16 +15,16 @@ export interface BackendLogger {
   error(fields: object, message?: string): void;
 }
 
-/** Proxy-wide settings handed to a backend once, at start. */
-export interface BackendOptions {
-  /** The attestation server's base URL (`--url`). */
-  readonly url: string;
-  /** Resource path to fetch (`--resource`), e.g. `default/sample/test`. */
-  readonly resource: string;
-  /** Upper bound for one HTTP exchange with the server. */
-  readonly requestTimeoutMs: number;
-  /** PEM CA bundle to trust for HTTPS, replacing the system roots (`--ca-cert`). */
-  readonly caCert?: string | undefined;
+/**
+ * A backend's options as the operator wrote them: `--backend-option key=value`
+ * (values are strings), the `backend` object of the config file (JSON
+ * values), and the shorthand flags `--url`, `--resource`, `--ca-cert`,
+ * `--request-timeout-ms` (keys `url`, `resource`, `caCert`, `requestTimeoutMs`).
+ */
+export type RawBackendOptions = Readonly<Record<string, unknown>>;
+
+/** What a backend gets besides its options, once, at start. */
+export interface BackendContext {
   readonly log: BackendLogger;
 }
 
@@ -84,15 +83,22 @@ export interface Backend {
 }
 
 /** What a backend module exports (built in or plugin). */
-export interface BackendDefinition {
+export interface BackendDefinition<Options = RawBackendOptions> {
   readonly apiVersion: typeof BACKEND_API_VERSION;
   /** Short name, as given to `--protocol`. */
   readonly name: string;
   readonly description?: string;
-  create(options: BackendOptions): Backend | Promise<Backend>;
+  /**
+   * Validates the operator's options before anything is started, and returns
+   * what `create` receives. Throw an error whose message names the key (a
+   * `ConfigError` is reported as bad usage, exit code 2). Without it, `create`
+   * receives the raw options.
+   */
+  parseOptions?(raw: RawBackendOptions): Options;
+  create(options: Options, context: BackendContext): Backend | Promise<Backend>;
 }
 
-/** Checks a definition's shape once, at definition time, and freezes it. */
-export function defineBackend(definition: BackendDefinition): BackendDefinition {
+/** Freezes a definition; its type parameter ties `parseOptions` to `create`. */
+export function defineBackend<Options = RawBackendOptions>(definition: BackendDefinition<Options>): BackendDefinition<Options> {
   return Object.freeze({ ...definition });
 }

@@ -2,10 +2,10 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { BackendRequestEvent } from './backends/types.js';
-import type { SessionOutcome } from './frontend/connection.js';
-import type { ProxyServer } from './frontend/server.js';
-import { parseListenAddress } from './metrics-address.js';
+import type { BackendRequestEvent } from '../backends/contract.js';
+import type { ProxyServer } from '../frontend/server.js';
+import type { SessionOutcome } from '../frontend/session.js';
+import { parseListenAddress } from './config.js';
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 

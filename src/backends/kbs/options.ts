@@ -1,0 +1,63 @@
+import { readFileSync } from 'node:fs';
+import { ConfigError } from '../../protocol/errors.js';
+import type { RawBackendOptions } from '../contract.js';
+
+/** The resource the reference aproxy hard-codes. */
+export const DEFAULT_RESOURCE_PATH = 'default/sample/test';
+export const DEFAULT_REQUEST_TIMEOUT_MS = 15_000;
+
+/** What both KBS backends run with, validated. */
+export interface KbsOptions {
+  /** Base URL of the KBS, http(s), ending in `/`. */
+  readonly url: string;
+  /** `<repository>/<type>/<tag>`, no leading slash. */
+  readonly resource: string;
+  /** Upper bound for one HTTP exchange with the KBS. */
+  readonly requestTimeoutMs: number;
+  /** PEM CA bundle (the contents of the `caCert` file) replacing the system roots for https. */
+  readonly caCert?: string;
+}
+
+const KEYS = ['url', 'resource', 'requestTimeoutMs', 'caCert'] as const;
+
+/**
+ * Checks the KBS backends' options. Values may be strings (from
+ * `--backend-option key=value`) or JSON values (from the config file).
+ * Each message names the key and the flag that sets it.
+ */
+export function parseKbsOptions(raw: RawBackendOptions, backend = 'kbs'): KbsOptions {
+  const unknown = Object.keys(raw).filter((k) => !(KEYS as readonly string[]).includes(k));
+  if (unknown.length > 0) {
+    throw new ConfigError(`the ${backend} backend has no option ${unknown.map((k) => JSON.stringify(k)).join(', ')} (it takes ${KEYS.join(', ')})`);
+  }
+  const url = raw.url;
+  if (typeof url !== 'string' || url === '') throw new ConfigError(`the ${backend} backend needs the KBS URL: --url http://kbs:8080`);
+  let base: URL;
+  try {
+    base = new URL(url);
+  } catch {
+    throw new ConfigError(`--url ${JSON.stringify(url)} is not a URL (expected e.g. http://kbs:8080)`);
+  }
+  if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new ConfigError(`--url must be http:// or https://, got ${base.protocol}`);
+  if (!base.pathname.endsWith('/')) base.pathname += '/';
+
+  const resource = raw.resource ?? DEFAULT_RESOURCE_PATH;
+  if (typeof resource !== 'string' || resource.replace(/^\/+/, '') === '') throw new ConfigError('--resource must be a path such as default/sample/test');
+
+  const timeout = raw.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const requestTimeoutMs = typeof timeout === 'string' && /^\d+$/.test(timeout) ? Number(timeout) : timeout;
+  if (typeof requestTimeoutMs !== 'number' || !Number.isSafeInteger(requestTimeoutMs) || requestTimeoutMs <= 0) {
+    throw new ConfigError(`--request-timeout-ms must be a positive integer, got ${String(timeout)}`);
+  }
+
+  let caCert: string | undefined;
+  if (raw.caCert !== undefined) {
+    if (typeof raw.caCert !== 'string') throw new ConfigError('--ca-cert must be the path of a PEM file');
+    try {
+      caCert = readFileSync(raw.caCert, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`--ca-cert ${raw.caCert}: ${(err as Error).message}`);
+    }
+  }
+  return { url: base.toString(), resource: resource.replace(/^\/+/, ''), requestTimeoutMs, ...(caCert === undefined ? {} : { caCert }) };
+}

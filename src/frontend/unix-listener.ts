@@ -1,0 +1,83 @@
+import { once } from 'node:events';
+import { chmod, chown, mkdtemp, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { basename, dirname, join } from 'node:path';
+import { SocketPathError } from '../protocol/errors.js';
+import { prepareSocketPath } from './socket-path.js';
+import { ServerListener, type GuestPeer } from './transport.js';
+
+export interface UnixListenerOptions {
+  readonly path: string;
+  /** Replace a stale socket at the path. */
+  readonly force?: boolean;
+  /** Permission bits of the socket file; 0o600 by default. */
+  readonly mode?: number;
+  /** Group to own the socket (numeric gid), so a QEMU group can connect with mode 0o660. */
+  readonly gid?: number;
+  readonly name?: string;
+  /** Called once bound, with what an operator wants to see in the log. */
+  readonly onListening?: (fields: Record<string, unknown>, message: string) => void;
+}
+
+/** A Unix socket that QEMU connects a guest's serial port to (`-serial unix:PATH`). */
+export class UnixListener extends ServerListener {
+  readonly transport = 'unix' as const;
+  readonly name: string;
+  protected readonly server = createServer({ allowHalfOpen: false, pauseOnConnect: true }, (s) => this.accept(s));
+  private socketIno: number | undefined;
+  private bound = false;
+
+  constructor(private readonly options: UnixListenerOptions) {
+    super();
+    this.name = options.name ?? options.path;
+  }
+
+  get path(): string {
+    return this.options.path;
+  }
+
+  /**
+   * Binds the socket atomically with its final permissions: it is created in
+   * a private 0700 directory, chmod-ed, then renamed into place, so there is
+   * no moment at which another user could connect.
+   */
+  async listen(): Promise<void> {
+    const { path, mode = 0o600, gid } = this.options;
+    await prepareSocketPath(path, this.options.force ?? false);
+    const dir = await mkdtemp(join(dirname(path), `.${basename(path).slice(0, 20)}.`)).catch((err: Error) => {
+      throw new SocketPathError(path, `cannot create a temporary directory beside it: ${err.message}`);
+    });
+    const tmp = join(dir, 's');
+    try {
+      // A host that boots hundreds of VMs at once connects them all at once:
+      // ask for a deep accept queue (the kernel caps it at net.core.somaxconn).
+      this.server.listen({ path: tmp, backlog: 4096 });
+      await once(this.server, 'listening');
+      await chmod(tmp, mode);
+      if (gid !== undefined) await chown(tmp, -1, gid);
+      await rename(tmp, path);
+      this.socketIno = (await stat(path)).ino;
+      this.bound = true;
+    } catch (err) {
+      if (this.server.listening) this.server.close();
+      throw err instanceof SocketPathError ? err : new SocketPathError(path, `cannot listen: ${(err as Error).message}`);
+    } finally {
+      await rmdir(dir).catch(() => undefined);
+    }
+    // startupMs: time since this process started, for spotting slow starts.
+    this.options.onListening?.({ path, mode: `0${mode.toString(8)}`, startupMs: Math.round(performance.now()) }, 'listening for guests');
+  }
+
+  protected peerOf(): GuestPeer {
+    return { transport: 'unix', listener: this.name };
+  }
+
+
+  /** Removes the socket file, but only if it is still ours (not replaced by another proxy). */
+  protected override async afterClose(): Promise<void> {
+    if (!this.bound) return;
+    this.bound = false;
+    const st = await stat(this.options.path).catch(() => undefined);
+    if (st !== undefined && st.ino === this.socketIno) await unlink(this.options.path).catch(() => undefined);
+  }
+}

@@ -1,0 +1,95 @@
+import { z } from 'zod';
+import {
+  NEGOTIATION_PARAMS,
+  TEE_NAMES,
+  type AesGcmData,
+  type AttestationRequest,
+  type AttestationResponse,
+  type AttestationToken,
+  type EcPublicKey,
+  type Evidence,
+  type NegotiationRequest,
+  type NegotiationResponse,
+  type SnpEvidence,
+  type Tee,
+} from './messages.js';
+import { b64Std, parseWith, taggedUnion, u32 } from './schema.js';
+
+/**
+ * Validating parsers for the frontend messages: the raw frame payload in,
+ * the types of messages.ts out, or an error naming the field. Each schema is
+ * pinned to its type at compile time (`Produces`).
+ */
+type Produces<Out, T> = [Out] extends [T] ? true : never;
+
+export const teeSchema = z.enum(TEE_NAMES);
+
+export const negotiationRequestSchema = z.object({
+  version: z.tuple([u32, u32, u32]),
+  tee: teeSchema,
+});
+
+export const negotiationParamSchema = z.enum(NEGOTIATION_PARAMS);
+
+export const negotiationResponseSchema = z.object({
+  challenge: b64Std,
+  params: z.array(negotiationParamSchema),
+});
+
+export const ecPublicKeySchema = z.object({ x: b64Std, y: b64Std });
+
+export const snpEvidenceSchema = z.object({
+  report: b64Std,
+  // Absent means none. The reference also rejects null; accepting it is harmless.
+  certs_buf: b64Std.nullish().transform((v) => v ?? undefined),
+});
+
+export const evidenceSchema = taggedUnion({ Snp: snpEvidenceSchema });
+
+export const attestationRequestSchema = z.object({
+  tee: teeSchema,
+  evidence: evidenceSchema,
+  challenge: b64Std,
+  key: ecPublicKeySchema,
+});
+
+export const aesGcmDataSchema = z.object({
+  epk: ecPublicKeySchema,
+  wrapped_cek: b64Std,
+  aad: b64Std,
+  iv: b64Std,
+  tag: b64Std,
+});
+
+export const attestationTokenSchema = taggedUnion({ Jwt: z.string(), Cwt: z.string() });
+
+export const attestationResponseSchema = z.object({
+  success: z.boolean(),
+  // Present-but-null is an error upstream (custom String deserializer); absent is None.
+  secret: b64Std.optional(),
+  decryption: aesGcmDataSchema.nullish().transform((v) => v ?? undefined),
+  token: attestationTokenSchema.nullish().transform((v) => v ?? undefined),
+});
+
+export const parseNegotiationRequest = (payload: Uint8Array | string): NegotiationRequest =>
+  parseWith('NegotiationRequest', negotiationRequestSchema, payload);
+export const parseNegotiationResponse = (payload: Uint8Array | string): NegotiationResponse =>
+  parseWith('NegotiationResponse', negotiationResponseSchema, payload);
+export const parseAttestationRequest = (payload: Uint8Array | string): AttestationRequest =>
+  parseWith('AttestationRequest', attestationRequestSchema, payload);
+export const parseAttestationResponse = (payload: Uint8Array | string): AttestationResponse =>
+  parseWith('AttestationResponse', attestationResponseSchema, payload);
+
+
+// Compile-time: what each schema outputs is a value of its message type.
+export const schemaTypesMatch: [
+  Produces<z.output<typeof negotiationRequestSchema>, NegotiationRequest>,
+  Produces<z.output<typeof negotiationResponseSchema>, NegotiationResponse>,
+  Produces<z.output<typeof ecPublicKeySchema>, EcPublicKey>,
+  Produces<z.output<typeof snpEvidenceSchema>, SnpEvidence>,
+  Produces<z.output<typeof evidenceSchema>, Evidence>,
+  Produces<z.output<typeof attestationRequestSchema>, AttestationRequest>,
+  Produces<z.output<typeof aesGcmDataSchema>, AesGcmData>,
+  Produces<z.output<typeof attestationTokenSchema>, AttestationToken>,
+  Produces<z.output<typeof teeSchema>, Tee>,
+] = [true, true, true, true, true, true, true, true, true];

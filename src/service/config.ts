@@ -1,0 +1,52 @@
+import { readFileSync } from 'node:fs';
+import { ConfigError } from '../protocol/errors.js';
+
+/**
+ * Operator-written values and their parsers, shared by the command line and
+ * the config file. Each error names what was wrong in words an operator can
+ * act on; the CLI turns them into exit code 2.
+ */
+
+/** A frame that has started must finish within this; SVSM writes a frame in milliseconds, a UART in ~200 ms. */
+export const DEFAULT_FRAME_TIMEOUT_MS = 30_000;
+/** Deadline per backend phase, well under what a booting guest tolerates. */
+export const DEFAULT_PHASE_TIMEOUT_MS = 60_000;
+export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
+export const DEFAULT_SOCKET_MODE = '0600';
+
+/** `ADDR:PORT` (or `[v6]:PORT`, or `:PORT` for loopback) → host and port. */
+export function parseListenAddress(text: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text);
+  const port = Number(m?.[3]);
+  if (!m || port > 65535) throw new ConfigError(`expected ADDR:PORT, e.g. 127.0.0.1:9464, got ${JSON.stringify(text)}`);
+  return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
+}
+
+/** An octal permission such as `0660`. */
+export function parseSocketMode(text: string): number {
+  if (!/^0?[0-7]{3}$/.test(text)) throw new ConfigError(`--socket-mode must be an octal mode such as 0600 or 0660, got ${text}`);
+  return parseInt(text, 8);
+}
+
+/** A numeric gid, or a group name looked up in /etc/group. */
+export function resolveGroup(group: string, groupFile = '/etc/group'): number {
+  if (/^\d+$/.test(group)) return Number(group);
+  let table = '';
+  try {
+    table = readFileSync(groupFile, 'utf8');
+  } catch {
+    // fall through to the error below
+  }
+  for (const line of table.split('\n')) {
+    const [name, , gid] = line.split(':');
+    if (name === group && gid !== undefined && /^\d+$/.test(gid)) return Number(gid);
+  }
+  throw new ConfigError(`--socket-group ${group}: no such group`);
+}
+
+/** `key=value` from `--backend-option`, repeatable. */
+export function parseBackendOption(text: string): [string, string] {
+  const i = text.indexOf('=');
+  if (i <= 0) throw new ConfigError(`--backend-option expects key=value, got ${JSON.stringify(text)}`);
+  return [text.slice(0, i), text.slice(i + 1)];
+}
