@@ -1,7 +1,7 @@
 /**
  * Benchmark: the proxy's cost on top of the KBS when many guests boot at once.
  *
- *   npm run bench -- [--sessions 256] [--sweep 1,8,32,128] [--idle 10000] [--out bench-results.json]
+ *   npm run bench -- [--sessions 256] [--sweep 1,8,32,128] [--idle 10000] [--out bench-results.json] [--no-vsock]
  *
  * Three processes: the built-in test KBS and the proxy (each `bin/aproxy`,
  * as an operator runs them) and this driver. Guest-side crypto stays out of
@@ -11,10 +11,13 @@
  * KBS with the proxy's own HTTP client (KbsClient: one pooled undici pool),
  * in alternating rounds, and prints throughput, latency percentiles, the
  * ratio, and the proxy's CPU time per session and RSS (from its metrics).
+ * Last, the vsock row: vsock against Unix in one proxy inside a QEMU guest
+ * (scripts/bench-vsock.ts), where the machine has QEMU and the addon.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -23,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { KbsClient } from '../src/backends/kbs/client.js';
+import { findQemuKit, runInVsockVm } from './qemu/vm.js';
 import { FrameReader } from '../src/frontend/frame-reader.js';
 import {
   KBS_NEGOTIATION_PARAMS,
@@ -48,6 +52,7 @@ const { values } = parseArgs({
     sweep: { type: 'string', default: '1,8,32,128' },
     idle: { type: 'string', default: '10000' },
     out: { type: 'string', default: 'bench-results.json' },
+    'no-vsock': { type: 'boolean', default: false },
   },
 });
 const N = Number(values.sessions);
@@ -316,6 +321,17 @@ console.log(`idle links: RSS ${idleBase.rssMiB.toFixed(1)} MiB idle, ${idleFull.
 console.log(`frame decode, 64 KiB frame: ${decode1.toFixed(1)} MiB/s in 1-byte chunks, ${decodeWhole.toFixed(0)} MiB/s whole (ratio ${(decodeWhole / decode1).toFixed(0)})`);
 console.log(`proxy handles before/after the sweep: ${JSON.stringify(handlesBefore.aproxy_nodejs_active_handles_total)} / ${JSON.stringify(handlesAfter.aproxy_nodejs_active_handles_total)}`);
 
+// The vsock row: inside a QEMU guest with the vsock loopback transport (see scripts/bench-vsock.ts).
+const vsock = await vsockRow();
+if (typeof vsock === 'string') console.log(`\nvsock: not measured (${vsock})`);
+else {
+  console.log(
+    `\nvsock vs unix, one proxy in a QEMU TCG guest (${vsock.sessions} sessions each, C=${vsock.concurrency}; ratios only, TCG absolutes mean nothing):\n` +
+      `  sessions/s unix ${vsock.unix.sessionsPerSecond.toFixed(2)}, vsock ${vsock.vsock.sessionsPerSecond.toFixed(2)}, ratio ${vsock.throughputRatio.toFixed(2)}\n` +
+      `  proxy CPU ms/session unix ${vsock.unix.proxyCpuMsPerSession.toFixed(1)}, vsock ${vsock.vsock.proxyCpuMsPerSession.toFixed(1)}, ratio ${vsock.cpuRatio.toFixed(2)}; failed ${vsock.unix.failed + vsock.vsock.failed}`,
+  );
+}
+
 const results = {
   date: new Date().toISOString(),
   node: process.version,
@@ -326,6 +342,7 @@ const results = {
   idle: { connections: IDLE, baseRssMiB: idleBase.rssMiB, fullRssMiB: idleFull.rssMiB, perConnectionKiB: perConnKiB },
   frameDecodeMiBps: { oneByteChunks: decode1, wholeFrame: decodeWhole },
   proxyHandles: { before: handlesBefore.aproxy_nodejs_active_handles_total, after: handlesAfter.aproxy_nodejs_active_handles_total },
+  vsockInVm: vsock,
 };
 await writeFile(values.out ?? 'bench-results.json', `${JSON.stringify(results, null, 2)}\n`);
 console.log(`\nwrote ${values.out}`);
@@ -335,6 +352,32 @@ proxy.kill('SIGTERM');
 kbs.kill('SIGTERM');
 await Promise.all([once(proxy, 'exit'), once(kbs, 'exit')]);
 await rm(dir, { recursive: true, force: true });
+
+interface VsockRow {
+  sessions: number;
+  concurrency: number;
+  unix: { sessionsPerSecond: number; proxyCpuMsPerSession: number; failed: number };
+  vsock: { sessionsPerSecond: number; proxyCpuMsPerSession: number; failed: number };
+  throughputRatio: number;
+  cpuRatio: number;
+}
+
+async function vsockRow(): Promise<VsockRow | string> {
+  if (values['no-vsock']) return 'skipped with --no-vsock';
+  const kit = findQemuKit();
+  if ('missing' in kit) return kit.missing;
+  const root = join(dirname(BIN), '..');
+  if (!existsSync(join(root, 'native', 'vsock', 'build', 'Release', 'vsock.node'))) return 'the vsock addon is not built';
+  const scratch = await mkdtemp(join(tmpdir(), 'aproxy-bench-vsock-'));
+  try {
+    const run = await runInVsockVm({ kit, scratch, workDir: root, command: 'node dist/scripts/bench-vsock.js --sessions 30 --concurrency 4 --rounds 3' });
+    const line = run.output.split('\n').find((l) => l.startsWith('{'));
+    if (run.code !== 0 || line === undefined) return `the in-VM run failed: ${run.output.slice(-500)}`;
+    return JSON.parse(line) as VsockRow;
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
 
 async function waitForListening(path: string): Promise<void> {
   for (;;) {

@@ -110,3 +110,57 @@ export async function waitForText(path: string, text: string): Promise<void> {
     watcher.close();
   }
 }
+
+const BUILD_VSOCK_INITRAMFS = join(dirname(BUILD_INITRAMFS), 'build-vsock-initramfs.sh');
+
+export interface VsockVmRun {
+  /** Exit status of the command inside the guest. */
+  readonly code: number;
+  /** Its standard output and error. */
+  readonly output: string;
+  /** Guest uptime when its root was ready, from its console. */
+  readonly bootToReadyMs: number;
+  readonly totalMs: number;
+}
+
+/**
+ * Runs `command` in `workDir` inside a QEMU TCG guest that has the vsock
+ * loopback transport, with the host's / mounted read-only (plus a tmpfs
+ * overlay). No vhost-vsock device: nothing in the guest reaches this host.
+ */
+export async function runInVsockVm(o: { kit: QemuKit; scratch: string; workDir: string; command: string; limitMs?: number }): Promise<VsockVmRun> {
+  const kver = /vmlinuz-(.+)$/.exec(o.kit.kernel)?.[1];
+  if (kver === undefined || !existsSync(join('/lib/modules', kver))) throw new Error(`no modules for ${o.kit.kernel} in /lib/modules`);
+  const initrd = join(o.scratch, 'vsock-initrd.cpio.gz');
+  const results = join(o.scratch, 'results');
+  const consoleLog = join(o.scratch, 'console.log');
+  const r = spawnSync('sh', [BUILD_VSOCK_INITRAMFS, initrd, kver, o.workDir, o.command, o.kit.busybox], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`building the vsock initramfs failed: ${r.stderr}`);
+  spawnSync('mkdir', ['-p', results]);
+  const t0 = performance.now();
+  const child = spawn(
+    o.kit.qemu,
+    [
+      '-accel', 'tcg,thread=multi', '-cpu', 'max', '-smp', '2', '-m', '2048', '-nodefaults', '-nic', 'none', '-display', 'none', '-no-reboot',
+      '-kernel', o.kit.kernel, '-initrd', initrd, '-append', 'console=ttyS0 quiet panic=-1',
+      '-serial', `file:${consoleLog}`,
+      '-virtfs', 'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',
+      '-virtfs', `local,path=${results},mount_tag=results,security_model=none`,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  // A bound on a hung guest, not a measurement: the command normally powers the VM off itself.
+  const limit = setTimeout(() => child.kill('SIGKILL'), o.limitMs ?? 600_000);
+  const [exitCode] = (await once(child, 'exit')) as [number | null];
+  clearTimeout(limit);
+  const rc = await readFile(join(results, 'rc'), 'utf8').catch(() => undefined);
+  const output = await readFile(join(results, 'out'), 'utf8').catch(() => '');
+  if (rc === undefined) {
+    const console = await readFile(consoleLog, 'utf8').catch(() => '');
+    throw new Error(`the vsock VM ended (QEMU exit ${String(exitCode)}) without running the command; QEMU: ${stderr.trim()}; console: ${console.slice(-2000)}`);
+  }
+  const uptime = /APROXY-VM-READY (\d+\.\d+)/.exec(await readFile(consoleLog, 'utf8').catch(() => ''))?.[1];
+  return { code: Number(rc.trim()), output, bootToReadyMs: uptime === undefined ? NaN : Number(uptime) * 1000, totalMs: performance.now() - t0 };
+}

@@ -12,14 +12,16 @@ import {
   DEFAULT_PHASE_TIMEOUT_MS,
   DEFAULT_SHUTDOWN_GRACE_MS,
   DEFAULT_SOCKET_MODE,
+  DEFAULT_VSOCK_LIMITS,
   parseBackendOption,
+  parseVsockPort,
   parseListenAddress,
   parseSocketMode,
   resolveGroup,
 } from '../service/config.js';
 import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../service/log.js';
 import { startProxy, type RunningProxy } from '../service/proxy.js';
-import { socketActivationFd } from '../service/systemd.js';
+import { socketActivationFds } from '../service/systemd.js';
 
 /** Bad usage: one line on stderr, exit code 2. */
 class UsageError extends Error {}
@@ -33,6 +35,12 @@ function parseHex(flag: string, text: string, bytes?: number): Buffer {
   return b;
 }
 
+function parseVsockAddress(text: string): { cid: number; port: number } {
+  const m = /^(\d+):(\d+)$/.exec(text);
+  if (!m) throw new UsageError(`--vsock must be CID:PORT, e.g. 2:1995, got ${text}`);
+  return { cid: Number(m[1]), port: Number(m[2]) };
+}
+
 function positiveInt(flag: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new UsageError(`--${flag} must be a positive integer, got ${String(v)}`);
   return v;
@@ -44,8 +52,15 @@ function serveOptions(y: Argv) {
   return y
     .option('protocol', { type: 'string', describe: protocolHelp, demandOption: true })
     .option('url', { type: 'string', describe: 'base URL of the attestation server, e.g. http://kbs:8080 (backend option url)' })
-    .option('unix', { type: 'string', describe: 'Unix socket path QEMU connects the guest serial port to (not needed under systemd socket activation)' })
-    .option('force', { type: 'boolean', default: false, describe: 'replace a stale socket at --unix (never a regular file, never a live socket)' })
+    .option('vsock', {
+      type: 'string',
+      describe: 'serve guests over AF_VSOCK on this port (1995, what SVSM uses, when given bare); may be combined with --unix',
+    })
+    .option('unix', { type: 'string', describe: 'Unix socket path QEMU connects the guest serial port (COM3) to' })
+    .option('force', { type: 'boolean', default: false, describe: 'replace a stale socket at --unix (never a regular file, never a live socket); no effect on --vsock' })
+    .option('vsock-max-per-cid', { type: 'number', default: DEFAULT_VSOCK_LIMITS.maxPerCid, describe: 'vsock connections one guest CID may hold at once (CID 1, the host, is exempt)' })
+    .option('vsock-max-connections', { type: 'number', default: DEFAULT_VSOCK_LIMITS.maxTotal, describe: 'vsock connections from all guests together' })
+    .option('vsock-sessions-per-minute', { type: 'number', default: DEFAULT_VSOCK_LIMITS.sessionsPerMinute, describe: 'boots one guest CID may start per minute over vsock (CID 1 exempt)' })
     .option('resource', { type: 'string', describe: `KBS resource path <repository>/<type>/<tag> holding the secret (backend option resource; default ${DEFAULT_RESOURCE_PATH})` })
     .option('log-level', { choices: LOG_LEVELS, default: 'info' as LogLevel, describe: 'log verbosity' })
     .option('log-format', { choices: LOG_FORMATS, default: 'auto' as LogFormat, describe: 'json lines, pretty one-line events, or auto (pretty on a terminal)' })
@@ -69,8 +84,10 @@ function serveOptions(y: Argv) {
 }
 
 async function serve(argv: Awaited<ReturnType<typeof serveOptions>['argv']>): Promise<void> {
-  const listenFd = socketActivationFd();
-  if (listenFd === undefined && argv.unix === undefined) throw new UsageError('Missing required argument: unix');
+  const listenFds = socketActivationFds();
+  if (listenFds.length === 0 && argv.unix === undefined && argv.vsock === undefined) {
+    throw new UsageError('Missing required argument: --unix PATH or --vsock [PORT] (or a socket from systemd)');
+  }
   const log = createLogger({ level: argv['log-level'] as LogLevel, format: argv['log-format'] as LogFormat });
   if (argv.metrics !== undefined) parseListenAddress(argv.metrics);
   const graceMs = nonNegativeInt('shutdown-grace-ms', argv['shutdown-grace-ms']);
@@ -78,7 +95,13 @@ async function serve(argv: Awaited<ReturnType<typeof serveOptions>['argv']>): Pr
     protocol: argv.protocol,
     backendOptions: backendOptions(argv, configBackendOptions),
     unix: argv.unix,
-    listenFd,
+    vsock: argv.vsock === undefined ? undefined : parseVsockPort(argv.vsock),
+    vsockLimits: {
+      maxPerCid: positiveInt('vsock-max-per-cid', argv['vsock-max-per-cid']),
+      maxTotal: positiveInt('vsock-max-connections', argv['vsock-max-connections']),
+      sessionsPerMinute: positiveInt('vsock-sessions-per-minute', argv['vsock-sessions-per-minute']),
+    },
+    listenFds,
     metrics: argv.metrics,
     force: argv.force,
     maxFrameBytes: positiveInt('max-frame-bytes', argv['max-frame-bytes']),
@@ -181,7 +204,11 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<void
   if (args.some((a) => a === '--config' || a.startsWith('--config='))) loadConfigFile = (await import('../service/config-file.js')).loadConfigFile;
   const cli = yargs(args)
     .scriptName('aproxy')
-    .usage('$0 --protocol kbs --url URL --unix PATH [--force]\n\nAttestation proxy between COCONUT-SVSM guests (serial COM3 over a Unix socket) and an attestation server.')
+    .usage(
+      '$0 --protocol kbs --url URL --vsock\n$0 --protocol kbs --url URL --unix PATH [--force]\n\n' +
+        'Attestation proxy between COCONUT-SVSM guests (vsock port 1995, or serial COM3 over a Unix socket) and an attestation server.\n' +
+        "A vsock guest's CID in logs and limits is the host kernel's claim about the connecting VM, not attested.",
+    )
     .command('$0', 'run the proxy', serveOptions, (argv) => serve(argv))
     .command(
       ['test-kbs', 'kbs-test-server'],
@@ -215,15 +242,21 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<void
       'act as SVSM guests: attest through the proxy and decrypt the secret',
       (y) =>
         y
-          .option('unix', { type: 'string', demandOption: true, describe: 'proxy socket path' })
+          .option('unix', { type: 'string', describe: 'proxy socket path (as QEMU connects COM3)' })
+          .option('vsock', { type: 'string', describe: 'proxy vsock address CID:PORT (as SVSM connects, e.g. 2:1995 from a guest)' })
           .option('measurement', { type: 'string', demandOption: true, describe: `launch measurement to report, ${SNP_MEASUREMENT_BYTES * 2} hex digits` })
           .option('expect-secret', { type: 'string', describe: 'hex secret the guest must decrypt' })
           .option('sessions', { type: 'number', default: 1, describe: 'number of boots' })
-          .option('concurrency', { type: 'number', default: 1, describe: 'serial links open at once' }),
+          .option('concurrency', { type: 'number', default: 1, describe: 'links open at once' })
+          .conflicts('unix', 'vsock')
+          .check((a) => {
+            if (a.unix === undefined && a.vsock === undefined) throw new UsageError('simulate-guest needs --unix PATH or --vsock CID:PORT');
+            return true;
+          }),
       async (argv) => {
         const { runGuestFleet } = await import('../testkit/guest-simulator.js');
         const summary = await runGuestFleet({
-          unix: argv.unix,
+          address: argv.vsock === undefined ? (argv.unix as string) : parseVsockAddress(argv.vsock),
           measurement: parseHex('measurement', argv.measurement, SNP_MEASUREMENT_BYTES),
           expectSecret: argv['expect-secret'] === undefined ? undefined : parseHex('expect-secret', argv['expect-secret']),
           sessions: positiveInt('sessions', argv.sessions),
@@ -242,19 +275,34 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<void
     )
     .command(
       'qemu-args',
-      'print the QEMU arguments that put the guest COM3 on the proxy socket (COM1/COM2 untouched)',
+      'print the QEMU arguments that connect a guest to the proxy: a vsock device (--vsock CID) or COM3 on the socket (--unix PATH)',
       (y) =>
         y
-          .option('unix', { type: 'string', demandOption: true, describe: 'proxy socket path' })
+          .option('vsock', { type: 'number', describe: "the guest's vsock CID (3 or above, unique on the host)" })
+          .option('vsock-device', { choices: ['mmio', 'pci'] as const, default: 'mmio' as const, describe: 'vhost-vsock-device (SVSM, as launch_guest.sh) or vhost-vsock-pci' })
+          .option('unix', { type: 'string', describe: 'proxy socket path for COM3 (COM1/COM2 untouched)' })
           .option('reconnect-ms', { type: 'number', default: 1000, describe: 'how often QEMU retries while no proxy listens' })
-          .option('qemu-version', { type: 'string', describe: 'target QEMU version (before 9.2 the option is reconnect=SECONDS)' }),
+          .option('qemu-version', { type: 'string', describe: 'target QEMU version (before 9.2 the option is reconnect=SECONDS)' })
+          .check((a) => {
+            if (a.unix === undefined && a.vsock === undefined) throw new UsageError('qemu-args needs --vsock CID or --unix PATH');
+            return true;
+          }),
       async (argv) => {
-        const { qemuSerialArgs, shellJoin } = await import('../tools/qemu-args.js');
+        const { qemuSerialArgs, qemuVsockArgs, shellJoin } = await import('../tools/qemu-args.js');
+        const args: string[] = [];
         try {
-          console.log(shellJoin(qemuSerialArgs({ unix: argv.unix, reconnectMs: positiveInt('reconnect-ms', argv['reconnect-ms']), qemuVersion: argv['qemu-version'] })));
+          if (argv.vsock !== undefined) args.push(...qemuVsockArgs({ cid: argv.vsock, device: argv['vsock-device'] }));
+        } catch (err) {
+          throw new UsageError(`--vsock: ${(err as Error).message}`);
+        }
+        try {
+          if (argv.unix !== undefined) {
+            args.push(...qemuSerialArgs({ unix: argv.unix, reconnectMs: positiveInt('reconnect-ms', argv['reconnect-ms']), qemuVersion: argv['qemu-version'] }));
+          }
         } catch (err) {
           throw new UsageError(`--qemu-version: ${(err as Error).message}`);
         }
+        console.log(shellJoin(args));
       },
     )
     .command(

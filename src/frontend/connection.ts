@@ -17,6 +17,8 @@ export interface ConnectionOptions {
 export interface ConnectionEvents {
   onOutcome(o: SessionOutcome): void;
   onBackendRequest(e: BackendRequestEvent): void;
+  /** False when the guest is over its session budget: the link closes without a session. */
+  admitSession(): boolean;
 }
 
 /** A logger that can make children (pino's shape). */
@@ -71,6 +73,7 @@ export class GuestConnection {
         this.inSession = false;
         const frame = await this.reader.next();
         if (frame === null) break;
+        if (!this.events.admitSession()) break;
         this.inSession = true;
         const number = ++this.sessions;
         const { outcome, keepLink } = await runSession(this.link(number), number, frame);

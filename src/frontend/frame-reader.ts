@@ -39,7 +39,12 @@ export class FrameReader {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => this.onEnd());
     socket.on('close', () => this.onEnd());
-    socket.on('error', (err) => this.fail(err));
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      // A reset between frames is a guest leaving (SVSM force-closes vsock
+      // streams when it is done), not a fault; inside a frame it truncates it.
+      if ((err.code === 'ECONNRESET' || err.code === 'EPIPE') && !this.decoder.inFrame) this.onEnd();
+      else this.fail(err);
+    });
     if (socket.destroyed) this.onEnd();
   }
 

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import type { Backend } from '../backends/contract.js';
 import { GuestConnection, type ConnectionLogger } from './connection.js';
+import type { GuestLimits, Refusal } from './guest-limits.js';
 import type { SessionOutcome } from './session.js';
 import type { GuestListener, GuestPeer } from './transport.js';
 
@@ -13,13 +14,23 @@ export interface ProxyServerOptions {
   readonly frameTimeoutMs: number;
   /** Deadline per backend phase. */
   readonly phaseTimeoutMs: number;
+  /** Admission limits for vsock guests; none when absent. */
+  readonly limits?: GuestLimits;
+}
+
+/** A guest turned away by the limits; emitted as 'refusal'. */
+export interface RefusalEvent {
+  readonly transport: GuestPeer['transport'];
+  readonly reason: Refusal['reason'];
+  readonly cid?: number;
 }
 
 /**
  * The guest-facing side: takes streams from any number of listeners, one
  * GuestConnection per stream, all served concurrently. Emits 'session'
  * (SessionOutcome) after every guest boot, 'backend-request'
- * (BackendRequestEvent) after every server exchange, and 'connection' /
+ * (BackendRequestEvent) after every server exchange, 'refusal'
+ * (RefusalEvent) for a guest over its limits, and 'connection' /
  * 'disconnect' with the connection id.
  */
 export class ProxyServer extends EventEmitter {
@@ -35,6 +46,13 @@ export class ProxyServer extends EventEmitter {
 
   get connectionCount(): number {
     return this.connections.size;
+  }
+
+  /** Open guest connections per transport, for metrics. */
+  connectionsByTransport(): Record<GuestPeer['transport'], number> {
+    const counts = { unix: 0, vsock: 0 };
+    for (const c of this.connections.values()) counts[c.peer.transport]++;
+    return counts;
   }
 
   /** Serves the guests `listener` accepts, including those that waited for this call. */
@@ -70,10 +88,28 @@ export class ProxyServer extends EventEmitter {
     await Promise.allSettled([...this.running]);
   }
 
+  private refused(r: Refusal, peer: GuestPeer): void {
+    if (r.firstOfBurst) {
+      const what = { per_cid: 'connections per CID', total: 'vsock connections in total', session_rate: 'sessions per minute for this CID' }[r.reason];
+      this.options.log.warn(
+        { transport: peer.transport, cid: r.cid, reason: r.reason },
+        `refusing a guest over its limit of ${what}; further refusals in this burst are only counted (aproxy_guest_refusals_total)`,
+      );
+    }
+    this.emit('refusal', { transport: peer.transport, reason: r.reason, ...(r.cid === undefined ? {} : { cid: r.cid }) } satisfies RefusalEvent);
+  }
+
   private accept(socket: Socket, peer: GuestPeer): void {
     // A guest that came and went while it waited to be handed over has nothing to serve.
     if (this.closing || socket.destroyed) {
       socket.destroy();
+      return;
+    }
+    const limits = this.options.limits;
+    const refusal = limits?.admit(peer);
+    if (refusal) {
+      socket.destroy();
+      this.refused(refusal, peer);
       return;
     }
     const id = `c${this.nextId++}`;
@@ -88,12 +124,19 @@ export class ProxyServer extends EventEmitter {
       {
         onOutcome: (o: SessionOutcome) => this.emit('session', o),
         onBackendRequest: (e) => this.emit('backend-request', e),
+        admitSession: () => {
+          const r = limits?.startSession(peer);
+          if (r) this.refused(r, peer);
+          return r === undefined;
+        },
       },
     );
     this.connections.set(id, conn);
     log.debug({}, 'guest connected');
     this.emit('connection', id);
     const run = conn.run().finally(() => {
+      limits?.release(peer);
+      limits?.forgetIdle();
       this.connections.delete(id);
       this.running.delete(run);
       log.debug({}, 'guest disconnected');

@@ -26,6 +26,7 @@ export const ERROR_CODES = [
   'SOCKET_IN_USE',
   'SOCKET_PATH',
   'CONFIG',
+  'VSOCK_UNAVAILABLE',
 ] as const;
 export type AproxyErrorCode = (typeof ERROR_CODES)[number];
 const KNOWN_CODES: ReadonlySet<string> = new Set(ERROR_CODES);
@@ -184,6 +185,13 @@ export class SocketInUseError extends AproxyError {
 export class SocketPathError extends AproxyError {
   constructor(readonly path: string, detail: string) {
     super('SOCKET_PATH', `${path}: ${detail}`);
+  }
+}
+
+/** AF_VSOCK cannot be served here; the message says why and what to do. */
+export class VsockUnavailableError extends AproxyError {
+  constructor(detail: string) {
+    super('VSOCK_UNAVAILABLE', `vsock: ${detail}`);
   }
 }
 

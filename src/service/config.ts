@@ -12,6 +12,25 @@ export const DEFAULT_FRAME_TIMEOUT_MS = 30_000;
 /** Deadline per backend phase, well under what a booting guest tolerates. */
 export const DEFAULT_PHASE_TIMEOUT_MS = 60_000;
 export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
+
+/**
+ * vsock admission: a guest needs one connection at a time, two across a
+ * reboot; a boot is one session. The host's loopback (CID 1) is trusted.
+ */
+export const DEFAULT_VSOCK_LIMITS = Object.freeze({
+  maxPerCid: 4,
+  maxTotal: 1024,
+  sessionsPerMinute: 30,
+  trustedCids: new Set([1]) as ReadonlySet<number>,
+});
+
+/** `--vsock` with no value, or `--vsock PORT`. */
+export function parseVsockPort(value: string | number | boolean): number {
+  if (value === true || value === '') return 1995;
+  const port = typeof value === 'number' ? value : Number(value);
+  if (!Number.isInteger(port) || port < 1 || port > 0xffffffff - 1) throw new ConfigError(`--vsock takes a port number (1995 when bare), got ${String(value)}`);
+  return port;
+}
 export const DEFAULT_SOCKET_MODE = '0600';
 
 /** `ADDR:PORT` (or `[v6]:PORT`, or `:PORT` for loopback) → host and port. */

@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { BackendRequestEvent } from '../backends/contract.js';
-import type { ProxyServer } from '../frontend/server.js';
+import type { ProxyServer, RefusalEvent } from '../frontend/server.js';
 import type { SessionOutcome } from '../frontend/session.js';
 import { parseListenAddress } from './config.js';
 
@@ -12,19 +12,26 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 /** Prometheus metrics for one proxy, every name prefixed `aproxy_`. */
 export class ProxyMetrics {
   readonly registry = new Registry();
-  private readonly sessions: Counter<'outcome' | 'reason'>;
+  private readonly sessions: Counter<'outcome' | 'reason' | 'transport'>;
+  private readonly refusals: Counter<'transport' | 'reason'>;
   private readonly phase: Histogram<'phase'>;
   private readonly backendRequest: Histogram<'endpoint' | 'status'>;
   private readonly backendErrors: Counter<'kind'>;
-  private readonly connections: Gauge;
+  private readonly connections: Gauge<'transport'>;
 
   constructor(server: ProxyServer) {
     collectDefaultMetrics({ register: this.registry, prefix: 'aproxy_' });
     const registers = [this.registry];
     this.sessions = new Counter({
       name: 'aproxy_sessions_total',
-      help: 'Guest attestation sessions by outcome (success, failure, aborted) and reason code',
-      labelNames: ['outcome', 'reason'],
+      help: 'Guest attestation sessions by outcome (success, failure, aborted), reason code and transport (unix, vsock)',
+      labelNames: ['outcome', 'reason', 'transport'],
+      registers,
+    });
+    this.refusals = new Counter({
+      name: 'aproxy_guest_refusals_total',
+      help: 'Guests turned away by the vsock limits, by reason (per_cid, total, session_rate)',
+      labelNames: ['transport', 'reason'],
       registers,
     });
     this.phase = new Histogram({
@@ -49,16 +56,20 @@ export class ProxyMetrics {
     });
     this.connections = new Gauge({
       name: 'aproxy_guest_connections',
-      help: 'Guest connections (QEMU serial links) open now',
+      help: 'Guest connections open now, by transport (unix: QEMU serial links; vsock)',
+      labelNames: ['transport'],
       registers,
-      collect: () => this.connections.set(server.connectionCount),
+      collect: () => {
+        for (const [transport, n] of Object.entries(server.connectionsByTransport())) this.connections.set({ transport }, n);
+      },
     });
+    server.on('refusal', (r: RefusalEvent) => this.refusals.inc({ transport: r.transport, reason: r.reason }));
     server.on('session', (o: SessionOutcome) => this.onSession(o));
     server.on('backend-request', (e: BackendRequestEvent) => this.onBackendRequest(e));
   }
 
   private onSession(o: SessionOutcome): void {
-    this.sessions.inc({ outcome: o.outcome, reason: o.reason ?? 'none' });
+    this.sessions.inc({ outcome: o.outcome, reason: o.reason ?? 'none', transport: o.transport });
     if (o.negotiateMs !== undefined) this.phase.observe({ phase: 'negotiate' }, o.negotiateMs / 1000);
     if (o.attestMs !== undefined) this.phase.observe({ phase: 'attest' }, o.attestMs / 1000);
   }

@@ -1,12 +1,15 @@
 import type { Server } from 'node:http';
 import type { Backend, RawBackendOptions } from '../backends/contract.js';
 import type { AnyBackendDefinition } from '../backends/registry.js';
+import { GuestLimits, type GuestLimitOptions } from '../frontend/guest-limits.js';
 import { InheritedUnixListener } from '../frontend/inherited-listener.js';
 import type { ProxyServer } from '../frontend/server.js';
 import type { GuestListener } from '../frontend/transport.js';
 import { UnixListener } from '../frontend/unix-listener.js';
+import { VsockListener } from '../frontend/vsock-listener.js';
+import { socketFamily } from '../frontend/vsock-native.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/framing.js';
-import { DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_PHASE_TIMEOUT_MS } from './config.js';
+import { DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_PHASE_TIMEOUT_MS, DEFAULT_VSOCK_LIMITS } from './config.js';
 import type { Logger } from './log.js';
 
 /** Everything one running proxy needs; the CLI builds it from flags and the config file. */
@@ -18,14 +21,22 @@ export interface ProxyConfig {
    * backends: `url`, `resource`, `caCert` (a PEM file path), `requestTimeoutMs`.
    */
   readonly backendOptions?: RawBackendOptions;
-  /** Unix socket path to bind; not needed when `listenFd` is given. */
+  /** Unix socket path to bind, for serial guests (`-serial unix:PATH`). */
   readonly unix?: string;
+  /** vsock port to bind on VMADDR_CID_ANY (SVSM uses 1995). `unix` and `vsock` may be given together. */
+  readonly vsock?: number;
+  /** Limits for vsock guests; each missing field takes its default. */
+  readonly vsockLimits?: Partial<GuestLimitOptions>;
   /** Replace a stale socket at `unix`. */
   readonly force?: boolean;
   readonly socketMode?: number;
   readonly socketGid?: number;
-  /** A listening socket handed over by a service manager (systemd: fd 3); replaces binding `unix`. */
-  readonly listenFd?: number;
+  /**
+   * Listening sockets handed over by a service manager (systemd: 3, 4, …),
+   * Unix or vsock, told apart by asking the kernel; they replace binding
+   * `unix` and `vsock`.
+   */
+  readonly listenFds?: readonly number[];
   readonly maxFrameBytes?: number;
   readonly frameTimeoutMs?: number;
   readonly phaseTimeoutMs?: number;
@@ -70,6 +81,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
       maxFrameBytes: config.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
       frameTimeoutMs: config.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS,
       phaseTimeoutMs: config.phaseTimeoutMs ?? DEFAULT_PHASE_TIMEOUT_MS,
+      limits: new GuestLimits({ ...DEFAULT_VSOCK_LIMITS, ...config.vsockLimits }),
     });
     for (const l of listeners) server.serve(l);
     if (config.metrics !== undefined) {
@@ -110,9 +122,19 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
 
 function listenersFor(config: ProxyConfig): GuestListener[] {
   const onListening = (fields: Record<string, unknown>, message: string) => config.log.info(fields, message);
-  if (config.listenFd !== undefined) return [new InheritedUnixListener({ fd: config.listenFd, onListening })];
-  if (config.unix === undefined || config.unix === '') throw new TypeError('startProxy: give `unix` (a socket path) or `listenFd`');
-  return [new UnixListener({ path: config.unix, force: config.force, mode: config.socketMode, gid: config.socketGid, onListening })];
+  const onWarning = (fields: Record<string, unknown>, message: string) => config.log.warn(fields, message);
+  if (config.listenFds !== undefined && config.listenFds.length > 0) {
+    return config.listenFds.map((fd) =>
+      socketFamily(fd) === 'vsock' ? new VsockListener({ fd, onListening, onWarning }) : new InheritedUnixListener({ fd, onListening }),
+    );
+  }
+  const listeners: GuestListener[] = [];
+  if (config.unix !== undefined && config.unix !== '') {
+    listeners.push(new UnixListener({ path: config.unix, force: config.force, mode: config.socketMode, gid: config.socketGid, onListening }));
+  }
+  if (config.vsock !== undefined) listeners.push(new VsockListener({ port: config.vsock, onListening, onWarning }));
+  if (listeners.length === 0) throw new TypeError('startProxy: give `unix` (a socket path), `vsock` (a port) or `listenFds`');
+  return listeners;
 }
 
 /** What the ready line says about the backend's options: the URL without credentials, nothing else. */

@@ -14,6 +14,10 @@ import {
   serializeNegotiationRequest,
 } from '../protocol/index.js';
 import { FrameReader } from '../frontend/frame-reader.js';
+import { connectVsock } from '../frontend/vsock-native.js';
+
+/** Where the proxy is: a Unix socket path (QEMU's serial chardev), or a vsock address. */
+export type ProxyAddress = string | { readonly cid: number; readonly port: number };
 
 export interface BootOptions {
   /** The launch measurement to put in the synthetic report (48 bytes). */
@@ -53,8 +57,10 @@ export class SimulatedGuest {
     this.reader = new FrameReader(socket, { maxFrameBytes: MAX_FRAME, frameTimeoutMs: 60_000 });
   }
 
-  static async connect(path: string): Promise<SimulatedGuest> {
-    const socket = connect(path);
+  /** Connects as QEMU does for COM3 (a path), or as SVSM does over vsock (`{ cid, port }`). */
+  static async connect(address: ProxyAddress): Promise<SimulatedGuest> {
+    if (typeof address !== 'string') return new SimulatedGuest(connectVsock(address.cid, address.port));
+    const socket = connect(address);
     await once(socket, 'connect');
     return new SimulatedGuest(socket);
   }
@@ -122,7 +128,7 @@ export class SimulatedGuest {
 }
 
 export interface GuestFleetOptions {
-  readonly unix: string;
+  readonly address: ProxyAddress;
   readonly measurement: Uint8Array;
   readonly expectSecret?: Uint8Array;
   /** Total boots. */
@@ -150,7 +156,7 @@ export async function runGuestFleet(o: GuestFleetOptions): Promise<GuestFleetSum
   const worker = async () => {
     let guest: SimulatedGuest | undefined;
     try {
-      guest = await SimulatedGuest.connect(o.unix);
+      guest = await SimulatedGuest.connect(o.address);
       while (next < o.sessions) {
         next++;
         const r = await guest.boot({ measurement: o.measurement, expectSecret: o.expectSecret });

@@ -34,6 +34,22 @@ export function qemuSerialArgs(o: QemuArgsOptions): string[] {
   return ['-chardev', `socket,id=${id},path=${qemuEscape(o.unix)},${reconnect}`, '-device', `isa-serial,chardev=${id},index=2`];
 }
 
+export interface QemuVsockOptions {
+  /** The guest's context id: unique per host, 3 or above (0–2 are reserved). */
+  readonly cid: number;
+  /**
+   * `mmio` (vhost-vsock-device, as upstream's launch_guest.sh gives SVSM) or
+   * `pci` (vhost-vsock-pci, for guests without virtio-mmio discovery).
+   */
+  readonly device?: 'mmio' | 'pci';
+}
+
+/** The vsock device through which SVSM reaches the host (CID 2, port 1995). Needs /dev/vhost-vsock on the host. */
+export function qemuVsockArgs(o: QemuVsockOptions): string[] {
+  if (!Number.isInteger(o.cid) || o.cid < 3 || o.cid > 0xfffffffe) throw new RangeError(`guest CID must be an integer from 3 to 4294967294, got ${o.cid}`);
+  return ['-device', `${o.device === 'pci' ? 'vhost-vsock-pci' : 'vhost-vsock-device'},guest-cid=${o.cid}`];
+}
+
 /** Shell-quotes arguments for printing. */
 export function shellJoin(args: readonly string[]): string {
   return args.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`)).join(' ');

@@ -20,7 +20,26 @@ describe('command line', () => {
     const r = await runCli(['--protocol', 'kbs', '--url', 'http://127.0.0.1:1']);
     assert.equal(r.code, 2);
     assert.equal(r.stderr.trim().split('\n').length, 1);
-    assert.match(r.stderr, /Missing required argument: unix/);
+    assert.match(r.stderr, /Missing required argument: --unix PATH or --vsock \[PORT\]/);
+  });
+
+  test('--help documents vsock, its limits, and that a CID is not attested', async () => {
+    const r = await runCli(['--help']);
+    for (const flag of ['--vsock', '--vsock-max-per-cid', '--vsock-max-connections', '--vsock-sessions-per-minute']) assert.ok(r.stdout.includes(flag), flag);
+    assert.match(r.stdout, /CID .* not attested/);
+    const bad = await runCli(['--protocol', 'kbs', '--url', 'http://127.0.0.1:1', '--vsock', 'many']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--vsock takes a port number/);
+  });
+
+  test('qemu-args --vsock prints the vhost-vsock device SVSM uses, or the PCI one', async () => {
+    const mmio = await runCli(['qemu-args', '--vsock', '5']);
+    assert.equal(mmio.stdout.trim(), '-device vhost-vsock-device,guest-cid=5');
+    const pci = await runCli(['qemu-args', '--vsock', '7', '--vsock-device', 'pci']);
+    assert.equal(pci.stdout.trim(), '-device vhost-vsock-pci,guest-cid=7');
+    const reserved = await runCli(['qemu-args', '--vsock', '2']);
+    assert.equal(reserved.code, 2);
+    assert.match(reserved.stderr, /3 to 4294967294/);
   });
 
   test('an unknown flag exits 2', async (t) => {

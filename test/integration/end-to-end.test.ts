@@ -84,7 +84,7 @@ describe('end to end over a real Unix socket and real HTTP', () => {
 
   test('the fleet runner reports every session', async (t) => {
     const rig = await startRig(t);
-    const s = await runGuestFleet({ unix: rig.unix, measurement: rig.measurement, expectSecret: rig.secret, sessions: 12, concurrency: 4 });
+    const s = await runGuestFleet({ address: rig.unix, measurement: rig.measurement, expectSecret: rig.secret, sessions: 12, concurrency: 4 });
     assert.equal(s.succeeded, 12);
     assert.deepEqual(s.errors, []);
   });

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -12,7 +11,7 @@ import { startProxy } from '../../src/service/proxy.js';
 import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 import { inspectToken } from '../../src/tools/inspect.js';
 import { qemuSerialArgs } from '../../src/tools/qemu-args.js';
-import { APROXY_BIN, finished, runCli, spawnCli, waitForOutput } from '../support/cli.js';
+import { finished, runCli, spawnCli, spawnSocketActivated, waitForOutput } from '../support/cli.js';
 import { LogSink, startRig, tempDir, startTestKbs } from '../support/harness.js';
 import { tryConnect } from '../support/raw-guest.js';
 
@@ -28,12 +27,12 @@ describe('Prometheus metrics', () => {
     const res = await request(rig.proxy.metricsUrl);
     assert.equal(res.statusCode, 200);
     const text = await res.body.text();
-    assert.match(text, /^aproxy_sessions_total\{outcome="success",reason="none"\} 1$/m);
-    assert.match(text, /^aproxy_sessions_total\{outcome="failure",reason="ATTESTATION_REJECTED"\} 1$/m);
+    assert.match(text, /^aproxy_sessions_total\{outcome="success",reason="none",transport="unix"\} 1$/m);
+    assert.match(text, /^aproxy_sessions_total\{outcome="failure",reason="ATTESTATION_REJECTED",transport="unix"\} 1$/m);
     assert.match(text, /^aproxy_backend_request_duration_seconds_count\{endpoint="POST \/kbs\/v0\/auth",status="200"\} 2$/m);
     assert.match(text, /^aproxy_backend_request_duration_seconds_count\{endpoint="POST \/kbs\/v0\/attest",status="401"\} 1$/m);
     assert.match(text, /^aproxy_phase_duration_seconds_count\{phase="attest"\} 2$/m);
-    assert.match(text, /^aproxy_guest_connections 1$/m);
+    assert.match(text, /^aproxy_guest_connections\{transport="unix"\} 1$/m);
     assert.match(text, /^aproxy_process_cpu_user_seconds_total /m);
     const notFound = await request(rig.proxy.metricsUrl.replace('/metrics', '/'));
     assert.equal(notFound.statusCode, 404);
@@ -48,33 +47,15 @@ describe('systemd socket activation', () => {
     const measurement = randomBytes(48);
     const secret = randomBytes(16);
     const { url } = await startTestKbs(t, { measurement, secret });
-    // What systemd does: bind and listen, put the socket at fd 3, set LISTEN_FDS and LISTEN_PID, exec the service.
-    const activator = [
-      'import os, socket, sys',
-      's = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)',
-      `s.bind(${JSON.stringify(unix)})`,
-      's.listen(16)',
-      // dup2 onto 3 unless the socket already is 3, and clear close-on-exec either way.
-      'if s.fileno() != 3: os.dup2(s.fileno(), 3)',
-      'os.set_inheritable(3, True)',
-      "os.environ['LISTEN_FDS'] = '1'",
-      "os.environ['LISTEN_PID'] = str(os.getpid())",
-      'os.execv(sys.argv[1], sys.argv[1:])',
-    ].join('\n');
-    const child = spawn('python3', ['-c', activator, process.execPath, APROXY_BIN, '--protocol', 'kbs', '--url', url, '--log-format', 'json'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const proc = Object.assign(child, { output: { stdout: '', stderr: '' } });
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (proc.output.stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (proc.output.stderr += d));
-    t.after(() => child.kill('SIGKILL'));
+    const proc = spawnSocketActivated([{ unix }], ['--protocol', 'kbs', '--url', url, '--log-format', 'json']);
+    t.after(() => proc.kill('SIGKILL'));
     await waitForOutput(proc, /"msg":"aproxy ready"/);
     assert.match(proc.output.stdout, /listening for guests on an inherited socket/);
     const g = await SimulatedGuest.connect(unix);
     const r = await g.boot({ measurement, expectSecret: secret });
     g.close();
     assert.equal(r.secretMatches, true);
-    child.kill('SIGTERM');
+    proc.kill('SIGTERM');
     assert.equal((await finished(proc)).code, 0);
     assert.ok((await stat(unix)).isSocket(), 'the socket file belongs to systemd and stays');
   });

@@ -1,7 +1,9 @@
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { FrameReader } from '../../src/frontend/frame-reader.js';
+import { connectVsock } from '../../src/frontend/vsock-native.js';
 import { encodeFrame } from '../../src/protocol/index.js';
+import type { ProxyAddress } from '../../src/testkit/guest-simulator.js';
 
 /** A guest that sends whatever bytes a test wants and reads whatever comes back. */
 export class RawGuest {
@@ -14,8 +16,9 @@ export class RawGuest {
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
   }
 
-  static async connect(path: string): Promise<RawGuest> {
-    const s = connect(path);
+  static async connect(address: ProxyAddress): Promise<RawGuest> {
+    if (typeof address !== 'string') return new RawGuest(connectVsock(address.cid, address.port));
+    const s = connect(address);
     await once(s, 'connect');
     return new RawGuest(s);
   }

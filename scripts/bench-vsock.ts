@@ -1,0 +1,101 @@
+/**
+ * The vsock row of `npm run bench`, measured inside the QEMU guest that has
+ * the vsock loopback transport (bench.ts starts it): one proxy process
+ * serving both a Unix socket and a vsock port, the same sessions over each
+ * in alternating rounds, and the proxy's own CPU time from /proc. Absolute
+ * numbers under TCG mean nothing; the vsock/unix ratios do. Prints one JSON
+ * line.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { SimulatedGuest, type ProxyAddress } from '../src/testkit/guest-simulator.js';
+
+const { values } = parseArgs({ options: { sessions: { type: 'string', default: '40' }, concurrency: { type: 'string', default: '4' }, rounds: { type: 'string', default: '3' } } });
+const N = Number(values.sessions);
+const C = Number(values.concurrency);
+const ROUNDS = Number(values.rounds);
+const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'aproxy');
+const measurement = Buffer.alloc(48, 0x42);
+const secret = Buffer.alloc(32, 0x24);
+const PORT = 1995;
+const unix = '/tmp/aproxy-bench.sock';
+
+const children: ChildProcess[] = [];
+process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
+function start(args: string[]): ChildProcess & { out: string } {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  const c = Object.assign(child, { out: '' });
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => (c.out += d));
+  return c;
+}
+async function waitFor(child: ChildProcess & { out: string }, re: RegExp): Promise<string> {
+  for (;;) {
+    const m = re.exec(child.out);
+    if (m) return m[0];
+    await once(child.stdout as NodeJS.EventEmitter, 'data');
+  }
+}
+/** user+sys CPU of a process, ms (fields 14 and 15 of /proc/PID/stat, in clock ticks of 10 ms). */
+async function cpuMs(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+const kbs = start(['test-kbs', '--measurement', measurement.toString('hex'), '--secret', secret.toString('hex'), '--port', '0']);
+const url = await waitFor(kbs, /http:\/\/127\.0\.0\.1:\d+/);
+const proxy = start(['--protocol', 'kbs', '--url', url, '--unix', unix, '--force', '--vsock', String(PORT), '--log-format', 'json', '--phase-timeout-ms', '300000']);
+await waitFor(proxy, /"msg":"aproxy ready"/);
+const pid = proxy.pid as number;
+
+async function run(address: ProxyAddress): Promise<{ ms: number; cpu: number; failed: number }> {
+  const guests = await Promise.all(Array.from({ length: C }, () => SimulatedGuest.connect(address)));
+  let next = 0;
+  let failed = 0;
+  const cpu0 = await cpuMs(pid);
+  const t0 = performance.now();
+  await Promise.all(
+    guests.map(async (g) => {
+      while (next < N) {
+        next++;
+        if (!(await g.boot({ measurement, expectSecret: secret })).ok) failed++;
+      }
+    }),
+  );
+  const ms = performance.now() - t0;
+  const cpu = (await cpuMs(pid)) - cpu0;
+  guests.forEach((g) => g.close());
+  return { ms, cpu, failed };
+}
+
+const totals = { unix: { ms: 0, cpu: 0, failed: 0 }, vsock: { ms: 0, cpu: 0, failed: 0 } };
+await run(unix); // warm-up: JIT, the KBS connection pool
+for (let r = 0; r < ROUNDS; r++) {
+  for (const [name, address] of [['unix', unix], ['vsock', { cid: 1, port: PORT }]] as const) {
+    const x = await run(address);
+    totals[name].ms += x.ms;
+    totals[name].cpu += x.cpu;
+    totals[name].failed += x.failed;
+  }
+}
+const per = (t: { ms: number; cpu: number }) => ({ sessionsPerSecond: (N * ROUNDS * 1000) / t.ms, proxyCpuMsPerSession: t.cpu / (N * ROUNDS) });
+const u = per(totals.unix);
+const v = per(totals.vsock);
+console.log(
+  JSON.stringify({
+    sessions: N * ROUNDS,
+    concurrency: C,
+    unix: { ...u, failed: totals.unix.failed },
+    vsock: { ...v, failed: totals.vsock.failed },
+    throughputRatio: v.sessionsPerSecond / u.sessionsPerSecond,
+    cpuRatio: v.proxyCpuMsPerSession / u.proxyCpuMsPerSession,
+  }),
+);
+proxy.kill('SIGTERM');
+kbs.kill('SIGTERM');
+await Promise.all([once(proxy, 'exit'), once(kbs, 'exit')]);
