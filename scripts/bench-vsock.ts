@@ -47,6 +47,28 @@ async function cpuMs(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
+/** Resident set of a process, MiB. */
+async function rssMiB(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+}
+
+/** Spawn to "listening for guests" with only this transport, ms. */
+async function startupMs(args: string[]): Promise<number> {
+  const t0 = performance.now();
+  const p = start(['--protocol', 'kbs', '--url', 'http://127.0.0.1:9', '--log-format', 'json', ...args]);
+  await waitFor(p, /"msg":"listening for guests"/);
+  const ms = performance.now() - t0;
+  p.kill('SIGKILL');
+  await once(p, 'exit');
+  return ms;
+}
+const startup = { unix: 0, vsock: 0 };
+for (let i = 0; i < 3; i++) {
+  startup.unix += (await startupMs(['--unix', '/tmp/aproxy-startup.sock', '--force'])) / 3;
+  startup.vsock += (await startupMs(['--vsock', String(PORT + 1)])) / 3;
+}
+
 const kbs = start(['test-kbs', '--measurement', measurement.toString('hex'), '--secret', secret.toString('hex'), '--port', '0']);
 const url = await waitFor(kbs, /http:\/\/127\.0\.0\.1:\d+/);
 const proxy = start(['--protocol', 'kbs', '--url', url, '--unix', unix, '--force', '--vsock', String(PORT), '--log-format', 'json', '--phase-timeout-ms', '300000']);
@@ -83,6 +105,22 @@ for (let r = 0; r < ROUNDS; r++) {
     totals[name].failed += x.failed;
   }
 }
+/** RSS added by `n` idle connections over one transport, KiB per connection. */
+async function idleKiB(n: number, address: ProxyAddress): Promise<number> {
+  const before = await rssMiB(pid);
+  const sockets = [];
+  for (let i = 0; i < n; i++) {
+    const g = await SimulatedGuest.connect(address);
+    sockets.push(g);
+  }
+  // One more boot on the last link: every connection has been accepted and served by now.
+  await sockets[n - 1]?.boot({ measurement });
+  const after = await rssMiB(pid);
+  sockets.forEach((g) => g.close());
+  return ((after - before) * 1024) / n;
+}
+const idle = { unix: await idleKiB(500, unix), vsock: await idleKiB(500, { cid: 1, port: PORT }) };
+
 const per = (t: { ms: number; cpu: number }) => ({ sessionsPerSecond: (N * ROUNDS * 1000) / t.ms, proxyCpuMsPerSession: t.cpu / (N * ROUNDS) });
 const u = per(totals.unix);
 const v = per(totals.vsock);
@@ -94,6 +132,8 @@ console.log(
     vsock: { ...v, failed: totals.vsock.failed },
     throughputRatio: v.sessionsPerSecond / u.sessionsPerSecond,
     cpuRatio: v.proxyCpuMsPerSession / u.proxyCpuMsPerSession,
+    startupMs: startup,
+    idleKiBPerConnection: idle,
   }),
 );
 proxy.kill('SIGTERM');

@@ -328,7 +328,8 @@ else {
   console.log(
     `\nvsock vs unix, one proxy in a QEMU TCG guest (${vsock.sessions} sessions each, C=${vsock.concurrency}; ratios only, TCG absolutes mean nothing):\n` +
       `  sessions/s unix ${vsock.unix.sessionsPerSecond.toFixed(2)}, vsock ${vsock.vsock.sessionsPerSecond.toFixed(2)}, ratio ${vsock.throughputRatio.toFixed(2)}\n` +
-      `  proxy CPU ms/session unix ${vsock.unix.proxyCpuMsPerSession.toFixed(1)}, vsock ${vsock.vsock.proxyCpuMsPerSession.toFixed(1)}, ratio ${vsock.cpuRatio.toFixed(2)}; failed ${vsock.unix.failed + vsock.vsock.failed}`,
+      `  proxy CPU ms/session unix ${vsock.unix.proxyCpuMsPerSession.toFixed(1)}, vsock ${vsock.vsock.proxyCpuMsPerSession.toFixed(1)}, ratio ${vsock.cpuRatio.toFixed(2)}; failed ${vsock.unix.failed + vsock.vsock.failed}\n` +
+      `  start to listening unix ${vsock.startupMs.unix.toFixed(0)} ms, vsock ${vsock.startupMs.vsock.toFixed(0)} ms; idle connection unix ${vsock.idleKiBPerConnection.unix.toFixed(1)} KiB, vsock ${vsock.idleKiBPerConnection.vsock.toFixed(1)} KiB`,
   );
 }
 
@@ -360,6 +361,8 @@ interface VsockRow {
   vsock: { sessionsPerSecond: number; proxyCpuMsPerSession: number; failed: number };
   throughputRatio: number;
   cpuRatio: number;
+  startupMs: { unix: number; vsock: number };
+  idleKiBPerConnection: { unix: number; vsock: number };
 }
 
 async function vsockRow(): Promise<VsockRow | string> {

@@ -3,9 +3,10 @@
 # has the vsock loopback transport, so a real AF_VSOCK stack is there without
 # any vhost-vsock device (which would reach this machine's host). It loads
 # the modules, mounts the host's / read-only over 9p with a tmpfs overlay
-# (node and the checkout are there without copying), mounts a writable 9p
-# share for results, runs one command in that root, writes its exit status
-# beside its output, and powers off.
+# (node and the checkout are there without copying, wherever the checkout
+# is, /tmp included; writes land in the overlay), mounts a writable 9p share
+# for results, runs one command in that root, writes its exit status beside
+# its output, and powers off.
 #
 #   scripts/qemu/build-vsock-initramfs.sh OUT.cpio.gz KERNEL_VERSION WORKDIR COMMAND [BUSYBOX]
 #
@@ -51,7 +52,6 @@ mount -t overlay overlay -o lowerdir=/host,upperdir=/upper/u,workdir=/upper/w /n
 mount -t proc proc /newroot/proc
 mount -t sysfs sys /newroot/sys
 mount -t devtmpfs dev /newroot/dev
-mount -t tmpfs tmpfs /newroot/tmp
 mkdir -p /newroot/results && mount --bind /results /newroot/results
 echo "APROXY-VM-READY \$(cut -d' ' -f1 /proc/uptime)"
 chroot /newroot /bin/sh -c 'cd "$workdir" && export HOME=/tmp APROXY_IN_VM=1 && $command' > /results/out 2>&1
