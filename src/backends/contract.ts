@@ -50,8 +50,10 @@ export interface BackendRequestEvent {
 
 /** Passed to each phase. */
 export interface PhaseContext {
-  /** Aborted when the guest goes away or the phase deadline passes. */
+  /** Aborted when the guest goes away, starts a new session (reboots), or the phase deadline passes. */
   readonly signal: AbortSignal;
+  /** When the phase deadline passes (Date.now() milliseconds): plan retries to end before it. */
+  readonly deadline: number;
   /** Report each server exchange; it appears in the session's log line and in metrics. */
   observe(event: BackendRequestEvent): void;
 }
@@ -63,9 +65,12 @@ export interface PhaseContext {
  *
  * To refuse a guest, throw (an `AttestationRejectedError` says "the server
  * said no"; anything else is logged as a fault) or return `{ success: false }`.
- * In the attestation phase the guest then receives the protocol's failure
- * response; in the negotiation phase, which has no failure message, its
- * connection is closed.
+ * The guest then receives the failure answer
+ * (`{"success":false,"decryption":null,"token":null}`) in either phase, and
+ * its link serves the next boot. Each call has a deadline, and what you
+ * return is checked before it reaches the wire (a wrong shape is your
+ * PLUGIN_FAULT). The session may be abandoned at any time (the guest left
+ * or rebooted): `ctx.signal` aborts, and nothing of it is sent.
  */
 export interface BackendSession {
   negotiate(request: NegotiationRequest, ctx: PhaseContext): Promise<NegotiationResponse>;

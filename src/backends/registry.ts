@@ -1,21 +1,29 @@
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { PluginInvalidError } from '../protocol/errors.js';
-import { BACKEND_API_VERSION, type BackendDefinition } from './contract.js';
+import { BACKEND_API_VERSION, type BackendDefinition, type RawBackendOptions } from './contract.js';
+import { parseKbsOptions } from './kbs/options.js';
 
-/**
- * Built-in backends by `--protocol` name, loaded on demand (a backend pulls
- * in its HTTP client and schemas). Adding one edits only this table.
- */
-const BUILTIN_LOADERS: Readonly<Record<string, () => Promise<AnyBackendDefinition>>> = Object.freeze({
-  kbs: async () => (await import('./kbs/backend.js')).kbsBackend,
-  'kbs-test': async () => (await import('./kbs/backend.js')).upstreamKbsTestBackend,
+interface BuiltinEntry {
+  /** The backend's option check, cheap to load: bad usage is found before anything is bound. */
+  parseOptions(raw: RawBackendOptions): unknown;
+  /** The backend itself (HTTP client, schemas), loaded once the listeners are up. */
+  load(): Promise<AnyBackendDefinition>;
+}
+
+/** Built-in backends by `--protocol` name. Adding one edits only this table. */
+const BUILTINS: Readonly<Record<string, BuiltinEntry>> = Object.freeze({
+  kbs: { parseOptions: (raw) => parseKbsOptions(raw, 'kbs'), load: async () => (await import('./kbs/backend.js')).kbsBackend },
+  'kbs-test': {
+    parseOptions: (raw) => parseKbsOptions(raw, 'kbs-test'),
+    load: async () => (await import('./kbs/backend.js')).upstreamKbsTestBackend,
+  },
 });
 
 /** A definition whose options type is not known here: the registry only passes them through. */
 export type AnyBackendDefinition = BackendDefinition<any>;
 
-export const BUILTIN_BACKEND_NAMES: readonly string[] = Object.freeze(Object.keys(BUILTIN_LOADERS));
+export const BUILTIN_BACKEND_NAMES: readonly string[] = Object.freeze(Object.keys(BUILTINS));
 
 /** True when `--protocol` names a module path rather than a built-in. */
 export function isPluginSpecifier(spec: string): boolean {
@@ -46,8 +54,8 @@ export function assertBackendDefinition(value: unknown, specifier: string): AnyB
 
 /** Resolves `--protocol`: a built-in name, or a path to an ES module exporting a backend. */
 export async function resolveBackend(spec: string, cwd = process.cwd()): Promise<AnyBackendDefinition> {
-  const builtin = BUILTIN_LOADERS[spec];
-  if (builtin) return builtin();
+  const builtin = BUILTINS[spec];
+  if (builtin) return builtin.load();
   if (!isPluginSpecifier(spec)) {
     throw new PluginInvalidError(spec, `is neither a built-in backend (${BUILTIN_BACKEND_NAMES.join(', ')}) nor a module path (use ./name.js)`);
   }
@@ -58,4 +66,26 @@ export async function resolveBackend(spec: string, cwd = process.cwd()): Promise
     throw new PluginInvalidError(spec, `cannot be loaded: ${(err as Error).message}`, { cause: err });
   }
   return assertBackendDefinition(mod.default ?? mod.backend, spec);
+}
+
+/** A backend whose options are checked and which can be loaded and created. */
+export interface PreparedBackend {
+  readonly name: string;
+  /** What `parseOptions` made of the raw options. */
+  readonly options: unknown;
+  load(): Promise<AnyBackendDefinition>;
+}
+
+/**
+ * Finds the backend and checks its options, loading as little as it can: a
+ * built-in's option check is separate from the backend, a plugin module is
+ * loaded (its check is in it). Throws PLUGIN_INVALID or the backend's
+ * ConfigError, before the proxy binds anything.
+ */
+export async function prepareBackend(spec: string | AnyBackendDefinition, raw: RawBackendOptions, cwd = process.cwd()): Promise<PreparedBackend> {
+  const builtin = typeof spec === 'string' ? BUILTINS[spec] : undefined;
+  if (builtin && typeof spec === 'string') return { name: spec, options: builtin.parseOptions(raw), load: () => builtin.load() };
+  const definition = typeof spec === 'string' ? await resolveBackend(spec, cwd) : spec;
+  const options: unknown = definition.parseOptions ? definition.parseOptions(raw) : raw;
+  return { name: definition.name, options, load: async () => definition };
 }

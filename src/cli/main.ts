@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import type { RawBackendOptions } from '../backends/contract.js';
-import { DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_RESOURCE_PATH } from '../backends/kbs/options.js';
+import { DEFAULT_AUTH_RETRY_BUDGET_MS, DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_RESOURCE_PATH } from '../backends/kbs/options.js';
 import { BUILTIN_BACKEND_NAMES } from '../backends/registry.js';
 import { describeError, isAproxyError } from '../protocol/errors.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/framing.js';
@@ -72,6 +72,10 @@ function serveOptions(y: Argv) {
     .option('socket-group', { type: 'string', describe: 'group (name or gid) to own the socket, e.g. the group QEMU runs as' })
     .option('shutdown-grace-ms', { type: 'number', default: DEFAULT_SHUTDOWN_GRACE_MS, describe: 'on SIGINT/SIGTERM, how long sessions in flight may finish' })
     .option('ca-cert', { type: 'string', describe: 'PEM file of CA certificates to trust for an https:// --url (backend option caCert; verification is always on)' })
+    .option('auth-retry-budget-ms', {
+      type: 'number',
+      describe: `how long /auth is retried while the KBS is down, times out or answers 5xx (backend option authRetryBudgetMs; default ${DEFAULT_AUTH_RETRY_BUDGET_MS}, 0: no retries)`,
+    })
     .option('backend-option', { type: 'string', array: true, describe: "the backend's own option, key=value (repeatable); see the backend's documentation" })
     .option('metrics', { type: 'string', describe: 'serve Prometheus metrics at http://ADDR:PORT/metrics (off by default)' })
     .config('config', 'JSON file whose keys are these long flag names; flags given here override it', (path: string) => {
@@ -162,6 +166,7 @@ function backendOptions(
   resource?: string;
   'ca-cert'?: string;
     'request-timeout-ms'?: number;
+    'auth-retry-budget-ms'?: number;
   },
   fromFile: RawBackendOptions = {},
 ): RawBackendOptions {
@@ -170,6 +175,7 @@ function backendOptions(
     resource: argv.resource,
     caCert: argv['ca-cert'],
     requestTimeoutMs: argv['request-timeout-ms'],
+    authRetryBudgetMs: argv['auth-retry-budget-ms'],
   };
   return {
     ...fromFile,
@@ -248,6 +254,7 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<void
           .option('expect-secret', { type: 'string', describe: 'hex secret the guest must decrypt' })
           .option('sessions', { type: 'number', default: 1, describe: 'number of boots' })
           .option('concurrency', { type: 'number', default: 1, describe: 'links open at once' })
+          .option('answer-timeout-ms', { type: 'number', default: 30_000, describe: 'how long to wait for each answer before reporting a timeout' })
           .conflicts('unix', 'vsock')
           .check((a) => {
             if (a.unix === undefined && a.vsock === undefined) throw new UsageError('simulate-guest needs --unix PATH or --vsock CID:PORT');
@@ -261,6 +268,7 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<void
           expectSecret: argv['expect-secret'] === undefined ? undefined : parseHex('expect-secret', argv['expect-secret']),
           sessions: positiveInt('sessions', argv.sessions),
           concurrency: positiveInt('concurrency', argv.concurrency),
+          answerTimeoutMs: positiveInt('answer-timeout-ms', argv['answer-timeout-ms']),
         });
         const ms = (n: number) => n.toFixed(1);
         console.log(
@@ -344,7 +352,7 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<void
   try {
     await cli.parseAsync();
   } catch (err) {
-    if (err instanceof UsageError || (err instanceof Error && err.name === 'YError') || (isAproxyError(err) && err.code === 'CONFIG')) {
+    if (err instanceof UsageError || (err instanceof Error && err.name === 'YError') || (isAproxyError(err) && (err.code === 'CONFIG' || err.code === 'PLUGIN_INVALID'))) {
       console.error(`aproxy: ${err.message.split('\n')[0]} (see aproxy --help)`);
       process.exit(2);
     }

@@ -2,8 +2,9 @@ import type { Socket } from 'node:net';
 import type { Backend, BackendLogger, BackendRequestEvent } from '../backends/contract.js';
 import { describeError } from '../protocol/errors.js';
 import { encodeFrame } from '../protocol/framing.js';
+import { parseStrictJson } from '../protocol/json.js';
 import { FrameReader } from './frame-reader.js';
-import { GuestGoneError, codeOf, runSession, type SessionLink, type SessionOutcome } from './session.js';
+import { GuestGoneError, SessionSupersededError, codeOf, runSession, type SessionControl, type SessionLink, type SessionOutcome } from './session.js';
 import type { GuestPeer } from './transport.js';
 
 export interface ConnectionOptions {
@@ -11,6 +12,8 @@ export interface ConnectionOptions {
   readonly frameTimeoutMs: number;
   /** Deadline for one backend phase (negotiate, or attest including the resource fetch). */
   readonly phaseTimeoutMs: number;
+  /** Deadline for the backend's openSession and close. */
+  readonly backendCallTimeoutMs: number;
 }
 
 /** Hooks the server uses for logs and metrics. */
@@ -26,17 +29,54 @@ export interface ConnectionLogger extends BackendLogger {
   child(bindings: Record<string, unknown>): ConnectionLogger;
 }
 
+/** One session in flight, as the link sees it. */
+class SessionSlot implements SessionControl {
+  private readonly controller = new AbortController();
+  private waiter: { resolve: (f: Buffer) => void; reject: (e: unknown) => void } | undefined;
+  done: Promise<void> = Promise.resolve();
+
+  get ended(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** True while the session waits for the guest's AttestationRequest. */
+  get awaitingFrame(): boolean {
+    return this.waiter !== undefined;
+  }
+
+  nextFrame(): Promise<Buffer> {
+    if (this.ended.aborted) return Promise.reject(this.ended.reason);
+    return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
+  }
+
+  deliver(frame: Buffer): void {
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.resolve(frame);
+  }
+
+  end(reason: Error): void {
+    if (this.ended.aborted) return;
+    this.controller.abort(reason);
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.reject(reason);
+  }
+}
+
 /**
- * One guest link (a QEMU serial connection, or a vsock connection): any
- * number of sessions in sequence, one per guest boot. Never throws; every
- * fault ends in a log line and, where the protocol has one, a defined answer.
+ * One guest link (a QEMU serial connection, or a vsock connection) for as
+ * long as the guest keeps it: with `-serial unix:` that is the VM's life,
+ * across every reboot. The link is read all the time, also while a backend
+ * phase runs, so that a reboot or a vanished guest is seen at once. A
+ * NegotiationRequest always starts a new session; one still in flight is
+ * abandoned and nothing of it is ever written. Only framing faults (byte
+ * sync lost) close the link. Never throws.
  */
 export class GuestConnection {
   private readonly reader: FrameReader;
-  private readonly gone = new AbortController();
   private sessions = 0;
-  /** True while a session is between its first frame and its last answer. */
-  inSession = false;
+  private current: SessionSlot | undefined;
   private draining = false;
 
   constructor(
@@ -44,6 +84,7 @@ export class GuestConnection {
     readonly peer: GuestPeer,
     private readonly socket: Socket,
     private readonly backend: Backend,
+    private readonly backendName: string,
     private readonly log: ConnectionLogger,
     private readonly options: ConnectionOptions,
     private readonly events: ConnectionEvents,
@@ -53,13 +94,18 @@ export class GuestConnection {
       // Serial links deliver a frame in many small reads; this shows how many and how slowly.
       onFrame: (f) => log.debug({ bytes: f.bytes, reads: f.reads, ms: Math.round(f.ms * 10) / 10 }, 'frame received'),
     });
-    socket.once('close', () => this.gone.abort(new GuestGoneError('guest connection closed')));
+    socket.once('close', () => this.current?.end(new GuestGoneError('guest connection closed')));
+  }
+
+  /** True while a session is between its first frame and its last answer. */
+  get inSession(): boolean {
+    return this.current !== undefined;
   }
 
   /** Shutdown: close now if idle, otherwise right after the session in flight. */
   drain(): void {
     this.draining = true;
-    if (!this.inSession) this.socket.destroy();
+    if (this.current === undefined) this.socket.destroy();
   }
 
   /** Ends the connection now (shutdown after the grace period). */
@@ -70,23 +116,44 @@ export class GuestConnection {
   async run(): Promise<void> {
     try {
       for (;;) {
-        this.inSession = false;
         const frame = await this.reader.next();
         if (frame === null) break;
-        if (!this.events.admitSession()) break;
-        this.inSession = true;
-        const number = ++this.sessions;
-        const { outcome, keepLink } = await runSession(this.link(number), number, frame);
-        this.report(outcome);
-        if (!keepLink || this.draining) break;
+        if (!this.dispatch(frame)) break;
       }
     } catch (err) {
-      // Framing and transport faults: nothing sensible can be said to the guest.
+      // Framing and transport faults: byte sync is lost, nothing sensible can be said to the guest.
       this.log.warn({ err: errFields(err), buffered: this.reader.buffered }, `closing guest connection: ${describeError(err)}`);
     } finally {
-      this.inSession = false;
+      const last = this.current;
+      last?.end(new GuestGoneError('guest connection closed'));
+      await last?.done;
       this.socket.destroy();
     }
+  }
+
+  /** Routes one frame; false when the link must close. */
+  private dispatch(frame: Buffer): boolean {
+    const running = this.current;
+    if (running?.awaitingFrame && !isNegotiationRequest(frame)) {
+      running.deliver(frame);
+      return true;
+    }
+    // Anything else begins a new session: a NegotiationRequest (a reboot, if
+    // a session was in flight), or a frame that cannot be one, which gets
+    // the failure answer from the session it starts.
+    running?.end(new SessionSupersededError());
+    if (!this.events.admitSession()) return false;
+    const slot = new SessionSlot();
+    this.current = slot;
+    const number = ++this.sessions;
+    slot.done = runSession(this.link(number), slot, number, frame).then((outcome) => {
+      this.report(outcome);
+      if (this.current === slot) {
+        this.current = undefined;
+        if (this.draining) this.socket.destroy();
+      }
+    });
+    return true;
   }
 
   /** The one place a session's outcome is logged and counted. */
@@ -102,18 +169,34 @@ export class GuestConnection {
     return {
       connectionId: this.id,
       peer: this.peer,
-      gone: this.gone.signal,
-      next: () => this.reader.next(),
-      send: (payload) => {
-        if (this.socket.destroyed || !this.socket.writable) return false;
-        this.socket.write(encodeFrame(payload));
-        return true;
-      },
       backend: this.backend,
+      backendName: this.backendName,
       phaseTimeoutMs: this.options.phaseTimeoutMs,
+      backendCallTimeoutMs: this.options.backendCallTimeoutMs,
       log: this.log.child({ session: number }),
       onBackendRequest: (e) => this.events.onBackendRequest(e),
+      send: (payload) => this.write(encodeFrame(payload)),
     };
+  }
+
+  /** Resolves true once the kernel took the bytes, false if the guest is gone. */
+  private write(bytes: Buffer): Promise<boolean> {
+    if (this.socket.destroyed || !this.socket.writable) return Promise.resolve(false);
+    return new Promise((resolve) => this.socket.write(bytes, (err) => resolve(err == null)));
+  }
+}
+
+/**
+ * Whether a frame is a NegotiationRequest (a JSON object with `version`),
+ * looked at only while a session waits for an AttestationRequest: a guest
+ * that reboots at that moment sends one, and it must start a new session.
+ */
+function isNegotiationRequest(frame: Buffer): boolean {
+  try {
+    const json = parseStrictJson(frame);
+    return typeof json === 'object' && json !== null && !Array.isArray(json) && Object.hasOwn(json, 'version');
+  } catch {
+    return false;
   }
 }
 

@@ -8,6 +8,10 @@ import type { GuestListener, GuestPeer } from './transport.js';
 
 export interface ProxyServerOptions {
   readonly backend: Backend;
+  /** The backend's name, for faults that are the backend's. */
+  readonly backendName: string;
+  /** Deadline for the backend's openSession and close. */
+  readonly backendCallTimeoutMs: number;
   readonly log: ConnectionLogger;
   readonly maxFrameBytes: number;
   /** Deadline to finish a frame once it started. */
@@ -119,6 +123,7 @@ export class ProxyServer extends EventEmitter {
       peer,
       socket,
       this.options.backend,
+      this.options.backendName,
       log,
       this.options,
       {

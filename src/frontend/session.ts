@@ -5,18 +5,18 @@ import {
   BackendTimeoutError,
   ChallengeMismatchError,
   OutOfOrderError,
+  PluginFaultError,
   UnsupportedVersionError,
   describeError,
   isAproxyError,
 } from '../protocol/errors.js';
-import { parseAttestationRequest, parseNegotiationRequest } from '../protocol/message-parsers.js';
+import { checkAttestationResponse, checkNegotiationResponse, parseAttestationRequest, parseNegotiationRequest } from '../protocol/message-parsers.js';
 import {
-  ATTESTATION_FAILURE,
+  FAILURE_ANSWER,
   PROTOCOL_VERSION,
   serializeAttestationResponse,
   serializeNegotiationResponse,
   type AttestationRequest,
-  type AttestationResponse,
   type NegotiationRequest,
 } from '../protocol/messages.js';
 import { SNP_REPORT_BYTES, parseSnpReport } from '../protocol/snp-report.js';
@@ -30,10 +30,17 @@ export interface SessionOutcome {
   readonly listener: string;
   /** vsock only: the peer's context id as the host kernel reports it (not attested). */
   readonly cid?: number;
+  /**
+   * success: the guest got its secret. failure: the guest got the failure
+   * answer. aborted: no answer could be given (the guest left, or started
+   * a new session first).
+   */
   readonly outcome: 'success' | 'failure' | 'aborted';
-  /** Error code of the cause when not a success, e.g. ATTESTATION_REJECTED, GUEST_GONE. */
+  /** Error code of the cause when not a success, e.g. ATTESTATION_REJECTED, GUEST_GONE, SUPERSEDED. */
   readonly reason?: string;
   readonly detail?: string;
+  /** The phase the session ended in. */
+  readonly phase?: 'negotiate' | 'attest';
   readonly tee?: string;
   readonly reportVersion?: number;
   readonly measurement?: string;
@@ -50,16 +57,24 @@ export interface SessionOutcome {
 export interface SessionLink {
   readonly connectionId: string;
   readonly peer: GuestPeer;
-  /** Aborted when the guest's stream closes. */
-  readonly gone: AbortSignal;
-  /** The next whole frame, or null when the guest closed the stream between frames. */
-  next(): Promise<Buffer | null>;
-  /** Writes one frame; false when the guest is gone. */
-  send(payload: string): boolean;
   readonly backend: Backend;
+  /** The backend's name, for errors that are the backend's fault. */
+  readonly backendName: string;
   readonly phaseTimeoutMs: number;
+  /** Deadline for openSession and close. */
+  readonly backendCallTimeoutMs: number;
   readonly log: BackendLogger;
   onBackendRequest(e: BackendRequestEvent): void;
+  /** Writes one frame; resolves true once the kernel has it, false when the guest is gone. */
+  send(payload: string): Promise<boolean>;
+}
+
+/** The connection's hold on one session: when it must stop, and the guest's next frame. */
+export interface SessionControl {
+  /** Aborts when the guest goes away or starts a new session: from then on nothing may be written. */
+  readonly ended: AbortSignal;
+  /** The guest's next frame (its AttestationRequest); rejects with the reason when `ended` aborts. */
+  nextFrame(): Promise<Buffer>;
 }
 
 /** The guest's stream went away mid-session. */
@@ -67,16 +82,21 @@ export class GuestGoneError extends Error {
   readonly code = 'GUEST_GONE';
 }
 
-/**
- * How a session ended before success: `answered` means the guest got the
- * protocol's failure response and the link carries on; otherwise the link
- * closes (the negotiation phase has no failure message).
- */
+/** The guest sent a new NegotiationRequest (it rebooted) before this session ended. */
+export class SessionSupersededError extends Error {
+  readonly code = 'SUPERSEDED';
+  constructor() {
+    super('the guest started a new session (it rebooted) before this one ended; its answer is not sent');
+  }
+}
+
+/** How a session ended before success. */
 class SessionEnd extends Error {
   constructor(
     readonly why: unknown,
-    readonly answered: boolean,
-    readonly detail?: string,
+    readonly outcome: 'failure' | 'aborted',
+    readonly phase: 'negotiate' | 'attest',
+    detail?: string,
   ) {
     super(detail ?? describeError(why));
   }
@@ -86,14 +106,11 @@ type Facts = { -readonly [K in 'tee' | 'reportVersion' | 'measurement' | 'negoti
 
 /**
  * One guest boot, as the protocol reads: negotiate → answer → attest →
- * answer. Never throws: returns the outcome and whether the link may carry
- * another session.
+ * answer. Every failure the guest can be told about gets the one failure
+ * answer (FAILURE_ANSWER), in either phase, and the link carries on. Never
+ * throws.
  */
-export async function runSession(
-  link: SessionLink,
-  number: number,
-  firstFrame: Buffer,
-): Promise<{ outcome: SessionOutcome; keepLink: boolean }> {
+export async function runSession(link: SessionLink, control: SessionControl, number: number, firstFrame: Buffer): Promise<SessionOutcome> {
   const started = performance.now();
   const requests: string[] = [];
   const facts: Facts = {};
@@ -101,7 +118,7 @@ export async function runSession(
     requests.push(`${e.endpoint} ${e.status ?? e.error ?? '-'} ${round(e.durationMs)}ms`);
     link.onBackendRequest(e);
   };
-  const outcome = (o: Pick<SessionOutcome, 'outcome' | 'reason' | 'detail'>): SessionOutcome => ({
+  const outcome = (o: Pick<SessionOutcome, 'outcome' | 'reason' | 'detail' | 'phase'>): SessionOutcome => ({
     connectionId: link.connectionId,
     session: number,
     transport: link.peer.transport,
@@ -113,52 +130,69 @@ export async function runSession(
     backend: requests,
   });
 
+  let end: SessionEnd;
   try {
-    await converse(link, number, firstFrame, facts, observe);
-    return { outcome: outcome({ outcome: 'success' }), keepLink: true };
+    await converse(link, control, number, firstFrame, facts, observe);
+    return outcome({ outcome: 'success' });
   } catch (err) {
-    const end = err instanceof SessionEnd ? err : new SessionEnd(err, false);
-    return {
-      outcome: outcome({ outcome: end.answered ? 'failure' : 'aborted', reason: codeOf(end.why), detail: end.message }),
-      keepLink: end.answered,
-    };
+    end = err instanceof SessionEnd ? err : new SessionEnd(err, 'aborted', 'negotiate');
   }
+  // The failure answer, unless the guest left or moved on (then nothing may be written).
+  if (end.outcome === 'failure' && !(await answer(link, control, FAILURE_ANSWER))) {
+    end = new SessionEnd(new GuestGoneError(), 'aborted', end.phase, `guest left before the failure answer (${end.message})`);
+  }
+  return outcome({ outcome: end.outcome, reason: codeOf(end.why), detail: end.message, phase: end.phase });
 }
 
 async function converse(
   link: SessionLink,
+  control: SessionControl,
   number: number,
   firstFrame: Buffer,
   facts: Facts,
   observe: PhaseContext['observe'],
 ): Promise<void> {
-  const negotiation = parseNegotiation(firstFrame);
+  // Negotiation.
+  const failNegotiation = (err: unknown, detail?: string) => new SessionEnd(err, ended(control, err) ? 'aborted' : 'failure', 'negotiate', detail);
+  let negotiation: NegotiationRequest;
+  try {
+    negotiation = parseNegotiation(firstFrame);
+  } catch (err) {
+    throw failNegotiation(err);
+  }
   facts.tee = negotiation.tee;
 
   let session: BackendSession;
   try {
-    session = await link.backend.openSession({ connectionId: link.connectionId, sessionNumber: number, log: link.log });
+    session = await withDeadline(link.backendName, 'openSession', link.backendCallTimeoutMs, async () => link.backend.openSession({ connectionId: link.connectionId, sessionNumber: number, log: link.log }));
   } catch (err) {
-    throw new SessionEnd(err, false, `backend could not open a session: ${describeError(err)}`);
+    throw failNegotiation(err, `backend could not open a session: ${describeError(err)}`);
   }
   try {
-    // Negotiation: its only failure answer is a closed link.
     const t0 = performance.now();
-    const negotiated = await phase(link, 'negotiate', observe, (ctx) => session.negotiate(negotiation, ctx)).finally(() => {
+    let negotiated;
+    try {
+      negotiated = await phase(link, control, 'negotiate', observe, async (ctx) =>
+        checkNegotiationResponse(await session.negotiate(negotiation, ctx), link.backendName),
+      );
+    } catch (err) {
+      throw failNegotiation(err);
+    } finally {
       facts.negotiateMs = since(t0);
-    });
-    if (!link.send(serializeNegotiationResponse(negotiated))) {
-      throw new SessionEnd(new GuestGoneError(), false, 'guest left before the negotiation answer');
+    }
+    if (!(await answer(link, control, serializeNegotiationResponse(negotiated)))) {
+      throw new SessionEnd(control.ended.reason ?? new GuestGoneError(), 'aborted', 'negotiate', 'guest left before the negotiation answer');
     }
 
-    const frame = await link.next();
-    if (frame === null) throw new SessionEnd(new GuestGoneError(), false, 'guest closed the connection after negotiation');
-
-    // Attestation: every failure gets the protocol's failure answer.
+    // Attestation.
+    let frame: Buffer;
+    try {
+      frame = await control.nextFrame();
+    } catch (err) {
+      throw new SessionEnd(err, 'aborted', 'attest', err instanceof GuestGoneError ? 'guest closed the connection after negotiation' : undefined);
+    }
     const t1 = performance.now();
     let request: AttestationRequest | undefined;
-    let response: AttestationResponse;
-    let failure: unknown;
     try {
       request = parseAttestationRequest(frame);
       if (request.tee !== negotiation.tee) {
@@ -166,43 +200,80 @@ async function converse(
       }
       if (!bytesEqual(request.challenge, negotiated.challenge)) throw new ChallengeMismatchError();
       const req = request;
-      response = await phase(link, 'attest', observe, (ctx) => session.attest(req, ctx));
-      if (!response.success) failure = new AproxyError('ATTESTATION_REJECTED', 'backend answered success:false');
+      const response = await phase(link, control, 'attest', observe, async (ctx) => checkAttestationResponse(await session.attest(req, ctx), link.backendName));
+      if (!response.success) throw new AproxyError('ATTESTATION_REJECTED', 'backend answered success:false');
+      if (!(await answer(link, control, serializeAttestationResponse(response)))) {
+        throw new SessionEnd(control.ended.reason ?? new GuestGoneError(), 'aborted', 'attest', 'guest left before the attestation answer was written');
+      }
+      if (response.token !== undefined) facts.token = fingerprint(response.token.value);
     } catch (err) {
-      failure = err;
-      response = ATTESTATION_FAILURE;
+      if (err instanceof SessionEnd) throw err;
+      throw new SessionEnd(err, ended(control, err) ? 'aborted' : 'failure', 'attest');
+    } finally {
+      facts.attestMs = since(t1);
+      Object.assign(facts, describeReport(request));
     }
-    facts.attestMs = since(t1);
-    Object.assign(facts, describeReport(request));
-    if (link.gone.aborted) throw new SessionEnd(new GuestGoneError(), false, 'guest left during attestation');
-    link.send(serializeAttestationResponse(response));
-    if (failure !== undefined) throw new SessionEnd(failure, true);
-    if (response.token !== undefined) facts.token = fingerprint(response.token.value);
   } finally {
     try {
-      await session.close();
+      await withDeadline(link.backendName, 'close', link.backendCallTimeoutMs, async () => session.close());
     } catch (err) {
       link.log.error({ err: { code: codeOf(err), message: describeError(err) } }, `backend session close failed: ${describeError(err)}`);
     }
   }
 }
 
-/** Runs one backend phase under a deadline and the guest's lifetime. */
-async function phase<T>(link: SessionLink, name: string, observe: PhaseContext['observe'], run: (ctx: PhaseContext) => Promise<T>): Promise<T> {
-  // A plain controller per phase, linked to the connection's and cleared
-  // after: AbortSignal.any would keep every phase's signal reachable from
-  // the long-lived connection signal.
+/** True when the session ended for a reason the guest cannot be answered about (it left, or moved on). */
+function ended(control: SessionControl, err: unknown): boolean {
+  return control.ended.aborted && (err === control.ended.reason || err instanceof GuestGoneError || err instanceof SessionSupersededError);
+}
+
+/** Writes a frame unless the session has ended; true once written. */
+async function answer(link: SessionLink, control: SessionControl, payload: string): Promise<boolean> {
+  if (control.ended.aborted) return false;
+  return link.send(payload);
+}
+
+/**
+ * A backend call outside the phases (create, openSession, close) under its
+ * own deadline: a plugin that never returns must not hold a link or a
+ * shutdown. The error names the backend and the call.
+ */
+export async function withDeadline<T>(backend: string, call: string, ms: number, run: () => Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      run(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new PluginFaultError(backend, `${call}() did not return within ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Runs one backend phase under a deadline and the session's lifetime. */
+async function phase<T>(
+  link: SessionLink,
+  control: SessionControl,
+  name: 'negotiate' | 'attest',
+  observe: PhaseContext['observe'],
+  run: (ctx: PhaseContext) => Promise<T>,
+): Promise<T> {
+  // A plain controller per phase, linked to the session's and cleared after:
+  // AbortSignal.any would keep every phase's signal reachable from a
+  // long-lived one.
   const abort = new AbortController();
-  const gone = link.gone;
-  const onGone = () => abort.abort(gone.reason);
-  if (gone.aborted) onGone();
-  else gone.addEventListener('abort', onGone, { once: true });
+  const ended = control.ended;
+  const onEnded = () => abort.abort(ended.reason);
+  if (ended.aborted) onEnded();
+  else ended.addEventListener('abort', onEnded, { once: true });
   const timer = setTimeout(() => abort.abort(new BackendTimeoutError(`${name} phase`, link.phaseTimeoutMs)), link.phaseTimeoutMs);
   const signal = abort.signal;
   try {
     // Race so that a backend ignoring the signal still cannot hold the guest.
     return await Promise.race([
-      run({ signal, observe }),
+      run({ signal, observe, deadline: Date.now() + link.phaseTimeoutMs }),
       new Promise<never>((_, reject) => {
         if (signal.aborted) reject(signal.reason);
         signal.addEventListener('abort', () => reject(signal.reason), { once: true });
@@ -210,7 +281,7 @@ async function phase<T>(link: SessionLink, name: string, observe: PhaseContext['
     ]);
   } finally {
     clearTimeout(timer);
-    gone.removeEventListener('abort', onGone);
+    ended.removeEventListener('abort', onEnded);
   }
 }
 
@@ -248,7 +319,7 @@ function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
 
 /** Our code for a failure, else INTERNAL. */
 export function codeOf(err: unknown): string {
-  if (isAproxyError(err) || err instanceof GuestGoneError) return err.code;
+  if (isAproxyError(err) || err instanceof GuestGoneError || err instanceof SessionSupersededError) return err.code;
   return 'INTERNAL';
 }
 

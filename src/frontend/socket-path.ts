@@ -28,22 +28,29 @@ export async function prepareSocketPath(path: string, force: boolean): Promise<v
   if (!st.isSocket()) {
     throw new SocketPathError(path, `exists and is a ${st.isDirectory() ? 'directory' : 'regular file or other non-socket'}; --force only replaces sockets`);
   }
-  if (await isListening(path)) {
-    throw new SocketInUseError(path, 'another process is listening on this socket; refusing to take it over');
-  }
+  // Only a socket that refuses connections is stale: a live one belongs to
+  // another process, and one we cannot probe (permissions) is not ours to judge.
+  const probe = await probeSocket(path);
+  if (probe === 'listening') throw new SocketInUseError(path, 'another process is listening on this socket; refusing to take it over');
+  if (probe !== 'ECONNREFUSED') throw new SocketPathError(path, `--force removes only a socket that refuses connections; connecting gave ${probe}`);
   await unlink(path).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') throw new SocketPathError(path, `cannot remove stale socket: ${err.message}`);
   });
 }
 
-/** True if something accepts connections on the socket at `path`. */
-export function isListening(path: string): Promise<boolean> {
+/** One connection attempt: 'listening', or the error code it failed with (ECONNREFUSED for a stale socket). */
+export function probeSocket(path: string): Promise<string> {
   return new Promise((resolve) => {
     const s = connect(path);
     s.once('connect', () => {
       s.destroy();
-      resolve(true);
+      resolve('listening');
     });
-    s.once('error', () => resolve(false));
+    s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
   });
+}
+
+/** True if something accepts connections on the socket at `path`. */
+export async function isListening(path: string): Promise<boolean> {
+  return (await probeSocket(path)) === 'listening';
 }

@@ -1,9 +1,9 @@
 import { once } from 'node:events';
-import { chmod, chown, mkdtemp, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { chmod, chown, link, mkdtemp, rmdir, stat, unlink } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { basename, dirname, join } from 'node:path';
-import { SocketPathError } from '../protocol/errors.js';
-import { prepareSocketPath } from './socket-path.js';
+import { dirname, join } from 'node:path';
+import { SocketInUseError, SocketPathError } from '../protocol/errors.js';
+import { MAX_SOCKET_PATH_BYTES, prepareSocketPath } from './socket-path.js';
 import { ServerListener, type GuestPeer } from './transport.js';
 
 export interface UnixListenerOptions {
@@ -37,31 +37,43 @@ export class UnixListener extends ServerListener {
   }
 
   /**
-   * Binds the socket atomically with its final permissions: it is created in
-   * a private 0700 directory, chmod-ed, then renamed into place, so there is
+   * Binds the socket with its final permissions, and never over anything:
+   * it is created in a private 0700 directory, chmod-ed, then hard-linked
+   * into place. link(2) fails if the path exists, so a file or socket that
+   * appears there after the check (another proxy started on the same path)
+   * is never replaced: that start fails with SOCKET_IN_USE instead. There is
    * no moment at which another user could connect.
    */
   async listen(): Promise<void> {
     const { path, mode = 0o600, gid } = this.options;
     await prepareSocketPath(path, this.options.force ?? false);
-    const dir = await mkdtemp(join(dirname(path), `.${basename(path).slice(0, 20)}.`)).catch((err: Error) => {
+    const dir = await mkdtemp(join(dirname(path), '.aproxy-')).catch((err: Error) => {
       throw new SocketPathError(path, `cannot create a temporary directory beside it: ${err.message}`);
     });
     const tmp = join(dir, 's');
     try {
+      // The path bound is the temporary one; the kernel would silently cut an over-long one.
+      if (Buffer.byteLength(tmp) > MAX_SOCKET_PATH_BYTES) {
+        throw new SocketPathError(path, `the directory is too deep: the temporary socket ${tmp} is over ${MAX_SOCKET_PATH_BYTES} bytes; use a shorter directory`);
+      }
       // A host that boots hundreds of VMs at once connects them all at once:
       // ask for a deep accept queue (the kernel caps it at net.core.somaxconn).
       this.server.listen({ path: tmp, backlog: 4096 });
       await once(this.server, 'listening');
       await chmod(tmp, mode);
       if (gid !== undefined) await chown(tmp, -1, gid);
-      await rename(tmp, path);
+      await link(tmp, path).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'EEXIST') throw new SocketInUseError(path, 'appeared while binding (another aproxy starting on the same path?); nothing was replaced');
+        throw err;
+      });
       this.socketIno = (await stat(path)).ino;
       this.bound = true;
+      await unlink(tmp);
     } catch (err) {
       if (this.server.listening) this.server.close();
-      throw err instanceof SocketPathError ? err : new SocketPathError(path, `cannot listen: ${(err as Error).message}`);
+      throw err instanceof SocketPathError || err instanceof SocketInUseError ? err : new SocketPathError(path, `cannot listen: ${(err as Error).message}`);
     } finally {
+      await unlink(tmp).catch(() => undefined);
       await rmdir(dir).catch(() => undefined);
     }
     // startupMs: time since this process started, for spotting slow starts.

@@ -27,6 +27,7 @@ export const ERROR_CODES = [
   'SOCKET_PATH',
   'CONFIG',
   'VSOCK_UNAVAILABLE',
+  'PLUGIN_FAULT',
 ] as const;
 export type AproxyErrorCode = (typeof ERROR_CODES)[number];
 const KNOWN_CODES: ReadonlySet<string> = new Set(ERROR_CODES);
@@ -188,6 +189,13 @@ export class SocketPathError extends AproxyError {
   }
 }
 
+/** A backend broke the contract: a call past its deadline, or a result of the wrong shape. The guest gets the failure answer. */
+export class PluginFaultError extends AproxyError {
+  constructor(readonly backend: string, detail: string, options?: { cause?: unknown }) {
+    super('PLUGIN_FAULT', `backend ${backend}: ${detail}`, options);
+  }
+}
+
 /** AF_VSOCK cannot be served here; the message says why and what to do. */
 export class VsockUnavailableError extends AproxyError {
   constructor(detail: string) {
@@ -204,6 +212,15 @@ export class ConfigError extends AproxyError {
 /** True for an error of any copy of aproxy whose code this copy knows. */
 export function isAproxyError(err: unknown): err is AproxyError {
   return err instanceof AproxyError && KNOWN_CODES.has(String((err as { code?: unknown }).code));
+}
+
+/**
+ * A guest-supplied string as it may appear in an error or a log line: at
+ * most 64 characters, then how long it really was. A guest must not be able
+ * to write 200 KB into the operator's log with one field.
+ */
+export function cut(text: string, max = 64): string {
+  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length} characters)`;
 }
 
 /** One line for a log: the coded message and, when present, the cause's message. */

@@ -1,4 +1,4 @@
-import { InvalidJsonError } from './errors.js';
+import { InvalidJsonError, cut } from './errors.js';
 
 /**
  * A JSON number written with a fraction or an exponent. serde_json refuses
@@ -112,7 +112,7 @@ class Parser {
       const key = this.string();
       if (seen.has(key)) {
         this.pos = keyAt;
-        this.fail(`duplicate field ${JSON.stringify(key)}`);
+        this.fail(`duplicate field ${cut(JSON.stringify(key))}`);
       }
       seen.add(key);
       this.skipWs();

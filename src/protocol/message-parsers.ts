@@ -13,6 +13,7 @@ import {
   type SnpEvidence,
   type Tee,
 } from './messages.js';
+import { PluginFaultError } from './errors.js';
 import { b64Std, parseWith, taggedUnion, u32 } from './schema.js';
 
 /**
@@ -93,3 +94,40 @@ export const schemaTypesMatch: [
   Produces<z.output<typeof attestationTokenSchema>, AttestationToken>,
   Produces<z.output<typeof teeSchema>, Tee>,
 ] = [true, true, true, true, true, true, true, true, true];
+
+// What a backend returns is checked before it is serialized: a plugin's
+// mistake becomes its own coded fault and the guest's failure answer, never
+// a throw past the session's outcome or a malformed frame on the wire.
+
+function fault(backend: string, what: string): PluginFaultError {
+  return new PluginFaultError(backend, `returned ${what}`);
+}
+
+const isBytes = (v: unknown): v is Uint8Array => v instanceof Uint8Array;
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** A backend's NegotiationResponse, checked. */
+export function checkNegotiationResponse(value: unknown, backend: string): NegotiationResponse {
+  if (!isRecord(value)) throw fault(backend, 'a negotiation result that is not an object');
+  if (!isBytes(value.challenge)) throw fault(backend, 'a challenge that is not a Uint8Array');
+  if (!Array.isArray(value.params) || !value.params.every((p) => (NEGOTIATION_PARAMS as readonly unknown[]).includes(p))) {
+    throw fault(backend, `params other than ${NEGOTIATION_PARAMS.join(', ')}`);
+  }
+  return { challenge: value.challenge, params: value.params as NegotiationResponse['params'] };
+}
+
+/** A backend's AttestationResponse, checked; success:true must carry the secret and how to decrypt it. */
+export function checkAttestationResponse(value: unknown, backend: string): AttestationResponse {
+  if (!isRecord(value) || typeof value.success !== 'boolean') throw fault(backend, 'an attestation result without a boolean `success`');
+  if (!value.success) return { success: false };
+  const { secret, decryption, token } = value;
+  if (!isBytes(secret)) throw fault(backend, 'success:true without a `secret` Uint8Array');
+  if (!isRecord(decryption) || !isRecord(decryption.epk) || !isBytes(decryption.epk.x) || !isBytes(decryption.epk.y)) {
+    throw fault(backend, 'success:true without `decryption.epk` {x, y} as Uint8Arrays');
+  }
+  for (const k of ['wrapped_cek', 'aad', 'iv', 'tag'] as const) if (!isBytes(decryption[k])) throw fault(backend, `decryption.${k} that is not a Uint8Array`);
+  if (token !== undefined && !(isRecord(token) && (token.tag === 'Jwt' || token.tag === 'Cwt') && typeof token.value === 'string')) {
+    throw fault(backend, "a token other than { tag: 'Jwt' | 'Cwt', value: string }");
+  }
+  return value as unknown as AttestationResponse;
+}

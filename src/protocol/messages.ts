@@ -118,3 +118,15 @@ export function serializeAttestationResponse(m: AttestationResponse): string {
 
 /** The one failure answer the reference ever sends: {"success":false,"decryption":null,"token":null}. */
 export const ATTESTATION_FAILURE: AttestationResponse = Object.freeze({ success: false });
+
+/**
+ * The frame aproxy answers any failure with, in either phase:
+ * `{"success":false,"decryption":null,"token":null}`. In the attestation
+ * phase it is the protocol's failure response. The negotiation phase has no
+ * failure message, and silence would hang SVSM (it polls with no timeout),
+ * so the same frame is sent there too: SVSM's NegotiationResponse parser
+ * rejects it at once (no `challenge` field) and the boot fails with an
+ * attestation error in its log. The framing stays intact, so the link
+ * serves the next boot.
+ */
+export const FAILURE_ANSWER = serializeAttestationResponse(ATTESTATION_FAILURE);

@@ -1,4 +1,4 @@
-import { sha512 } from '@noble/hashes/sha2.js';
+import { createHash } from 'node:crypto';
 import type { EcPublicKey, NegotiationParam } from './messages.js';
 
 /**
@@ -7,7 +7,8 @@ import type { EcPublicKey, NegotiationParam } from './messages.js';
  * challenge bytes. Guest and verifier both compute it.
  */
 export function reportDataDigest(params: readonly NegotiationParam[], challenge: Uint8Array, key: EcPublicKey): Uint8Array {
-  const h = sha512.create();
+  // node:crypto (OpenSSL): no module to load, which keeps `aproxy/plugin` cheap to import.
+  const h = createHash('sha512');
   for (const p of params) {
     if (p === 'Challenge') {
       h.update(challenge);
@@ -16,5 +17,5 @@ export function reportDataDigest(params: readonly NegotiationParam[], challenge:
       h.update(key.y);
     }
   }
-  return h.digest();
+  return new Uint8Array(h.digest());
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { decodeStd, decodeUrl } from './base64.js';
-import { InvalidMessageError, isAproxyError } from './errors.js';
+import { InvalidMessageError, cut, isAproxyError } from './errors.js';
 import { JsonFloat, parseStrictJson } from './json.js';
 
 /** Building blocks shared by the frontend and KBS message schemas. */
@@ -8,10 +8,10 @@ import { JsonFloat, parseStrictJson } from './json.js';
 function describe(v: unknown): string {
   if (v === undefined) return 'nothing (field missing)';
   if (v === null) return 'null';
-  if (v instanceof JsonFloat) return `floating point ${v.source}`;
+  if (v instanceof JsonFloat) return `floating point ${cut(v.source)}`;
   if (Array.isArray(v)) return 'an array';
   if (typeof v === 'object') return 'an object';
-  return `${typeof v} ${JSON.stringify(v)}`;
+  return `${typeof v} ${cut(JSON.stringify(v))}`;
 }
 
 /** Standard base64 with padding, decoded to bytes. */
@@ -59,7 +59,7 @@ export function taggedUnion<T extends Record<string, z.ZodType>>(variants: T) {
     }
     const schema = variants[tag];
     if (schema === undefined) {
-      ctx.addIssue({ code: 'custom', message: `unknown variant "${tag}", expected ${names.map((n) => `"${n}"`).join(' or ')}` });
+      ctx.addIssue({ code: 'custom', message: `unknown variant "${cut(tag)}", expected ${names.map((n) => `"${n}"`).join(' or ')}` });
       return z.NEVER;
     }
     const r = schema.safeParse((v as Record<string, unknown>)[tag]);

@@ -19,6 +19,7 @@ export const configFileSchema = z
     'frame-timeout-ms': positive,
     'phase-timeout-ms': positive,
     'request-timeout-ms': positive,
+    'auth-retry-budget-ms': z.number().int().nonnegative(),
     'socket-mode': z.string().regex(/^0?[0-7]{3}$/, 'an octal mode such as "0660"'),
     'socket-group': z.union([z.string().min(1), z.number().int().nonnegative()]).transform(String),
     'shutdown-grace-ms': z.number().int().nonnegative(),

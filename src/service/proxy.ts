@@ -1,15 +1,16 @@
 import type { Server } from 'node:http';
 import type { Backend, RawBackendOptions } from '../backends/contract.js';
-import type { AnyBackendDefinition } from '../backends/registry.js';
+import { prepareBackend, type AnyBackendDefinition } from '../backends/registry.js';
 import { GuestLimits, type GuestLimitOptions } from '../frontend/guest-limits.js';
 import { InheritedUnixListener } from '../frontend/inherited-listener.js';
 import type { ProxyServer } from '../frontend/server.js';
+import { withDeadline } from '../frontend/session.js';
 import type { GuestListener } from '../frontend/transport.js';
 import { UnixListener } from '../frontend/unix-listener.js';
 import { VsockListener } from '../frontend/vsock-listener.js';
 import { socketFamily } from '../frontend/vsock-native.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/framing.js';
-import { DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_PHASE_TIMEOUT_MS, DEFAULT_VSOCK_LIMITS } from './config.js';
+import { DEFAULT_BACKEND_CALL_TIMEOUT_MS, DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_PHASE_TIMEOUT_MS, DEFAULT_VSOCK_LIMITS } from './config.js';
 import type { Logger } from './log.js';
 
 /** Everything one running proxy needs; the CLI builds it from flags and the config file. */
@@ -40,6 +41,8 @@ export interface ProxyConfig {
   readonly maxFrameBytes?: number;
   readonly frameTimeoutMs?: number;
   readonly phaseTimeoutMs?: number;
+  /** Deadline for the backend's create(), openSession() and close(). */
+  readonly backendCallTimeoutMs?: number;
   /** `ADDR:PORT` to serve Prometheus metrics at /metrics; off when absent. */
   readonly metrics?: string;
   readonly log: Logger;
@@ -59,6 +62,9 @@ export interface RunningProxy {
 export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   const log = config.log;
   const listeners = listenersFor(config);
+  const raw = config.backendOptions ?? {};
+  // Bad usage (an unknown backend, a bad option) is refused before anything is bound.
+  const prepared = await prepareBackend(config.protocol, raw);
   let server: ProxyServer | undefined;
   let backend: Backend | undefined;
   let metricsServer: Server | undefined;
@@ -70,13 +76,14 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     // and a backend (HTTP client, a plugin) takes longer than binding, and
     // QEMU may be waiting to connect. Guests that connect meanwhile wait in
     // their listener with their bytes buffered.
-    const [{ ProxyServer }, { resolveBackend }] = await Promise.all([import('../frontend/server.js'), import('../backends/registry.js')]);
-    const definition = typeof config.protocol === 'string' ? await resolveBackend(config.protocol) : config.protocol;
-    const raw = config.backendOptions ?? {};
-    const options: unknown = definition.parseOptions ? definition.parseOptions(raw) : raw;
-    backend = await definition.create(options, { log: log.child({ backend: definition.name }) });
+    const [{ ProxyServer }, definition] = await Promise.all([import('../frontend/server.js'), prepared.load()]);
+    const options = prepared.options;
+    const callTimeoutMs = config.backendCallTimeoutMs ?? DEFAULT_BACKEND_CALL_TIMEOUT_MS;
+    backend = await withDeadline(definition.name, 'create', callTimeoutMs, async () => definition.create(options, { log: log.child({ backend: definition.name }) }));
     server = new ProxyServer({
       backend,
+      backendName: definition.name,
+      backendCallTimeoutMs: callTimeoutMs,
       log,
       maxFrameBytes: config.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
       frameTimeoutMs: config.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS,
@@ -106,7 +113,9 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
         closing ??= proxy.close(graceMs).finally(async () => {
           metricsServer?.closeAllConnections();
           metricsServer?.close();
-          await running.close();
+          await withDeadline(definition.name, 'close', callTimeoutMs, async () => running.close()).catch((err: unknown) =>
+            log.error({ err: { message: (err as Error).message } }, `backend close failed: ${(err as Error).message}`),
+          );
         });
         return closing;
       },

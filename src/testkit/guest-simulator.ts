@@ -1,6 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
 import {
+  FAILURE_ANSWER,
   PROTOCOL_VERSION,
   buildSyntheticReport,
   decryptSecret,
@@ -26,6 +27,8 @@ export interface BootOptions {
   readonly expectSecret?: Uint8Array;
   /** Narrates each step (for the demo). */
   readonly onStep?: (line: string) => void;
+  /** How long to wait for each answer before reporting a timeout. Default 30 s. */
+  readonly answerTimeoutMs?: number;
 }
 
 export interface BootResult {
@@ -81,8 +84,13 @@ export class SimulatedGuest {
       say(`guest: generated a P-521 key (x=${hex(key.publicKey.x)}…)`);
       this.socket.write(encodeFrame(serializeNegotiationRequest({ version: [...PROTOCOL_VERSION], tee: 'snp' })));
       say('guest: sent NegotiationRequest {version 0.1.0, tee snp}');
-      const negFrame = await this.reader.next();
+      const answerTimeoutMs = o.answerTimeoutMs ?? 30_000;
+      const negFrame = await this.answer('NegotiationResponse', answerTimeoutMs);
       if (negFrame === null) return done({ ok: false, error: 'proxy closed the connection during negotiation' });
+      if (negFrame.toString('utf8') === FAILURE_ANSWER) {
+        say('guest: proxy answered the negotiation with the failure frame (SVSM would stop this boot here)');
+        return done({ ok: false, attested: false, error: 'negotiation failed (the proxy sent the failure answer)' });
+      }
       const neg = parseNegotiationResponse(negFrame);
       negotiateMs = performance.now() - t0;
       say(`guest: got a ${neg.challenge.length}-byte challenge (${hex(neg.challenge)}…), params [${neg.params.join(', ')}]`);
@@ -102,7 +110,7 @@ export class SimulatedGuest {
         ),
       );
       say(`guest: sent AttestationRequest (${report.length}-byte SNP report)`);
-      const attFrame = await this.reader.next();
+      const attFrame = await this.answer('AttestationResponse', answerTimeoutMs);
       if (attFrame === null) return done({ ok: false, error: 'proxy closed the connection during attestation' });
       const resp = parseAttestationResponse(attFrame);
       if (!resp.success) {
@@ -125,6 +133,25 @@ export class SimulatedGuest {
     this.socket.end();
     this.socket.destroy();
   }
+
+  /** The proxy's next frame, or a timeout error: SVSM would wait forever, a test or an operator should not. */
+  private async answer(what: string, timeoutMs: number): Promise<Buffer | null> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        this.reader.next(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            // The link is unusable after a missed answer: a late one would be taken for the next boot's.
+            this.socket.destroy();
+            reject(new Error(`no ${what} from the proxy within ${timeoutMs} ms`));
+          }, timeoutMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
 }
 
 export interface GuestFleetOptions {
@@ -135,6 +162,8 @@ export interface GuestFleetOptions {
   readonly sessions: number;
   /** Serial links open at once; boots are spread over them. */
   readonly concurrency: number;
+  /** Per answer; default 30 s. */
+  readonly answerTimeoutMs?: number;
 }
 
 export interface GuestFleetSummary {
@@ -159,7 +188,7 @@ export async function runGuestFleet(o: GuestFleetOptions): Promise<GuestFleetSum
       guest = await SimulatedGuest.connect(o.address);
       while (next < o.sessions) {
         next++;
-        const r = await guest.boot({ measurement: o.measurement, expectSecret: o.expectSecret });
+        const r = await guest.boot({ measurement: o.measurement, expectSecret: o.expectSecret, answerTimeoutMs: o.answerTimeoutMs });
         latencies.push(r.totalMs);
         if (r.ok) succeeded++;
         else errors.push(r.error ?? 'secret mismatch');

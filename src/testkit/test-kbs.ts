@@ -61,11 +61,13 @@ class Refusal extends Error {
 const MAX_BODY_BYTES = 256 * 1024;
 
 /**
- * A KBS protocol 0.4.0 server for tests and demos, answering like the
- * upstream `kbs-test` (same flags, same endpoints) but with per-cookie state,
- * so concurrent guests each get their own secret encryption, and stricter:
- * it checks the nonce, the measurement and the REPORT_DATA binding.
- * It does not verify the report signature: there is no AMD key here.
+ * A KBS protocol 0.4.0 server for tests and demos. It takes the upstream
+ * `kbs-test` server's flags and endpoints but differs on purpose (README,
+ * "Tools for testing"): per-cookie state, so concurrent guests each get
+ * their own secret encryption; it checks the nonce, the measurement and the
+ * REPORT_DATA binding; it refuses with 400/401 and a JSON reason where the
+ * upstream answers 417 with no body; its nonce is 32 bytes, not 16. It
+ * does not verify the report signature: there is no AMD key here.
  */
 export class TestKbs {
   private readonly server: Server;

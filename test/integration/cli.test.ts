@@ -76,6 +76,23 @@ describe('command line', () => {
     assert.match(missing.stderr, /needs the KBS URL: --url/);
   });
 
+  test('bad usage is refused before anything is bound: an invalid --url, an unknown --protocol', async (t) => {
+    const dir = await tempDir(t);
+    const sock = join(dir, 's');
+    for (const [args, re] of [
+      [['--protocol', 'kbs', '--url', 'not a url'], /--url "not a url" is not a URL/],
+      [['--protocol', 'kbs', '--url', 'ftp://kbs'], /--url must be http:\/\/ or https:\/\//],
+      [['--protocol', 'nope', '--url', 'http://127.0.0.1:1'], /neither a built-in backend \(kbs, kbs-test\)/],
+    ] as const) {
+      const r = await runCli([...args, '--unix', sock, '--log-format', 'json']);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stderr.trim().split('\n').length, 1);
+      assert.match(r.stderr, re);
+      assert.doesNotMatch(r.stdout, /listening/);
+      await assert.rejects(stat(sock), { code: 'ENOENT' });
+    }
+  });
+
   test('an existing path without --force is a clear startup error', async (t) => {
     const dir = await tempDir(t);
     const path = join(dir, 'taken');

@@ -47,7 +47,7 @@ function attestationFor(rig: Rig, negotiation: string, spoil: (json: Record<stri
   return JSON.stringify(json);
 }
 
-describe('bad negotiation requests close only that connection, with the problem logged', () => {
+describe('bad negotiation requests get the failure answer, the problem logged, and the link serves the next boot', () => {
   const cases: Array<[string, string, string, RegExp]> = [
     ['malformed JSON', '{"version":[0,1,0],"tee":', 'INVALID_JSON', /invalid JSON at byte \d+/],
     ['an empty payload', '', 'INVALID_JSON', /empty payload/],
@@ -63,13 +63,20 @@ describe('bad negotiation requests close only that connection, with the problem 
       const rig = await startRig(t);
       const g = await rawGuest(rig, t);
       g.send(payload);
-      assert.equal(await g.next(), null, 'the proxy closes the connection');
+      assert.equal(await g.next(), FAILURE, 'one frame SVSM rejects at once, instead of silence');
       const [o] = await rig.sessions(1);
+      assert.equal(o?.outcome, 'failure');
+      assert.equal(o?.phase, 'negotiate');
       assert.equal(o?.reason, code);
       assert.match(o?.detail ?? '', detail);
       const logged = rig.logs.records.find((r) => r.conn === o?.connectionId && r.reason === code);
       assert.ok(logged, 'the log line names the connection and the code');
-      await assertGoodGuestSucceeds(rig, t);
+      // The same link: the next boot works.
+      g.send(NEGOTIATE);
+      const neg = await g.next();
+      assert.ok(neg && neg.startsWith('{"challenge"'));
+      g.send(attestationFor(rig, neg));
+      assert.equal(parseAttestationResponse((await g.next()) ?? '').success, true);
     });
   }
 });

@@ -5,7 +5,8 @@ import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { prepareSocketPath } from '../../src/frontend/socket-path.js';
+import { isListening, prepareSocketPath } from '../../src/frontend/socket-path.js';
+import { UnixListener } from '../../src/frontend/unix-listener.js';
 import { tempDir } from '../support/harness.js';
 
 /** A crashed proxy: a process binds the socket and is killed with SIGKILL, leaving the file. */
@@ -52,6 +53,42 @@ describe('socket path preparation', () => {
     await mkdir(join(dir, 'd'));
     await assert.rejects(prepareSocketPath(join(dir, 'f'), true), { code: 'SOCKET_PATH', message: /regular file/ });
     await assert.rejects(prepareSocketPath(join(dir, 'd'), true), { code: 'SOCKET_PATH', message: /directory/ });
+  });
+
+  test('a socket that cannot be probed (not ECONNREFUSED) is not removed by --force', async (t) => {
+    const dir = await tempDir(t);
+    const path = join(dir, 'dgram.sock');
+    // A datagram socket: connecting a stream to it fails with EPROTOTYPE, not ECONNREFUSED.
+    const child = spawn('python3', ['-c', `import socket,time; s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(${JSON.stringify(path)}); print('up', flush=True); time.sleep(60)`], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    t.after(() => child.kill('SIGKILL'));
+    await once(child.stdout, 'data');
+    await assert.rejects(prepareSocketPath(path, true), { code: 'SOCKET_PATH', message: /removes only a socket that refuses connections; connecting gave E/ });
+    assert.ok((await stat(path)).isSocket());
+  });
+
+  test('two proxies started on one path at once: exactly one binds, the other fails and replaces nothing', async (t) => {
+    const dir = await tempDir(t);
+    const path = join(dir, 'race.sock');
+    const a = new UnixListener({ path });
+    const b = new UnixListener({ path });
+    t.after(() => Promise.all([a.close(), b.close()]));
+    const results = await Promise.allSettled([a.listen(), b.listen()]);
+    assert.deepEqual(results.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
+    const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    assert.equal((failed.reason as { code?: string }).code, 'SOCKET_IN_USE');
+    assert.ok(await isListening(path), 'the winner still serves at the path');
+  });
+
+  test('a directory so deep that the temporary socket path would be cut is refused before binding', async (t) => {
+    const base = await tempDir(t);
+    // The final path fits (under 107 bytes); the private temporary one beside it does not.
+    const deep = join(base, 'd'.repeat(100 - base.length - 4));
+    await mkdir(deep);
+    const path = join(deep, 's');
+    assert.ok(Buffer.byteLength(path) <= 107);
+    await assert.rejects(new UnixListener({ path }).listen(), { code: 'SOCKET_PATH', message: /temporary socket .* is over 107 bytes/ });
   });
 
   test('a path longer than sun_path allows is refused', async () => {

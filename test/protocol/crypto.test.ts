@@ -9,6 +9,8 @@ import {
   jweToAttestationResponse,
   p521KeyPairFromSecret,
   parseKbsJwe,
+  aesGcmDecrypt,
+  aesGcmEncrypt,
   aesKeyUnwrap,
   serializeAttestationResponse,
   serializeKbsJwe,
@@ -90,6 +92,33 @@ describe('JWE encrypt then decrypt', () => {
     const jwe = parseKbsJwe(JSON.parse(serializeKbsJwe(jweEncrypt(Buffer.from('top secret'), guest.publicKey))));
     const resp = jweToAttestationResponse(jwe, 'tok');
     assert.throws(() => decryptSecret(other.secretKey, resp.decryption!, resp.secret!), { code: 'CRYPTO' });
+  });
+
+  test('the relay is as strict as the guest: IV 12 bytes, tag 16, wrapped key 40, no zip, no crit', () => {
+    const guest = generateP521KeyPair();
+    const good = JSON.parse(serializeKbsJwe(jweEncrypt(Buffer.from('s'), guest.publicKey))) as Record<string, string>;
+    const b64url = (n: number) => Buffer.alloc(n, 1).toString('base64url');
+    const withHeader = (extra: Record<string, unknown>) => {
+      const h = { ...(JSON.parse(Buffer.from(good.protected ?? '', 'base64url').toString()) as object), ...extra };
+      return { ...good, protected: Buffer.from(JSON.stringify(h)).toString('base64url') };
+    };
+    for (const [jwe, re] of [
+      [{ ...good, iv: b64url(16) }, /iv: must be 12 bytes/],
+      [{ ...good, tag: b64url(12) }, /tag: must be 16 bytes/],
+      [{ ...good, encrypted_key: b64url(32) }, /encrypted_key: must be 40 bytes/],
+      [withHeader({ zip: 'DEF' }), /zip: compression is not supported/],
+      [withHeader({ crit: ['exp'] }), /crit: critical header extensions/],
+    ] as const) {
+      assert.throws(() => parseKbsJwe(jwe), { code: 'INVALID_MESSAGE', message: re });
+    }
+  });
+
+  test('AES-GCM decryption refuses a truncated tag instead of checking fewer bits', () => {
+    const key = Buffer.alloc(32, 2);
+    const iv = Buffer.alloc(12, 3);
+    const { ciphertext, tag } = aesGcmEncrypt(key, iv, Buffer.alloc(0), Buffer.from('secret'));
+    assert.throws(() => aesGcmDecrypt(key, iv, Buffer.alloc(0), ciphertext, tag.subarray(0, 8)), { code: 'CRYPTO', message: /16-byte tag/ });
+    assert.equal(Buffer.from(aesGcmDecrypt(key, iv, Buffer.alloc(0), ciphertext, tag)).toString(), 'secret');
   });
 
   test('a point that is not on the curve is refused', () => {

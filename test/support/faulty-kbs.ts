@@ -30,6 +30,7 @@ export class FaultyKbs extends EventEmitter {
   readonly cookies: string[] = [];
   /** Requests the client aborted while we hung. */
   aborted = 0;
+  private port = 0;
 
   constructor(private readonly upstream: string) {
     super();
@@ -55,7 +56,23 @@ export class FaultyKbs extends EventEmitter {
     this.faults.clear();
   }
 
+  /** Stops listening, as a KBS that goes down: new connections are refused until restart(). */
+  async stop(): Promise<void> {
+    this.port = (this.server.address() as AddressInfo).port;
+    const closed = once(this.server, 'close');
+    this.server.close();
+    this.server.closeAllConnections();
+    await closed;
+  }
+
+  /** Listens again on the same port, as the KBS coming back. */
+  async restart(): Promise<void> {
+    this.server.listen(this.port, '127.0.0.1');
+    await once(this.server, 'listening');
+  }
+
   async close(): Promise<void> {
+    if (!this.server.listening) return;
     const closed = once(this.server, 'close');
     this.server.close();
     this.server.closeAllConnections();

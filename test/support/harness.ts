@@ -15,7 +15,12 @@ import { FaultyKbs } from './faulty-kbs.js';
 export class LogSink extends Writable {
   readonly records: Array<Record<string, unknown>> = [];
   override _write(chunk: Buffer, _enc: string, cb: () => void): void {
-    for (const line of chunk.toString().split('\n')) if (line) this.records.push(JSON.parse(line) as Record<string, unknown>);
+    for (const line of chunk.toString().split('\n')) {
+      if (!line) continue;
+      const record = JSON.parse(line) as Record<string, unknown>;
+      this.records.push(record);
+      this.emit('record', record);
+    }
     cb();
   }
   text(): string {

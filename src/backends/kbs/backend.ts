@@ -48,6 +48,7 @@ function kbsBackendFor(
     url: options.url,
     requestTimeoutMs: options.requestTimeoutMs,
     caCert: options.caCert,
+    authRetryBudgetMs: options.authRetryBudgetMs,
     onRetry: ({ endpoint, attempt, delayMs, error }) =>
       log.warn({ endpoint, attempt, delayMs, error: error.message }, `${endpoint} failed, retrying in ${delayMs} ms`),
   });

@@ -19,6 +19,7 @@ import {
 } from '../../protocol/kbs.js';
 import type { AttestationRequest, Tee } from '../../protocol/messages.js';
 import type { PhaseContext } from '../contract.js';
+import { DEFAULT_AUTH_RETRY_BUDGET_MS } from './options.js';
 
 /** Largest KBS answer we read; a JWE for a vTPM secret is a few KiB. */
 const MAX_RESPONSE_BYTES = 1024 * 1024;
@@ -29,10 +30,15 @@ export interface KbsClientOptions {
   readonly caCert?: string | undefined;
   /** Upper bound on sockets to the KBS, shared by all guests. */
   readonly connections?: number;
-  /** Extra attempts for /auth after a connection error, a timeout or a 5xx. Default 2. */
-  readonly authRetries?: number;
-  /** First backoff before an /auth retry; doubles each time, with full jitter. Default 200 ms. */
+  /**
+   * How long /auth is retried after a connection error, a timeout or a 5xx,
+   * from the first attempt; 0 turns retries off. Default 10 s: a KBS restart.
+   */
+  readonly authRetryBudgetMs?: number;
+  /** First backoff window before an /auth retry; doubles each time up to `retryCapMs`, with full jitter. Default 200 ms. */
   readonly retryBaseMs?: number;
+  /** Largest backoff window. Default 2 s. */
+  readonly retryCapMs?: number;
   /** Called before each retry, for the log. */
   readonly onRetry?: (info: { endpoint: string; attempt: number; delayMs: number; error: Error }) => void;
 }
@@ -57,8 +63,9 @@ export class KbsClient {
   private readonly poolOptions: Pool.Options;
   private pool: Promise<Pool> | undefined;
   private readonly timeoutMs: number;
-  private readonly authRetries: number;
+  private readonly authRetryBudgetMs: number;
   private readonly retryBaseMs: number;
+  private readonly retryCapMs: number;
   private readonly onRetry: KbsClientOptions['onRetry'];
 
   constructor(options: KbsClientOptions) {
@@ -75,8 +82,9 @@ export class KbsClient {
     this.base = base;
     this.basePath = base.pathname;
     this.timeoutMs = options.requestTimeoutMs;
-    this.authRetries = options.authRetries ?? 2;
+    this.authRetryBudgetMs = options.authRetryBudgetMs ?? DEFAULT_AUTH_RETRY_BUDGET_MS;
     this.retryBaseMs = options.retryBaseMs ?? 200;
+    this.retryCapMs = options.retryCapMs ?? 2000;
     this.onRetry = options.onRetry;
     this.poolOptions = {
       connections: options.connections ?? 128,
@@ -103,18 +111,23 @@ export class KbsClient {
 
   /**
    * POST /kbs/v0/auth: returns the challenge bytes and the session cookie.
-   * Retried on transport errors, timeouts and 5xx: a new /auth only opens a
-   * new server session, so replaying it is harmless, and a KBS that restarts
-   * or sheds load briefly should not fail guest boots.
+   * Retried on transport errors, timeouts and 5xx for the retry budget: a
+   * new /auth only opens a new server session, so replaying it is harmless,
+   * and a KBS that restarts (seconds) should cost a slower boot, not a
+   * failed one. Backoff is capped exponential with full jitter, which
+   * spreads a host's worth of simultaneous boots over each window. No retry
+   * is started that could not finish before the phase deadline; past the
+   * budget the last error stands, so the guest is answered promptly.
    */
   async auth(tee: Tee, ctx: PhaseContext): Promise<{ challenge: Uint8Array; cookie: SessionCookie }> {
+    const giveUpAt = Math.min(Date.now() + this.authRetryBudgetMs, ctx.deadline - this.timeoutMs);
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.authOnce(tee, ctx);
       } catch (err) {
-        if (attempt > this.authRetries || ctx.signal.aborted || !isRetryable(err)) throw err;
-        // Full jitter: spreads a host's worth of simultaneous boots over the window.
-        const delayMs = Math.round(Math.random() * this.retryBaseMs * 2 ** (attempt - 1));
+        if (ctx.signal.aborted || !isRetryable(err)) throw err;
+        const delayMs = Math.round(Math.random() * Math.min(this.retryCapMs, this.retryBaseMs * 2 ** (attempt - 1)));
+        if (Date.now() + delayMs >= giveUpAt) throw err;
         this.onRetry?.({ endpoint: 'POST /kbs/v0/auth', attempt, delayMs, error: err as Error });
         await sleep(delayMs, ctx.signal);
       }

@@ -16,9 +16,14 @@ export interface KbsOptions {
   readonly requestTimeoutMs: number;
   /** PEM CA bundle (the contents of the `caCert` file) replacing the system roots for https. */
   readonly caCert?: string;
+  /** How long /auth is retried when the KBS is unreachable, times out or answers 5xx; 0: no retries. */
+  readonly authRetryBudgetMs: number;
 }
 
-const KEYS = ['url', 'resource', 'requestTimeoutMs', 'caCert'] as const;
+/** How long /auth is retried by default: about what a KBS restart takes. */
+export const DEFAULT_AUTH_RETRY_BUDGET_MS = 10_000;
+
+const KEYS = ['url', 'resource', 'requestTimeoutMs', 'caCert', 'authRetryBudgetMs'] as const;
 
 /**
  * Checks the KBS backends' options. Values may be strings (from
@@ -44,11 +49,8 @@ export function parseKbsOptions(raw: RawBackendOptions, backend = 'kbs'): KbsOpt
   const resource = raw.resource ?? DEFAULT_RESOURCE_PATH;
   if (typeof resource !== 'string' || resource.replace(/^\/+/, '') === '') throw new ConfigError('--resource must be a path such as default/sample/test');
 
-  const timeout = raw.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-  const requestTimeoutMs = typeof timeout === 'string' && /^\d+$/.test(timeout) ? Number(timeout) : timeout;
-  if (typeof requestTimeoutMs !== 'number' || !Number.isSafeInteger(requestTimeoutMs) || requestTimeoutMs <= 0) {
-    throw new ConfigError(`--request-timeout-ms must be a positive integer, got ${String(timeout)}`);
-  }
+  const requestTimeoutMs = integer(raw.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, '--request-timeout-ms', 1);
+  const authRetryBudgetMs = integer(raw.authRetryBudgetMs ?? DEFAULT_AUTH_RETRY_BUDGET_MS, '--auth-retry-budget-ms', 0);
 
   let caCert: string | undefined;
   if (raw.caCert !== undefined) {
@@ -59,5 +61,14 @@ export function parseKbsOptions(raw: RawBackendOptions, backend = 'kbs'): KbsOpt
       throw new ConfigError(`--ca-cert ${raw.caCert}: ${(err as Error).message}`);
     }
   }
-  return { url: base.toString(), resource: resource.replace(/^\/+/, ''), requestTimeoutMs, ...(caCert === undefined ? {} : { caCert }) };
+  return { url: base.toString(), resource: resource.replace(/^\/+/, ''), requestTimeoutMs, authRetryBudgetMs, ...(caCert === undefined ? {} : { caCert }) };
+}
+
+/** A whole number of at least `min`, from a JSON number or a string of digits. */
+function integer(value: unknown, flag: string, min: number): number {
+  const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min) {
+    throw new ConfigError(`${flag} must be ${min > 0 ? 'a positive' : 'a non-negative'} integer, got ${String(value)}`);
+  }
+  return n;
 }

@@ -1,0 +1,246 @@
+// The guest's link is the VM's for life (`-serial unix:` never reconnects)
+// and SVSM polls it with no timeout: these tests hold the proxy to never
+// losing the link and never going silent.
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { describe, test, type TestContext } from 'node:test';
+import { defineBackend, type BackendSession } from '../../src/backends/contract.js';
+import {
+  NEGOTIATION_PARAMS,
+  buildSyntheticReport,
+  generateP521KeyPair,
+  parseAttestationResponse,
+  parseNegotiationResponse,
+  reportDataDigest,
+  serializeAttestationRequest,
+} from '../../src/protocol/index.js';
+import { SimulatedGuest, runGuestFleet } from '../../src/testkit/guest-simulator.js';
+import { startFaultyRig, startRig, tempDir, type Rig } from '../support/harness.js';
+import { RawGuest } from '../support/raw-guest.js';
+
+const NEGOTIATE = '{"version":[0,1,0],"tee":"snp"}';
+const FAILURE = '{"success":false,"decryption":null,"token":null}';
+
+function attestationFor(rig: Rig, negotiation: string): string {
+  const neg = parseNegotiationResponse(negotiation);
+  const key = generateP521KeyPair().publicKey;
+  const report = buildSyntheticReport({ measurement: rig.measurement, reportData: reportDataDigest(neg.params, neg.challenge, key) });
+  return serializeAttestationRequest({ tee: 'snp', evidence: { tag: 'Snp', value: { report, certs_buf: undefined } }, challenge: neg.challenge, key });
+}
+
+async function raw(rig: Rig, t: TestContext): Promise<RawGuest> {
+  const g = await RawGuest.connect(rig.unix);
+  t.after(() => g.destroy());
+  return g;
+}
+
+/** A full good boot on an existing raw link. */
+async function bootOn(g: RawGuest, rig: Rig): Promise<void> {
+  g.send(NEGOTIATE);
+  const neg = await g.next();
+  assert.ok(neg !== null && neg.startsWith('{"challenge"'), `a NegotiationResponse, got ${neg}`);
+  g.send(attestationFor(rig, neg));
+  assert.equal(parseAttestationResponse((await g.next()) ?? '').success, true);
+}
+
+describe('a NegotiationRequest always starts a new session', () => {
+  test('a guest that reboots between negotiation and attestation gets a fresh negotiation, then succeeds', async (t) => {
+    const rig = await startRig(t);
+    const g = await raw(rig, t);
+    g.send(NEGOTIATE);
+    assert.ok((await g.next())?.startsWith('{"challenge"'));
+    // Reboot: SVSM starts over with a NegotiationRequest.
+    await bootOn(g, rig);
+    const outcomes = await rig.sessions(2);
+    assert.equal(outcomes[0]?.outcome, 'aborted');
+    assert.equal(outcomes[0]?.reason, 'SUPERSEDED');
+    assert.equal(outcomes[1]?.outcome, 'success');
+  });
+
+  test('a reboot while /attest is in flight: the old answer is never written, the new boot is answered and succeeds', async (t) => {
+    const { rig, kbs } = await startFaultyRig(t, { protocol: 'kbs-test' });
+    kbs.inject('attest', { kind: 'hang' }, 1);
+    const g = await raw(rig, t);
+    g.send(NEGOTIATE);
+    const neg = await g.next();
+    assert.ok(neg);
+    const inAttest = once(kbs, 'hit');
+    g.send(attestationFor(rig, neg));
+    await inAttest; // /auth was the first hit; wait for /attest
+    while (kbs.hits.attest === 0) await once(kbs, 'hit');
+    const aborted = once(kbs, 'aborted');
+    // Reboot while the server still holds the old session's /attest.
+    await bootOn(g, rig);
+    await aborted;
+    const outcomes = await rig.sessions(2);
+    assert.equal(outcomes[0]?.reason, 'SUPERSEDED');
+    assert.equal(outcomes[1]?.outcome, 'success');
+    // kbs-test serializes sessions: the new one ran, so the old one gave back the lock.
+  });
+
+  test('a guest that vanishes during a backend phase is seen at once, not after the server timeout', async (t) => {
+    const { rig, kbs } = await startFaultyRig(t, { backend: { requestTimeoutMs: 60_000 } });
+    kbs.inject('auth', { kind: 'hang' });
+    const g = await raw(rig, t);
+    const aborted = once(kbs, 'aborted');
+    g.send(NEGOTIATE);
+    while (kbs.hits.auth === 0) await once(kbs, 'hit');
+    g.destroy();
+    await aborted;
+    const [o] = await rig.sessions(1);
+    assert.equal(o?.outcome, 'aborted');
+    assert.equal(o?.reason, 'GUEST_GONE');
+    assert.ok((o?.totalMs ?? Infinity) < 30_000);
+  });
+
+  test('no session is logged a success unless its answer was written', async (t) => {
+    const { rig, kbs } = await startFaultyRig(t);
+    let release!: () => void;
+    kbs.holdUntil('resource', new Promise<void>((r) => (release = r)));
+    const g = await raw(rig, t);
+    g.send(NEGOTIATE);
+    const neg = await g.next();
+    assert.ok(neg);
+    g.send(attestationFor(rig, neg));
+    while (kbs.hits.resource === 0) await once(kbs, 'hit');
+    g.destroy();
+    await g.closed;
+    release();
+    const [o] = await rig.sessions(1);
+    assert.equal(o?.outcome, 'aborted');
+    assert.equal(o?.reason, 'GUEST_GONE');
+  });
+});
+
+describe('a negotiation that cannot complete is answered and the link stays', () => {
+  test('server down at negotiation: the failure answer at once; server back: the same link boots', async (t) => {
+    const { rig, kbs } = await startFaultyRig(t, { backend: { authRetryBudgetMs: 0 } });
+    const g = await raw(rig, t);
+    await kbs.stop();
+    g.send(NEGOTIATE);
+    assert.equal(await g.next(), FAILURE);
+    await kbs.restart();
+    await bootOn(g, rig);
+    const outcomes = await rig.sessions(2);
+    assert.equal(outcomes[0]?.reason, 'BACKEND_UNREACHABLE');
+    assert.equal(outcomes[0]?.phase, 'negotiate');
+  });
+
+  test('a KBS restart of about 3 s during negotiation costs latency, not the boot', async (t) => {
+    const { rig, kbs } = await startFaultyRig(t);
+    await kbs.stop();
+    const g = await SimulatedGuest.connect(rig.unix);
+    t.after(() => g.close());
+    const started = performance.now();
+    const booting = g.boot({ measurement: rig.measurement, expectSecret: rig.secret });
+    // The KBS comes back 3 s later, once the proxy has retried at least twice.
+    const retries = () => rig.logs.records.filter((r) => /retrying in/.test(String(r.msg))).length;
+    await new Promise((r) => setTimeout(r, 3000));
+    while (retries() < 2) await once(rig.logs, 'record');
+    await kbs.restart();
+    const r = await booting;
+    assert.equal(r.secretMatches, true, r.error);
+    assert.ok(performance.now() - started >= 3000);
+  });
+
+  test('a frame of 200 KB in one guest field makes a short log line', async (t) => {
+    const rig = await startRig(t);
+    const g = await raw(rig, t);
+    g.send(`{"version":[${JSON.stringify('x'.repeat(200_000))},1,0],"tee":"snp"}`);
+    assert.equal(await g.next(), FAILURE);
+    const [o] = await rig.sessions(1);
+    assert.ok((o?.detail ?? '').length < 300, o?.detail);
+    assert.match(o?.detail ?? '', /\(200002 characters\)/);
+    const line = rig.logs.records.find((r) => r.reason === 'INVALID_MESSAGE');
+    assert.ok(JSON.stringify(line).length < 2000);
+  });
+});
+
+describe('every backend call has a deadline and its result is checked', () => {
+  const negotiateOk = async () => ({ challenge: new Uint8Array(32), params: [...NEGOTIATION_PARAMS] });
+
+  test("a plugin whose close() never returns: the fault is logged naming it, and the link's next boot is served", async (t) => {
+    let closes = 0;
+    const stuck = defineBackend({
+      apiVersion: 2,
+      name: 'stuck-close',
+      create: () => ({
+        openSession: (): BackendSession => ({
+          negotiate: negotiateOk,
+          attest: async () => ({ success: false }),
+          close: () => {
+            closes++;
+            return new Promise<void>(() => undefined);
+          },
+        }),
+        close: async () => undefined,
+      }),
+    });
+    const rig = await startRig(t, { protocol: stuck, proxy: { backendCallTimeoutMs: 200, backendOptions: {} } });
+    const g = await raw(rig, t);
+    for (let i = 0; i < 2; i++) {
+      g.send(NEGOTIATE);
+      assert.ok(await g.next());
+      g.send('{"tee":"snp"}');
+      assert.equal(await g.next(), FAILURE);
+    }
+    await rig.sessions(2);
+    assert.equal(closes, 2);
+    const fault = rig.logs.records.find((r) => /backend session close failed/.test(String(r.msg)));
+    assert.match(String(fault?.msg), /backend stuck-close: close\(\) did not return within 200 ms/);
+  });
+
+  test('a plugin returning a malformed negotiation or attestation result: PLUGIN_FAULT, and the guest gets the failure answer', async (t) => {
+    let negotiations = 0;
+    const sloppy = defineBackend({
+      apiVersion: 2,
+      name: 'sloppy',
+      create: () => ({
+        openSession: (): BackendSession => ({
+          // First boot: a challenge that is a string. Later boots: fine, then a success without a secret.
+          negotiate: async () => (++negotiations === 1 ? ({ challenge: 'abc', params: [] } as never) : negotiateOk()),
+          attest: async () => ({ success: true, token: { tag: 'Jwt', value: 'x' } }),
+          close() {},
+        }),
+        close: async () => undefined,
+      }),
+    });
+    const rig = await startRig(t, { protocol: sloppy, proxy: { backendOptions: {} } });
+    const g = await raw(rig, t);
+    g.send(NEGOTIATE);
+    assert.equal(await g.next(), FAILURE);
+    g.send(NEGOTIATE);
+    const neg = await g.next();
+    assert.ok(neg !== null && neg.startsWith('{"challenge"'));
+    g.send(attestationFor(rig, neg));
+    assert.equal(await g.next(), FAILURE);
+    const outcomes = await rig.sessions(2);
+    assert.deepEqual(outcomes.map((o) => o.reason), ['PLUGIN_FAULT', 'PLUGIN_FAULT']);
+    assert.match(outcomes[0]?.detail ?? '', /backend sloppy: returned a challenge that is not a Uint8Array/);
+    assert.match(outcomes[1]?.detail ?? '', /backend sloppy: returned success:true without a `secret`/);
+  });
+
+  test('a plugin whose create() never returns stops the start with an error naming it', async (t) => {
+    const hung = defineBackend({ apiVersion: 2, name: 'hung-create', create: () => new Promise<never>(() => undefined) });
+    await assert.rejects(startRig(t, { protocol: hung, proxy: { backendCallTimeoutMs: 200, backendOptions: {} } }), {
+      code: 'PLUGIN_FAULT',
+      message: /backend hung-create: create\(\) did not return within 200 ms/,
+    });
+  });
+});
+
+describe('the guest simulator never hangs', () => {
+  test('against a proxy that never answers, simulate-guest reports a timeout', async (t) => {
+    const dir = await tempDir(t);
+    const path = join(dir, 'silent.sock');
+    const silent = createServer(() => undefined);
+    silent.listen(path);
+    await once(silent, 'listening');
+    t.after(() => silent.close());
+    const summary = await runGuestFleet({ address: path, measurement: Buffer.alloc(48), sessions: 1, concurrency: 1, answerTimeoutMs: 300 });
+    assert.equal(summary.failed, 1);
+    assert.match(summary.errors[0] ?? '', /no NegotiationResponse from the proxy within 300 ms/);
+  });
+});

@@ -1,0 +1,36 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { copyFile, readFile, readdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { APROXY_BIN } from '../support/cli.js';
+import { tempDir } from '../support/harness.js';
+
+const units = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'contrib', 'systemd');
+const analyze = spawnSync('sh', ['-c', 'command -v systemd-analyze'], { encoding: 'utf8' }).stdout.trim();
+
+describe('the shipped systemd units', { skip: analyze === '' ? 'systemd-analyze not installed (apt-get install systemd)' : false }, () => {
+  test('pass systemd-analyze verify as written (with ExecStart pointed at this checkout)', async (t) => {
+    const dir = await tempDir(t);
+    const names = (await readdir(units)).filter((n) => /\.(service|socket)$/.test(n));
+    for (const n of names) await copyFile(join(units, n), join(dir, n));
+    // verify checks that the executable exists; the units name the installed path.
+    const service = join(dir, 'aproxy.service');
+    await writeFile(service, (await readFile(service, 'utf8')).replaceAll('/usr/local/bin/aproxy', APROXY_BIN));
+    const r = spawnSync(analyze, ['verify', '--man=no', ...names], { cwd: dir, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stderr.trim(), '', 'no warnings');
+  });
+
+  test('the serial socket is reachable by the QEMU group: directory traversable, socket 0660, and /etc/aproxy may be absent', async () => {
+    const socket = await readFile(join(units, 'aproxy.socket'), 'utf8');
+    assert.match(socket, /^SocketMode=0660$/m);
+    const dirMode = parseInt(/^DirectoryMode=(\d+)$/m.exec(socket)?.[1] ?? '0', 8);
+    assert.equal(dirMode & 0o001, 0o001, 'others (the QEMU group is not the directory group) may traverse');
+    const service = await readFile(join(units, 'aproxy.service'), 'utf8');
+    assert.match(service, /^ReadOnlyPaths=-\/etc\/aproxy$/m);
+    assert.match(service, /^RestrictAddressFamilies=.*AF_VSOCK/m);
+    assert.match(await readFile(join(units, 'aproxy-vsock.socket'), 'utf8'), /^ListenStream=vsock::1995$/m);
+  });
+});
