@@ -150,7 +150,7 @@ async function proxiedWorker(path: string, keys: P521KeyPair[], take: () => numb
 
 /** The proxy's HTTP work for one session, with the proxy's client, and nothing else. */
 async function directWorker(client: KbsClient, keys: P521KeyPair[], take: () => number | undefined, done: Done[]): Promise<void> {
-  const ctx = { signal: new AbortController().signal, observe: () => undefined, deadline: Number.POSITIVE_INFINITY };
+  const ctx = { signal: new AbortController().signal, observe: () => undefined, annotate: () => undefined, deadline: Number.POSITIVE_INFINITY };
   for (let i = take(); i !== undefined; i = take()) {
     const key = keys[i] as P521KeyPair;
     const t0 = performance.now();

@@ -34,6 +34,11 @@ export interface SessionInfo {
   readonly connectionId: string;
   /** 1 for the first boot on this connection, 2 after a reboot, … */
   readonly sessionNumber: number;
+  /**
+   * How the guest reached the proxy. Not attested: the listener is the
+   * host's configuration, a vsock CID the host kernel's statement.
+   */
+  readonly peer?: { readonly transport: 'unix' | 'vsock'; readonly listener: string; readonly cid?: number };
   readonly log: BackendLogger;
 }
 
@@ -56,6 +61,8 @@ export interface PhaseContext {
   readonly deadline: number;
   /** Report each server exchange; it appears in the session's log line and in metrics. */
   observe(event: BackendRequestEvent): void;
+  /** Facts for the session's log line (under `notes`), e.g. the resource path asked for. Never secrets. */
+  annotate(fields: Readonly<Record<string, string | number>>): void;
 }
 
 /**

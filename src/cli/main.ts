@@ -19,8 +19,9 @@ import {
   parseSocketMode,
   resolveGroup,
 } from '../service/config.js';
-import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../service/log.js';
-import { startProxy, type RunningProxy } from '../service/proxy.js';
+import { createLogger, LOG_FORMATS, LOG_LEVELS, type Logger, type LogFormat, type LogLevel } from '../service/log.js';
+import type { FileListener } from '../service/config-file.js';
+import { startProxy, type ListenerConfig, type ProxyConfig, type RunningProxy } from '../service/proxy.js';
 import { socketActivationFds } from '../service/systemd.js';
 
 /** Bad usage: one line on stderr, exit code 2. */
@@ -54,14 +55,21 @@ function serveOptions(y: Argv) {
     .option('url', { type: 'string', describe: 'base URL of the attestation server, e.g. http://kbs:8080 (backend option url)' })
     .option('vsock', {
       type: 'string',
-      describe: 'serve guests over AF_VSOCK on this port (1995, what SVSM uses, when given bare); may be combined with --unix',
+      array: true,
+      describe: 'serve guests over AF_VSOCK on this port (1995, what SVSM uses, when given bare); repeatable; may be combined with --unix',
     })
-    .option('unix', { type: 'string', describe: 'Unix socket path QEMU connects the guest serial port (COM3) to' })
+    .option('unix', { type: 'string', array: true, describe: 'Unix socket path QEMU connects a guest serial port (COM3) to; repeatable (one per VM)' })
     .option('force', { type: 'boolean', default: false, describe: 'replace a stale socket at --unix (never a regular file, never a live socket); no effect on --vsock' })
     .option('vsock-max-per-cid', { type: 'number', default: DEFAULT_VSOCK_LIMITS.maxPerCid, describe: 'vsock connections one guest CID may hold at once (CID 1, the host, is exempt)' })
     .option('vsock-max-connections', { type: 'number', default: DEFAULT_VSOCK_LIMITS.maxTotal, describe: 'vsock connections from all guests together' })
     .option('vsock-sessions-per-minute', { type: 'number', default: DEFAULT_VSOCK_LIMITS.sessionsPerMinute, describe: 'boots one guest CID may start per minute over vsock (CID 1 exempt)' })
-    .option('resource', { type: 'string', describe: `KBS resource path <repository>/<type>/<tag> holding the secret (backend option resource; default ${DEFAULT_RESOURCE_PATH})` })
+    .option('resource', {
+      type: 'string',
+      describe:
+        `KBS resource path <repository>/<type>/<tag> holding the secret (backend option resource; default ${DEFAULT_RESOURCE_PATH}); ` +
+        'a template per guest: {host_data}, {measurement}, {report_id}, {chip_id} come from the attested report; ' +
+        '{cid} (vsock) and {listener} are the host\'s say-so, not attested',
+    })
     .option('log-level', { choices: LOG_LEVELS, default: 'info' as LogLevel, describe: 'log verbosity' })
     .option('log-format', { choices: LOG_FORMATS, default: 'auto' as LogFormat, describe: 'json lines, pretty one-line events, or auto (pretty on a terminal)' })
     .option('max-frame-bytes', { type: 'number', default: DEFAULT_MAX_FRAME_BYTES, describe: 'largest frame accepted from a guest' })
@@ -80,26 +88,28 @@ function serveOptions(y: Argv) {
     .option('metrics', { type: 'string', describe: 'serve Prometheus metrics at http://ADDR:PORT/metrics (off by default)' })
     .config('config', 'JSON file whose keys are these long flag names; flags given here override it', (path: string) => {
       if (loadConfigFile === undefined) throw new Error('configuration loader not ready');
-      // The file's `backend` object is the backend's, not flags: kept aside for backendOptions().
-      const { backend, ...flags } = loadConfigFile(path);
-      configBackendOptions = backend;
+      // The file's `backend` object and `listeners` list are not flags: kept aside for proxyConfig().
+      const { backend, listeners, ...flags } = loadConfigFile(path);
+      fromConfigFile = { backend, listeners };
       return flags;
     });
 }
 
-async function serve(argv: Awaited<ReturnType<typeof serveOptions>['argv']>): Promise<void> {
-  const listenFds = socketActivationFds();
-  if (listenFds.length === 0 && argv.unix === undefined && argv.vsock === undefined) {
-    throw new UsageError('Missing required argument: --unix PATH or --vsock [PORT] (or a socket from systemd)');
+type ServeArgv = Awaited<ReturnType<typeof serveOptions>['argv']>;
+
+/** The proxy's configuration from parsed flags (and the config file they read), checked. */
+function proxyConfig(argv: ServeArgv, listenFds: number[], log: Logger): ProxyConfig {
+  const listeners = (fromConfigFile.listeners ?? []).map(listenerFromFile);
+  if (listenFds.length === 0 && argv.unix === undefined && argv.vsock === undefined && listeners.length === 0) {
+    throw new UsageError('Missing required argument: --unix PATH or --vsock [PORT] (or a `listeners` list, or a socket from systemd)');
   }
-  const log = createLogger({ level: argv['log-level'] as LogLevel, format: argv['log-format'] as LogFormat });
   if (argv.metrics !== undefined) parseListenAddress(argv.metrics);
-  const graceMs = nonNegativeInt('shutdown-grace-ms', argv['shutdown-grace-ms']);
-  const config = {
+  return {
     protocol: argv.protocol,
-    backendOptions: backendOptions(argv, configBackendOptions),
+    backendOptions: backendOptions(argv, fromConfigFile.backend),
     unix: argv.unix,
-    vsock: argv.vsock === undefined ? undefined : parseVsockPort(argv.vsock),
+    vsock: argv.vsock === undefined ? undefined : argv.vsock.length === 0 ? [parseVsockPort(true)] : argv.vsock.map(parseVsockPort),
+    listeners,
     vsockLimits: {
       maxPerCid: positiveInt('vsock-max-per-cid', argv['vsock-max-per-cid']),
       maxTotal: positiveInt('vsock-max-connections', argv['vsock-max-connections']),
@@ -115,6 +125,43 @@ async function serve(argv: Awaited<ReturnType<typeof serveOptions>['argv']>): Pr
     socketGid: argv['socket-group'] === undefined ? undefined : resolveGroup(argv['socket-group']),
     log,
   };
+}
+
+/** A `listeners` entry of the config file: flag names, as everywhere in the file. */
+function listenerFromFile(l: FileListener): ListenerConfig {
+  const shorthands = { url: l.url, resource: l.resource, caCert: l['ca-cert'], requestTimeoutMs: l['request-timeout-ms'], authRetryBudgetMs: l['auth-retry-budget-ms'] };
+  const overrides = { ...l.backend, ...Object.fromEntries(Object.entries(shorthands).filter(([, v]) => v !== undefined)) };
+  return {
+    name: l.name,
+    unix: l.unix,
+    vsock: l.vsock === undefined ? undefined : parseVsockPort(l.vsock),
+    force: l.force,
+    socketMode: l['socket-mode'] === undefined ? undefined : parseSocketMode(l['socket-mode']),
+    socketGid: l['socket-group'] === undefined ? undefined : resolveGroup(l['socket-group']),
+    protocol: l.protocol,
+    backendOptions: Object.keys(overrides).length === 0 ? undefined : overrides,
+    maxFrameBytes: l['max-frame-bytes'],
+    frameTimeoutMs: l['frame-timeout-ms'],
+    phaseTimeoutMs: l['phase-timeout-ms'],
+  };
+}
+
+/** Parses the serve command line again (re-reading --config): what a reload applies. */
+async function reparse(args: string[]): Promise<ServeArgv> {
+  fromConfigFile = {};
+  return serveOptions(yargs(args))
+    .strict()
+    .fail((msg, err) => {
+      throw err ?? new UsageError(msg);
+    })
+    .parseAsync() as Promise<ServeArgv>;
+}
+
+async function serve(argv: ServeArgv, args: string[]): Promise<void> {
+  const listenFds = socketActivationFds();
+  const log = createLogger({ level: argv['log-level'] as LogLevel, format: argv['log-format'] as LogFormat });
+  const graceMs = nonNegativeInt('shutdown-grace-ms', argv['shutdown-grace-ms']);
+  const config = proxyConfig(argv, listenFds, log);
   // Signal handlers go in before the socket exists: a signal that arrives
   // while the proxy starts must stop it cleanly, not kill it by default.
   let proxy: RunningProxy | undefined;
@@ -145,9 +192,23 @@ async function serve(argv: Awaited<ReturnType<typeof serveOptions>['argv']>): Pr
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
-  // Nothing to reopen (logs go to stdout) and nothing safe to reload live:
-  // a new URL or backend would change sessions in flight. Say so, keep running.
-  process.on('SIGHUP', () => log.warn({ signal: 'SIGHUP' }, 'SIGHUP ignored: restart aproxy to apply configuration changes'));
+  // SIGHUP re-reads the configuration (the same command line, the --config
+  // file anew) and applies it; a bad one is refused whole and the running one
+  // stays. Logging and metrics settings need a restart.
+  process.on('SIGHUP', () => {
+    const running = proxy;
+    if (running === undefined) return;
+    if (argv.config === undefined) {
+      log.warn({ signal: 'SIGHUP' }, 'SIGHUP: no --config file, so nothing to reload (flags need a restart)');
+      return;
+    }
+    running
+      .reload(async () => proxyConfig(await reparse(args), listenFds, log))
+      .then(
+        (r) => log.info({ signal: 'SIGHUP', ...r }, `configuration reloaded: ${r.added.length} listeners added, ${r.removed.length} removed, ${r.changed.length} changed`),
+        (err: unknown) => log.error({ signal: 'SIGHUP', err: { message: describeError(err) } }, `configuration reload refused, the running configuration stays: ${describeError(err)}`),
+      );
+  });
   proxy = await startProxy(config);
   if (pending !== undefined) {
     signals--;
@@ -199,8 +260,8 @@ function readInput(path: string): Buffer {
 
 const bigintSafe = (_k: string, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v);
 
-/** The config file's `backend` object, when --config gave one. */
-let configBackendOptions: RawBackendOptions | undefined;
+/** The config file's `backend` object and `listeners` list, when --config gave them. */
+let fromConfigFile: { backend?: RawBackendOptions; listeners?: FileListener[] } = {};
 
 /** Set before parsing when --config is present (it validates with zod, which the rest of start-up does not need). */
 let loadConfigFile: typeof import('../service/config-file.js').loadConfigFile | undefined;
@@ -215,7 +276,7 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<void
         'Attestation proxy between COCONUT-SVSM guests (vsock port 1995, or serial COM3 over a Unix socket) and an attestation server.\n' +
         "A vsock guest's CID in logs and limits is the host kernel's claim about the connecting VM, not attested.",
     )
-    .command('$0', 'run the proxy', serveOptions, (argv) => serve(argv))
+    .command('$0', 'run the proxy', serveOptions, (argv) => serve(argv, args))
     .command(
       ['test-kbs', 'kbs-test-server'],
       "run aproxy's own KBS 0.4.0 test server (per-session state and strict checks; pair it with --protocol kbs)",
@@ -254,6 +315,7 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<void
           .option('expect-secret', { type: 'string', describe: 'hex secret the guest must decrypt' })
           .option('sessions', { type: 'number', default: 1, describe: 'number of boots' })
           .option('concurrency', { type: 'number', default: 1, describe: 'links open at once' })
+          .option('host-data', { type: 'string', describe: 'HOST_DATA for the report, 64 hex digits (what QEMU host-data= sets per VM)' })
           .option('answer-timeout-ms', { type: 'number', default: 30_000, describe: 'how long to wait for each answer before reporting a timeout' })
           .conflicts('unix', 'vsock')
           .check((a) => {
@@ -269,6 +331,7 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<void
           sessions: positiveInt('sessions', argv.sessions),
           concurrency: positiveInt('concurrency', argv.concurrency),
           answerTimeoutMs: positiveInt('answer-timeout-ms', argv['answer-timeout-ms']),
+          hostData: argv['host-data'] === undefined ? undefined : parseHex('host-data', argv['host-data'], 32),
         });
         const ms = (n: number) => n.toFixed(1);
         console.log(

@@ -7,13 +7,22 @@ import { FrameReader } from './frame-reader.js';
 import { GuestGoneError, SessionSupersededError, codeOf, runSession, type SessionControl, type SessionLink, type SessionOutcome } from './session.js';
 import type { GuestPeer } from './transport.js';
 
-export interface ConnectionOptions {
+/**
+ * A listener's settings. Read when a connection opens (framing) and when
+ * each session starts (the rest), so a reload changes new sessions only.
+ */
+export interface ListenerProfile {
+  readonly name: string;
+  readonly backend: Backend;
+  readonly backendName: string;
   readonly maxFrameBytes: number;
   readonly frameTimeoutMs: number;
   /** Deadline for one backend phase (negotiate, or attest including the resource fetch). */
   readonly phaseTimeoutMs: number;
   /** Deadline for the backend's openSession and close. */
   readonly backendCallTimeoutMs: number;
+  /** Called when a session starts using `backend`; the function it returns when the session ends. */
+  hold?(): () => void;
 }
 
 /** Hooks the server uses for logs and metrics. */
@@ -83,14 +92,15 @@ export class GuestConnection {
     readonly id: string,
     readonly peer: GuestPeer,
     private readonly socket: Socket,
-    private readonly backend: Backend,
-    private readonly backendName: string,
+    /** The listener's current settings. */
+    private readonly profile: () => ListenerProfile,
     private readonly log: ConnectionLogger,
-    private readonly options: ConnectionOptions,
     private readonly events: ConnectionEvents,
   ) {
+    const { maxFrameBytes, frameTimeoutMs } = profile();
     this.reader = new FrameReader(socket, {
-      ...options,
+      maxFrameBytes,
+      frameTimeoutMs,
       // Serial links deliver a frame in many small reads; this shows how many and how slowly.
       onFrame: (f) => log.debug({ bytes: f.bytes, reads: f.reads, ms: Math.round(f.ms * 10) / 10 }, 'frame received'),
     });
@@ -146,7 +156,10 @@ export class GuestConnection {
     const slot = new SessionSlot();
     this.current = slot;
     const number = ++this.sessions;
-    slot.done = runSession(this.link(number), slot, number, frame).then((outcome) => {
+    const profile = this.profile();
+    const release = profile.hold?.();
+    slot.done = runSession(this.link(profile, number), slot, number, frame).then((outcome) => {
+      release?.();
       this.report(outcome);
       if (this.current === slot) {
         this.current = undefined;
@@ -165,14 +178,14 @@ export class GuestConnection {
     this.events.onOutcome(outcome);
   }
 
-  private link(number: number): SessionLink {
+  private link(profile: ListenerProfile, number: number): SessionLink {
     return {
       connectionId: this.id,
       peer: this.peer,
-      backend: this.backend,
-      backendName: this.backendName,
-      phaseTimeoutMs: this.options.phaseTimeoutMs,
-      backendCallTimeoutMs: this.options.backendCallTimeoutMs,
+      backend: profile.backend,
+      backendName: profile.backendName,
+      phaseTimeoutMs: profile.phaseTimeoutMs,
+      backendCallTimeoutMs: profile.backendCallTimeoutMs,
       log: this.log.child({ session: number }),
       onBackendRequest: (e) => this.events.onBackendRequest(e),
       send: (payload) => this.write(encodeFrame(payload)),

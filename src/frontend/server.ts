@@ -1,23 +1,12 @@
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
-import type { Backend } from '../backends/contract.js';
-import { GuestConnection, type ConnectionLogger } from './connection.js';
+import { GuestConnection, type ConnectionLogger, type ListenerProfile } from './connection.js';
 import type { GuestLimits, Refusal } from './guest-limits.js';
 import type { SessionOutcome } from './session.js';
 import type { GuestListener, GuestPeer } from './transport.js';
 
 export interface ProxyServerOptions {
-  readonly backend: Backend;
-  /** The backend's name, for faults that are the backend's. */
-  readonly backendName: string;
-  /** Deadline for the backend's openSession and close. */
-  readonly backendCallTimeoutMs: number;
   readonly log: ConnectionLogger;
-  readonly maxFrameBytes: number;
-  /** Deadline to finish a frame once it started. */
-  readonly frameTimeoutMs: number;
-  /** Deadline per backend phase. */
-  readonly phaseTimeoutMs: number;
   /** Admission limits for vsock guests; none when absent. */
   readonly limits?: GuestLimits;
 }
@@ -25,22 +14,27 @@ export interface ProxyServerOptions {
 /** A guest turned away by the limits; emitted as 'refusal'. */
 export interface RefusalEvent {
   readonly transport: GuestPeer['transport'];
+  readonly listener: string;
   readonly reason: Refusal['reason'];
   readonly cid?: number;
 }
 
+interface Served {
+  readonly listener: GuestListener;
+  readonly profile: () => ListenerProfile;
+}
+
 /**
  * The guest-facing side: takes streams from any number of listeners, one
- * GuestConnection per stream, all served concurrently. Emits 'session'
- * (SessionOutcome) after every guest boot, 'backend-request'
- * (BackendRequestEvent) after every server exchange, 'refusal'
- * (RefusalEvent) for a guest over its limits, and 'connection' /
- * 'disconnect' with the connection id.
+ * GuestConnection per stream, all served concurrently, each with its
+ * listener's settings. Emits 'session' (SessionOutcome) after every guest
+ * boot, 'backend-request' (BackendRequestEvent) after every server
+ * exchange, 'refusal' (RefusalEvent) for a guest over its limits, and
+ * 'connection' / 'disconnect' with the connection id.
  */
 export class ProxyServer extends EventEmitter {
-  private readonly guestListeners: GuestListener[] = [];
-  private readonly connections = new Map<string, GuestConnection>();
-  private readonly running = new Set<Promise<void>>();
+  private readonly served = new Set<Served>();
+  private readonly connections = new Map<string, { conn: GuestConnection; served: Served; done: Promise<void> }>();
   private nextId = 1;
   private closing: Promise<void> | undefined;
 
@@ -52,17 +46,37 @@ export class ProxyServer extends EventEmitter {
     return this.connections.size;
   }
 
-  /** Open guest connections per transport, for metrics. */
-  connectionsByTransport(): Record<GuestPeer['transport'], number> {
-    const counts = { unix: 0, vsock: 0 };
-    for (const c of this.connections.values()) counts[c.peer.transport]++;
-    return counts;
+  /** Open guest connections per transport and listener, for metrics. */
+  connectionCounts(): Array<{ transport: GuestPeer['transport']; listener: string; count: number }> {
+    const counts = new Map<string, { transport: GuestPeer['transport']; listener: string; count: number }>();
+    for (const s of this.served) counts.set(s.profile().name, { transport: s.listener.transport, listener: s.profile().name, count: 0 });
+    for (const { conn } of this.connections.values()) {
+      const c = counts.get(conn.peer.listener);
+      if (c) c.count++;
+    }
+    return [...counts.values()];
   }
 
-  /** Serves the guests `listener` accepts, including those that waited for this call. */
-  serve(listener: GuestListener): void {
-    this.guestListeners.push(listener);
-    listener.onConnection((stream, peer) => this.accept(stream, peer));
+  /** Serves the guests `listener` accepts, including those that waited for this call, with the profile's current settings. */
+  serve(listener: GuestListener, profile: () => ListenerProfile): void {
+    const served = { listener, profile };
+    this.served.add(served);
+    listener.onConnection((stream, peer) => this.accept(stream, { ...peer, listener: profile().name }, served));
+  }
+
+  /**
+   * Stops serving `listener` (a reload removed it): it stops accepting and
+   * removes its socket file; its idle links close now, busy ones after their
+   * session. Resolves when they are all gone.
+   */
+  async retire(listener: GuestListener): Promise<void> {
+    const served = [...this.served].find((s) => s.listener === listener);
+    if (served === undefined) return;
+    this.served.delete(served);
+    await listener.close();
+    const mine = [...this.connections.values()].filter((c) => c.served === served);
+    for (const c of mine) c.conn.drain();
+    await Promise.allSettled(mine.map((c) => c.done));
   }
 
   /**
@@ -75,37 +89,39 @@ export class ProxyServer extends EventEmitter {
   }
 
   private async doClose(graceMs: number): Promise<void> {
-    await Promise.all(this.guestListeners.map((l) => l.close()));
+    await Promise.all([...this.served].map((s) => s.listener.close()));
     // Idle connections (between sessions) go at once; busy ones close after their session or the grace period.
-    for (const c of this.connections.values()) c.drain();
-    if (this.running.size > 0 && graceMs > 0) {
+    for (const { conn } of this.connections.values()) conn.drain();
+    const running = () => [...this.connections.values()].map((c) => c.done);
+    if (this.connections.size > 0 && graceMs > 0) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
-        Promise.allSettled([...this.running]),
+        Promise.allSettled(running()),
         new Promise((r) => {
           timer = setTimeout(r, graceMs);
         }),
       ]);
       clearTimeout(timer);
     }
-    for (const c of this.connections.values()) c.destroy();
-    await Promise.allSettled([...this.running]);
+    for (const { conn } of this.connections.values()) conn.destroy();
+    await Promise.allSettled(running());
   }
 
   private refused(r: Refusal, peer: GuestPeer): void {
     if (r.firstOfBurst) {
       const what = { per_cid: 'connections per CID', total: 'vsock connections in total', session_rate: 'sessions per minute for this CID' }[r.reason];
       this.options.log.warn(
-        { transport: peer.transport, cid: r.cid, reason: r.reason },
+        { transport: peer.transport, listener: peer.listener, cid: r.cid, reason: r.reason },
         `refusing a guest over its limit of ${what}; further refusals in this burst are only counted (aproxy_guest_refusals_total)`,
       );
     }
-    this.emit('refusal', { transport: peer.transport, reason: r.reason, ...(r.cid === undefined ? {} : { cid: r.cid }) } satisfies RefusalEvent);
+    const event: RefusalEvent = { transport: peer.transport, listener: peer.listener, reason: r.reason, ...(r.cid === undefined ? {} : { cid: r.cid }) };
+    this.emit('refusal', event);
   }
 
-  private accept(socket: Socket, peer: GuestPeer): void {
+  private accept(socket: Socket, peer: GuestPeer, served: Served): void {
     // A guest that came and went while it waited to be handed over has nothing to serve.
-    if (this.closing || socket.destroyed) {
+    if (this.closing || socket.destroyed || !this.served.has(served)) {
       socket.destroy();
       return;
     }
@@ -118,35 +134,24 @@ export class ProxyServer extends EventEmitter {
     }
     const id = `c${this.nextId++}`;
     const log = this.options.log.child({ conn: id });
-    const conn = new GuestConnection(
-      id,
-      peer,
-      socket,
-      this.options.backend,
-      this.options.backendName,
-      log,
-      this.options,
-      {
-        onOutcome: (o: SessionOutcome) => this.emit('session', o),
-        onBackendRequest: (e) => this.emit('backend-request', e),
-        admitSession: () => {
-          const r = limits?.startSession(peer);
-          if (r) this.refused(r, peer);
-          return r === undefined;
-        },
+    const conn = new GuestConnection(id, peer, socket, served.profile, log, {
+      onOutcome: (o: SessionOutcome) => this.emit('session', o),
+      onBackendRequest: (e) => this.emit('backend-request', e),
+      admitSession: () => {
+        const r = limits?.startSession(peer);
+        if (r) this.refused(r, peer);
+        return r === undefined;
       },
-    );
-    this.connections.set(id, conn);
-    log.debug({}, 'guest connected');
+    });
+    log.debug({ transport: peer.transport, listener: peer.listener }, 'guest connected');
     this.emit('connection', id);
-    const run = conn.run().finally(() => {
+    const done = conn.run().finally(() => {
       limits?.release(peer);
       limits?.forgetIdle();
       this.connections.delete(id);
-      this.running.delete(run);
       log.debug({}, 'guest disconnected');
       this.emit('disconnect', id);
     });
-    this.running.add(run);
+    this.connections.set(id, { conn, served, done });
   }
 }

@@ -51,6 +51,8 @@ export interface SessionOutcome {
   readonly backend?: string[];
   /** SHA-256 fingerprint of the attestation token handed to the guest, never the token. */
   readonly token?: string;
+  /** What the backend noted for this session (PhaseContext.annotate), e.g. the resource path. */
+  readonly notes?: Readonly<Record<string, string | number>>;
 }
 
 /** What a session needs from the guest link it runs on. */
@@ -102,7 +104,13 @@ class SessionEnd extends Error {
   }
 }
 
-type Facts = { -readonly [K in 'tee' | 'reportVersion' | 'measurement' | 'negotiateMs' | 'attestMs' | 'token']?: SessionOutcome[K] };
+type Facts = { -readonly [K in 'tee' | 'reportVersion' | 'measurement' | 'negotiateMs' | 'attestMs' | 'token' | 'notes']?: SessionOutcome[K] };
+
+/** What a phase reports back to the session: server exchanges and notes for its log line. */
+interface PhaseReporting {
+  observe: PhaseContext['observe'];
+  annotate: PhaseContext['annotate'];
+}
 
 /**
  * One guest boot, as the protocol reads: negotiate → answer → attest →
@@ -114,9 +122,14 @@ export async function runSession(link: SessionLink, control: SessionControl, num
   const started = performance.now();
   const requests: string[] = [];
   const facts: Facts = {};
-  const observe = (e: BackendRequestEvent) => {
-    requests.push(`${e.endpoint} ${e.status ?? e.error ?? '-'} ${round(e.durationMs)}ms`);
-    link.onBackendRequest(e);
+  const reporting: PhaseReporting = {
+    observe: (e) => {
+      requests.push(`${e.endpoint} ${e.status ?? e.error ?? '-'} ${round(e.durationMs)}ms`);
+      link.onBackendRequest(e);
+    },
+    annotate: (fields) => {
+      facts.notes = { ...facts.notes, ...fields };
+    },
   };
   const outcome = (o: Pick<SessionOutcome, 'outcome' | 'reason' | 'detail' | 'phase'>): SessionOutcome => ({
     connectionId: link.connectionId,
@@ -132,7 +145,7 @@ export async function runSession(link: SessionLink, control: SessionControl, num
 
   let end: SessionEnd;
   try {
-    await converse(link, control, number, firstFrame, facts, observe);
+    await converse(link, control, number, firstFrame, facts, reporting);
     return outcome({ outcome: 'success' });
   } catch (err) {
     end = err instanceof SessionEnd ? err : new SessionEnd(err, 'aborted', 'negotiate');
@@ -150,7 +163,7 @@ async function converse(
   number: number,
   firstFrame: Buffer,
   facts: Facts,
-  observe: PhaseContext['observe'],
+  reporting: PhaseReporting,
 ): Promise<void> {
   // Negotiation.
   const failNegotiation = (err: unknown, detail?: string) => new SessionEnd(err, ended(control, err) ? 'aborted' : 'failure', 'negotiate', detail);
@@ -164,7 +177,7 @@ async function converse(
 
   let session: BackendSession;
   try {
-    session = await withDeadline(link.backendName, 'openSession', link.backendCallTimeoutMs, async () => link.backend.openSession({ connectionId: link.connectionId, sessionNumber: number, log: link.log }));
+    session = await withDeadline(link.backendName, 'openSession', link.backendCallTimeoutMs, async () => link.backend.openSession({ connectionId: link.connectionId, sessionNumber: number, log: link.log, peer: link.peer }));
   } catch (err) {
     throw failNegotiation(err, `backend could not open a session: ${describeError(err)}`);
   }
@@ -172,7 +185,7 @@ async function converse(
     const t0 = performance.now();
     let negotiated;
     try {
-      negotiated = await phase(link, control, 'negotiate', observe, async (ctx) =>
+      negotiated = await phase(link, control, 'negotiate', reporting, async (ctx) =>
         checkNegotiationResponse(await session.negotiate(negotiation, ctx), link.backendName),
       );
     } catch (err) {
@@ -200,7 +213,7 @@ async function converse(
       }
       if (!bytesEqual(request.challenge, negotiated.challenge)) throw new ChallengeMismatchError();
       const req = request;
-      const response = await phase(link, control, 'attest', observe, async (ctx) => checkAttestationResponse(await session.attest(req, ctx), link.backendName));
+      const response = await phase(link, control, 'attest', reporting, async (ctx) => checkAttestationResponse(await session.attest(req, ctx), link.backendName));
       if (!response.success) throw new AproxyError('ATTESTATION_REJECTED', 'backend answered success:false');
       if (!(await answer(link, control, serializeAttestationResponse(response)))) {
         throw new SessionEnd(control.ended.reason ?? new GuestGoneError(), 'aborted', 'attest', 'guest left before the attestation answer was written');
@@ -257,7 +270,7 @@ async function phase<T>(
   link: SessionLink,
   control: SessionControl,
   name: 'negotiate' | 'attest',
-  observe: PhaseContext['observe'],
+  reporting: PhaseReporting,
   run: (ctx: PhaseContext) => Promise<T>,
 ): Promise<T> {
   // A plain controller per phase, linked to the session's and cleared after:
@@ -273,7 +286,7 @@ async function phase<T>(
   try {
     // Race so that a backend ignoring the signal still cannot hold the guest.
     return await Promise.race([
-      run({ signal, observe, deadline: Date.now() + link.phaseTimeoutMs }),
+      run({ signal, ...reporting, deadline: Date.now() + link.phaseTimeoutMs }),
       new Promise<never>((_, reject) => {
         if (signal.aborted) reject(signal.reason);
         signal.addEventListener('abort', () => reject(signal.reason), { once: true });

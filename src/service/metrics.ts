@@ -12,26 +12,33 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 /** Prometheus metrics for one proxy, every name prefixed `aproxy_`. */
 export class ProxyMetrics {
   readonly registry = new Registry();
-  private readonly sessions: Counter<'outcome' | 'reason' | 'transport'>;
-  private readonly refusals: Counter<'transport' | 'reason'>;
+  private readonly sessions: Counter<'outcome' | 'reason' | 'transport' | 'listener'>;
+  private readonly refusals: Counter<'transport' | 'listener' | 'reason'>;
+  private readonly reloads: Counter<'result'>;
   private readonly phase: Histogram<'phase'>;
   private readonly backendRequest: Histogram<'endpoint' | 'status'>;
   private readonly backendErrors: Counter<'kind'>;
-  private readonly connections: Gauge<'transport'>;
+  private readonly connections: Gauge<'transport' | 'listener'>;
 
   constructor(server: ProxyServer) {
     collectDefaultMetrics({ register: this.registry, prefix: 'aproxy_' });
     const registers = [this.registry];
     this.sessions = new Counter({
       name: 'aproxy_sessions_total',
-      help: 'Guest attestation sessions by outcome (success, failure, aborted), reason code and transport (unix, vsock)',
-      labelNames: ['outcome', 'reason', 'transport'],
+      help: 'Guest attestation sessions by outcome (success, failure, aborted), reason code, transport (unix, vsock) and listener',
+      labelNames: ['outcome', 'reason', 'transport', 'listener'],
       registers,
     });
     this.refusals = new Counter({
       name: 'aproxy_guest_refusals_total',
       help: 'Guests turned away by the vsock limits, by reason (per_cid, total, session_rate)',
-      labelNames: ['transport', 'reason'],
+      labelNames: ['transport', 'listener', 'reason'],
+      registers,
+    });
+    this.reloads = new Counter({
+      name: 'aproxy_config_reloads_total',
+      help: 'Configuration reloads (SIGHUP) by result: applied, or refused (the running configuration stayed)',
+      labelNames: ['result'],
       registers,
     });
     this.phase = new Histogram({
@@ -56,20 +63,22 @@ export class ProxyMetrics {
     });
     this.connections = new Gauge({
       name: 'aproxy_guest_connections',
-      help: 'Guest connections open now, by transport (unix: QEMU serial links; vsock)',
-      labelNames: ['transport'],
+      help: 'Guest connections open now, by transport (unix: QEMU serial links; vsock) and listener',
+      labelNames: ['transport', 'listener'],
       registers,
       collect: () => {
-        for (const [transport, n] of Object.entries(server.connectionsByTransport())) this.connections.set({ transport }, n);
+        // Only configured listeners: a removed one disappears from the series.
+        this.connections.reset();
+        for (const c of server.connectionCounts()) this.connections.set({ transport: c.transport, listener: c.listener }, c.count);
       },
     });
-    server.on('refusal', (r: RefusalEvent) => this.refusals.inc({ transport: r.transport, reason: r.reason }));
+    server.on('refusal', (r: RefusalEvent) => this.refusals.inc({ transport: r.transport, listener: r.listener, reason: r.reason }));
     server.on('session', (o: SessionOutcome) => this.onSession(o));
     server.on('backend-request', (e: BackendRequestEvent) => this.onBackendRequest(e));
   }
 
   private onSession(o: SessionOutcome): void {
-    this.sessions.inc({ outcome: o.outcome, reason: o.reason ?? 'none', transport: o.transport });
+    this.sessions.inc({ outcome: o.outcome, reason: o.reason ?? 'none', transport: o.transport, listener: o.listener });
     if (o.negotiateMs !== undefined) this.phase.observe({ phase: 'negotiate' }, o.negotiateMs / 1000);
     if (o.attestMs !== undefined) this.phase.observe({ phase: 'attest' }, o.attestMs / 1000);
   }
@@ -80,6 +89,11 @@ export class ProxyMetrics {
     this.backendRequest.observe({ endpoint, status: String(e.status ?? e.error ?? 'none') }, e.durationMs / 1000);
     if (e.error !== undefined) this.backendErrors.inc({ kind: e.error });
     else if (e.status !== undefined && e.status >= 500) this.backendErrors.inc({ kind: 'HTTP_5XX' });
+  }
+
+  /** Counts one configuration reload. */
+  reloaded(result: 'applied' | 'refused'): void {
+    this.reloads.inc({ result });
   }
 
   metrics(): Promise<string> {

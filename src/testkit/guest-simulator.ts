@@ -25,6 +25,8 @@ export interface BootOptions {
   readonly measurement: Uint8Array;
   /** When given, the decrypted secret is compared with it. */
   readonly expectSecret?: Uint8Array;
+  /** HOST_DATA to put in the report (32 bytes), as QEMU's sev-snp-guest host-data= sets it. */
+  readonly hostData?: Uint8Array;
   /** Narrates each step (for the demo). */
   readonly onStep?: (line: string) => void;
   /** How long to wait for each answer before reporting a timeout. Default 30 s. */
@@ -97,7 +99,7 @@ export class SimulatedGuest {
 
       t1 = performance.now();
       const reportData = reportDataDigest(neg.params, neg.challenge, key.publicKey);
-      const report = buildSyntheticReport({ measurement: o.measurement, reportData });
+      const report = buildSyntheticReport({ measurement: o.measurement, reportData, hostData: o.hostData });
       say(`guest: REPORT_DATA = SHA-512(params) = ${hex(reportData)}…, report carries measurement ${hex(o.measurement)}…`);
       this.socket.write(
         encodeFrame(
@@ -158,6 +160,7 @@ export interface GuestFleetOptions {
   readonly address: ProxyAddress;
   readonly measurement: Uint8Array;
   readonly expectSecret?: Uint8Array;
+  readonly hostData?: Uint8Array;
   /** Total boots. */
   readonly sessions: number;
   /** Serial links open at once; boots are spread over them. */
@@ -188,7 +191,7 @@ export async function runGuestFleet(o: GuestFleetOptions): Promise<GuestFleetSum
       guest = await SimulatedGuest.connect(o.address);
       while (next < o.sessions) {
         next++;
-        const r = await guest.boot({ measurement: o.measurement, expectSecret: o.expectSecret, answerTimeoutMs: o.answerTimeoutMs });
+        const r = await guest.boot({ measurement: o.measurement, expectSecret: o.expectSecret, hostData: o.hostData, answerTimeoutMs: o.answerTimeoutMs });
         latencies.push(r.totalMs);
         if (r.ok) succeeded++;
         else errors.push(r.error ?? 'secret mismatch');

@@ -28,6 +28,13 @@ export interface TestKbsOptions {
   readonly secret: Uint8Array;
   /** Resource path served, `default/sample/test` by default. */
   readonly resource?: string;
+  /** More resources, path → secret, released besides `resource` (per-guest secrets). */
+  readonly resources?: Readonly<Record<string, Uint8Array>>;
+  /**
+   * A resource policy like Trustee's: release `<repository>/<type>/<tag>`
+   * only when `<tag>` is the attested report's host_data (lowercase hex).
+   */
+  readonly requireHostDataTag?: boolean;
   readonly host?: string;
   readonly port?: number;
   /** Receives one line per decision; refusals say why. */
@@ -44,6 +51,8 @@ interface KbsSessionState {
   readonly nonce: Uint8Array;
   readonly createdAt: number;
   key?: EcPublicKey;
+  /** The attested report's host_data, lowercase hex. */
+  hostData?: string;
   /** Between /auth and the released resource (or a refusal): counts toward `stats.open`. */
   open: boolean;
 }
@@ -188,6 +197,7 @@ export class TestKbs {
       throw new Refusal(401, 'report-data-mismatch', 'report_data is not SHA-512(tee-pubkey x || y || nonce): the report is not bound to this key and nonce');
     }
     s.state.key = key;
+    s.state.hostData = hex(report.hostData);
     this.stats.attested++;
     this.log(`attested session ${fingerprint(s.id)}: measurement ok, report_data bound to key and nonce`);
     this.replyText(res, 200, JSON.stringify({ token: testToken(report.measurement, this.ttlMs) }));
@@ -195,8 +205,12 @@ export class TestKbs {
 
   private release(s: { id: string; state: KbsSessionState }, path: string, res: ServerResponse): void {
     if (s.state.key === undefined) throw new Refusal(401, 'not-attested', 'session has not attested');
-    if (path !== this.resource) throw new Refusal(404, 'no-resource', `no resource ${path}`);
-    const jwe = jweEncrypt(this.options.secret, s.state.key);
+    const secret = path === this.resource ? this.options.secret : this.options.resources?.[path];
+    if (secret === undefined) throw new Refusal(404, 'no-resource', `no resource ${path}`);
+    if (this.options.requireHostDataTag && path.split('/').at(-1) !== s.state.hostData) {
+      throw new Refusal(401, 'policy', `resource ${path} is not this guest's: its tag is not the attested host_data ${s.state.hostData}`);
+    }
+    const jwe = jweEncrypt(secret, s.state.key);
     this.stats.released++;
     this.finish(s.state);
     this.log(`released ${path} to session ${fingerprint(s.id)}`);

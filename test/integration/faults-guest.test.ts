@@ -204,6 +204,6 @@ describe('connections before the session code has loaded', () => {
     g.destroy();
     await waitForOutput(proxy, /"conn":"c2".*"msg":"guest disconnected"/);
     const text = await (await request(metrics)).body.text();
-    assert.match(text, /^aproxy_guest_connections\{transport="unix"\} 0$/m);
+    assert.match(text, /^aproxy_guest_connections\{transport="unix",listener="[^"]+"\} 0$/m);
   });
 });

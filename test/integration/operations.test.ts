@@ -27,12 +27,12 @@ describe('Prometheus metrics', () => {
     const res = await request(rig.proxy.metricsUrl);
     assert.equal(res.statusCode, 200);
     const text = await res.body.text();
-    assert.match(text, /^aproxy_sessions_total\{outcome="success",reason="none",transport="unix"\} 1$/m);
-    assert.match(text, /^aproxy_sessions_total\{outcome="failure",reason="ATTESTATION_REJECTED",transport="unix"\} 1$/m);
+    assert.match(text, /^aproxy_sessions_total\{outcome="success",reason="none",transport="unix",listener="[^"]+"\} 1$/m);
+    assert.match(text, /^aproxy_sessions_total\{outcome="failure",reason="ATTESTATION_REJECTED",transport="unix",listener="[^"]+"\} 1$/m);
     assert.match(text, /^aproxy_backend_request_duration_seconds_count\{endpoint="POST \/kbs\/v0\/auth",status="200"\} 2$/m);
     assert.match(text, /^aproxy_backend_request_duration_seconds_count\{endpoint="POST \/kbs\/v0\/attest",status="401"\} 1$/m);
     assert.match(text, /^aproxy_phase_duration_seconds_count\{phase="attest"\} 2$/m);
-    assert.match(text, /^aproxy_guest_connections\{transport="unix"\} 1$/m);
+    assert.match(text, /^aproxy_guest_connections\{transport="unix",listener="[^"]+"\} 1$/m);
     assert.match(text, /^aproxy_process_cpu_user_seconds_total /m);
     const notFound = await request(rig.proxy.metricsUrl.replace('/metrics', '/'));
     assert.equal(notFound.statusCode, 404);

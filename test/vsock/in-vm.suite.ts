@@ -113,8 +113,8 @@ describe('vsock transport (inside a QEMU guest, loopback transport)', { skip: pr
     assert.equal(warnings[0]?.reason, 'per_cid');
     assert.equal((await served.boot({ measurement: rig.measurement, expectSecret: rig.secret })).ok, true, 'the guest within its cap is still served');
     const metrics = await (await fetch(rig.proxy.metricsUrl ?? '')).text();
-    assert.match(metrics, /^aproxy_guest_refusals_total\{transport="vsock",reason="per_cid"\} 5$/m);
-    assert.match(metrics, /^aproxy_guest_connections\{transport="vsock"\} 2$/m);
+    assert.match(metrics, /^aproxy_guest_refusals_total\{transport="vsock",listener="[^"]+",reason="per_cid"\} 5$/m);
+    assert.match(metrics, /^aproxy_guest_connections\{transport="vsock",listener="[^"]+"\} 2$/m);
   });
 
   test('a guest past its sessions per minute has its link closed; other guests are unaffected', async (t) => {

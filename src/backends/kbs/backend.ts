@@ -1,9 +1,11 @@
 import { OutOfOrderError, UnsupportedTeeError } from '../../protocol/errors.js';
 import { KBS_NEGOTIATION_PARAMS, jweToAttestationResponse } from '../../protocol/kbs.js';
 import type { AttestationRequest, AttestationResponse, NegotiationRequest, NegotiationResponse } from '../../protocol/messages.js';
+import { SNP_REPORT_BYTES, parseSnpReport, type SnpReport } from '../../protocol/snp-report.js';
 import { defineBackend, type Backend, type BackendContext, type BackendSession, type PhaseContext, type SessionInfo } from '../contract.js';
 import { KbsClient, type SessionCookie } from './client.js';
 import { Mutex } from './mutex.js';
+import { resolveResource, type ResourceTemplate } from './resource-template.js';
 import { parseKbsOptions, type KbsOptions } from './options.js';
 
 /** One guest boot against a KBS: /auth at negotiation, /attest then /resource at attestation. */
@@ -12,8 +14,9 @@ class KbsSession implements BackendSession {
 
   constructor(
     private readonly client: KbsClient,
-    private readonly resource: string,
+    private readonly resource: ResourceTemplate,
     private readonly backendName: string,
+    private readonly info: SessionInfo,
   ) {}
 
   async negotiate(req: NegotiationRequest, ctx: PhaseContext): Promise<NegotiationResponse> {
@@ -27,8 +30,11 @@ class KbsSession implements BackendSession {
   async attest(req: AttestationRequest, ctx: PhaseContext): Promise<AttestationResponse> {
     const cookie = this.cookie;
     if (cookie === undefined) throw new OutOfOrderError('attestation without a KBS session (negotiation did not complete)');
+    // Resolved before /attest: a guest whose evidence cannot fill the template is refused without a server round trip.
+    const path = resolveResource(this.resource, reportOf(req), this.info.peer);
+    ctx.annotate({ resource: path });
     const token = await this.client.attest(cookie, req, ctx);
-    const jwe = await this.client.resource(cookie, this.resource, ctx);
+    const jwe = await this.client.resource(cookie, path, ctx);
     return jweToAttestationResponse(jwe, token);
   }
 
@@ -38,6 +44,12 @@ class KbsSession implements BackendSession {
 }
 
 /** The shared part of both KBS backends: one client, sessions made by `open`. */
+/** The SNP report in the evidence, when there is a well-formed one. */
+function reportOf(req: AttestationRequest): SnpReport | undefined {
+  const bytes = req.evidence.value.report;
+  return bytes.length === SNP_REPORT_BYTES ? parseSnpReport(bytes) : undefined;
+}
+
 function kbsBackendFor(
   name: string,
   options: KbsOptions,
@@ -53,7 +65,7 @@ function kbsBackendFor(
       log.warn({ endpoint, attempt, delayMs, error: error.message }, `${endpoint} failed, retrying in ${delayMs} ms`),
   });
   return {
-    openSession: (info: SessionInfo) => open(new KbsSession(client, options.resource, name), info),
+    openSession: (info: SessionInfo) => open(new KbsSession(client, options.resource, name, info), info),
     warm: () => client.warm(),
     close: () => client.close(),
   };

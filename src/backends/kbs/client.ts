@@ -21,6 +21,26 @@ import type { AttestationRequest, Tee } from '../../protocol/messages.js';
 import type { PhaseContext } from '../contract.js';
 import { DEFAULT_AUTH_RETRY_BUDGET_MS } from './options.js';
 
+/** One undici pool per KBS origin and connection settings, shared by every client (and so every listener) that talks to it. */
+const pools = new Map<string, { pool: Promise<Pool>; users: number }>();
+
+function sharedPool(key: string, origin: string, options: Pool.Options): Promise<Pool> {
+  let entry = pools.get(key);
+  if (entry === undefined) {
+    entry = { pool: import('undici').then((u) => new u.Pool(origin, options)), users: 0 };
+    pools.set(key, entry);
+  }
+  entry.users++;
+  return entry.pool;
+}
+
+async function releasePool(key: string): Promise<void> {
+  const entry = pools.get(key);
+  if (entry === undefined || --entry.users > 0) return;
+  pools.delete(key);
+  await (await entry.pool).close();
+}
+
 /** Largest KBS answer we read; a JWE for a vTPM secret is a few KiB. */
 const MAX_RESPONSE_BYTES = 1024 * 1024;
 
@@ -61,6 +81,7 @@ export class KbsClient {
   private readonly base: URL;
   private readonly basePath: string;
   private readonly poolOptions: Pool.Options;
+  private readonly poolKey: string;
   private pool: Promise<Pool> | undefined;
   private readonly timeoutMs: number;
   private readonly authRetryBudgetMs: number;
@@ -93,6 +114,8 @@ export class KbsClient {
       bodyTimeout: options.requestTimeoutMs,
       connect: options.caCert === undefined ? {} : { ca: options.caCert },
     };
+    // Clients with the same origin and connection settings (listeners with different resources, a reload) share one pool.
+    this.poolKey = JSON.stringify([base.origin, options.requestTimeoutMs, options.connections ?? 128, options.caCert ?? null]);
   }
 
   /**
@@ -101,7 +124,7 @@ export class KbsClient {
    * longer than everything else the proxy does before it can accept guests.
    */
   private http(): Promise<Pool> {
-    this.pool ??= import('undici').then((u) => new u.Pool(this.base.origin, this.poolOptions));
+    this.pool ??= sharedPool(this.poolKey, this.base.origin, this.poolOptions);
     return this.pool;
   }
 
@@ -163,7 +186,8 @@ export class KbsClient {
   }
 
   async close(): Promise<void> {
-    if (this.pool !== undefined) await (await this.pool).close();
+    if (this.pool !== undefined) await releasePool(this.poolKey);
+    this.pool = undefined;
   }
 
   /** One HTTP exchange, reported to `ctx.observe` whatever its outcome. */

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../../protocol/errors.js';
 import type { RawBackendOptions } from '../contract.js';
+import { parseResourceTemplate, type ResourceTemplate } from './resource-template.js';
 
 /** The resource the reference aproxy hard-codes. */
 export const DEFAULT_RESOURCE_PATH = 'default/sample/test';
@@ -10,8 +11,8 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 15_000;
 export interface KbsOptions {
   /** Base URL of the KBS, http(s), ending in `/`. */
   readonly url: string;
-  /** `<repository>/<type>/<tag>`, no leading slash. */
-  readonly resource: string;
+  /** `<repository>/<type>/<tag>`, no leading slash; may hold fields such as {host_data}, resolved per guest. */
+  readonly resource: ResourceTemplate;
   /** Upper bound for one HTTP exchange with the KBS. */
   readonly requestTimeoutMs: number;
   /** PEM CA bundle (the contents of the `caCert` file) replacing the system roots for https. */
@@ -48,6 +49,7 @@ export function parseKbsOptions(raw: RawBackendOptions, backend = 'kbs'): KbsOpt
 
   const resource = raw.resource ?? DEFAULT_RESOURCE_PATH;
   if (typeof resource !== 'string' || resource.replace(/^\/+/, '') === '') throw new ConfigError('--resource must be a path such as default/sample/test');
+  const template = parseResourceTemplate(resource.replace(/^\/+/, ''));
 
   const requestTimeoutMs = integer(raw.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, '--request-timeout-ms', 1);
   const authRetryBudgetMs = integer(raw.authRetryBudgetMs ?? DEFAULT_AUTH_RETRY_BUDGET_MS, '--auth-retry-budget-ms', 0);
@@ -61,7 +63,7 @@ export function parseKbsOptions(raw: RawBackendOptions, backend = 'kbs'): KbsOpt
       throw new ConfigError(`--ca-cert ${raw.caCert}: ${(err as Error).message}`);
     }
   }
-  return { url: base.toString(), resource: resource.replace(/^\/+/, ''), requestTimeoutMs, authRetryBudgetMs, ...(caCert === undefined ? {} : { caCert }) };
+  return { url: base.toString(), resource: template, requestTimeoutMs, authRetryBudgetMs, ...(caCert === undefined ? {} : { caCert }) };
 }
 
 /** A whole number of at least `min`, from a JSON number or a string of digits. */

@@ -1,0 +1,220 @@
+// One proxy for every VM on a host: per-guest resource paths from attested
+// data, many listeners in one process, and live reload.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { parseResourceTemplate, resolveResource } from '../../src/backends/kbs/resource-template.js';
+import { buildSyntheticReport, parseSnpReport } from '../../src/protocol/index.js';
+import { createLogger } from '../../src/service/log.js';
+import { startProxy } from '../../src/service/proxy.js';
+import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
+import { TestKbs } from '../../src/testkit/test-kbs.js';
+import { finished, spawnCli, waitForOutput } from '../support/cli.js';
+import { FaultyKbs } from '../support/faulty-kbs.js';
+import { LogSink, startRig, tempDir } from '../support/harness.js';
+
+const hostData = (byte: number) => Buffer.alloc(32, byte);
+
+describe('resource path per guest, from attested data', () => {
+  test('two guests with different host_data get two different secrets through one proxy; the KBS checks the tag against the evidence', async (t) => {
+    const a = { hostData: hostData(0xa1), secret: randomBytes(32) };
+    const b = { hostData: hostData(0xb2), secret: randomBytes(32) };
+    const rig = await startRig(t, {
+      kbs: {
+        resources: { [`vtpm/keys/${a.hostData.toString('hex')}`]: a.secret, [`vtpm/keys/${b.hostData.toString('hex')}`]: b.secret },
+        requireHostDataTag: true,
+      },
+      backend: { resource: 'vtpm/keys/{host_data}' },
+    });
+    const guests = await Promise.all([SimulatedGuest.connect(rig.unix), SimulatedGuest.connect(rig.unix)]);
+    t.after(() => guests.forEach((g) => g.close()));
+    const [ra, rb] = await Promise.all([
+      guests[0]?.boot({ measurement: rig.measurement, hostData: a.hostData, expectSecret: a.secret }),
+      guests[1]?.boot({ measurement: rig.measurement, hostData: b.hostData, expectSecret: b.secret }),
+    ]);
+    assert.equal(ra?.secretMatches, true, ra?.error);
+    assert.equal(rb?.secretMatches, true, rb?.error);
+    const outcomes = await rig.sessions(2);
+    assert.deepEqual(outcomes.map((o) => o.notes?.resource).sort(), [`vtpm/keys/${'a1'.repeat(32)}`, `vtpm/keys/${'b2'.repeat(32)}`]);
+    const line = rig.logs.records.find((r) => r.msg === 'session success');
+    assert.match(JSON.stringify(line?.notes), /"resource":"vtpm\/keys\/[0-9a-f]{64}"/);
+  });
+
+  test("a proxy that asks for another guest's resource is refused by the KBS policy, not by trust in the host", async (t) => {
+    const victim = hostData(0x77);
+    const rig = await startRig(t, {
+      kbs: { resources: { [`vtpm/keys/${victim.toString('hex')}`]: randomBytes(32) }, requireHostDataTag: true },
+      // A compromised host rewrites the path to the victim's; the guest's report still carries its own host_data.
+      backend: { resource: `vtpm/keys/${victim.toString('hex')}` },
+    });
+    const g = await SimulatedGuest.connect(rig.unix);
+    t.after(() => g.close());
+    const r = await g.boot({ measurement: rig.measurement, hostData: hostData(0x01) });
+    assert.equal(r.attested, false);
+    const [o] = await rig.sessions(1);
+    assert.equal(o?.reason, 'ATTESTATION_REJECTED');
+    assert.match(o?.detail ?? '', /HTTP 401: policy: .* is not this guest's/);
+  });
+
+  test('templates: every field resolves from a real report and the transport; unknown fields and unsafe paths are refused', () => {
+    const report = parseSnpReport(buildSyntheticReport({ measurement: Buffer.alloc(48, 0xab), reportData: Buffer.alloc(64), hostData: hostData(0x0f), chipId: Buffer.alloc(64, 0xc1) }));
+    const t = parseResourceTemplate('tenant/{listener}/{host_data}-{measurement}-{chip_id}-{report_id}-{cid}');
+    const path = resolveResource(t, report, { transport: 'vsock', listener: 'vm-7', cid: 42 });
+    assert.equal(path, `tenant/vm-7/${'0f'.repeat(32)}-${'ab'.repeat(48)}-${'c1'.repeat(64)}-${'00'.repeat(32)}-42`);
+    for (const [template, re] of [
+      ['vtpm/{hostdata}', /unknown field \{hostdata\}/],
+      ['vtpm/{host_data', /a lone "\{"/],
+      ['vtpm/../secrets/{host_data}', /unsafe path/],
+      ['vtpm/%2e%2e/{host_data}', /unsafe path/],
+      ['vtpm//{host_data}', /unsafe path/],
+      ['vtpm/{host_data}?x=1', /unsafe path/],
+    ] as const) {
+      assert.throws(() => parseResourceTemplate(template), { code: 'CONFIG', message: re }, template);
+    }
+    // Values are checked too: a listener name that is not a path segment, a {cid} without vsock, a report missing.
+    assert.throws(() => resolveResource(parseResourceTemplate('k/{listener}'), report, { transport: 'unix', listener: '..' }), { code: 'CONFIG' });
+    assert.throws(() => resolveResource(parseResourceTemplate('k/{listener}'), report, { transport: 'unix', listener: 'a/b' }), { code: 'CONFIG' });
+    assert.throws(() => resolveResource(parseResourceTemplate('k/{cid}'), report, { transport: 'unix', listener: 'x' }), { code: 'CONFIG', message: /\{cid\}/ });
+    assert.throws(() => resolveResource(parseResourceTemplate('k/{host_data}'), undefined, undefined), { code: 'ATTESTATION_REJECTED' });
+  });
+
+  test('a template field the guest cannot fill refuses that guest (no fallback path), and the link serves the next boot', async (t) => {
+    const rig = await startRig(t, { backend: { resource: 'vtpm/{cid}' } });
+    const g = await SimulatedGuest.connect(rig.unix);
+    t.after(() => g.close());
+    const r = await g.boot({ measurement: rig.measurement });
+    assert.equal(r.attested, false);
+    const [o] = await rig.sessions(1);
+    assert.equal(o?.reason, 'CONFIG');
+    assert.match(o?.detail ?? '', /uses \{cid\}, but this guest came over unix/);
+  });
+});
+
+describe('several listeners in one process', () => {
+  test('200 listeners, one per VM, guests on several at once, each listener named in its session line', async (t) => {
+    const dir = await tempDir(t);
+    const measurement = randomBytes(48);
+    const secret = randomBytes(32);
+    const kbs = new TestKbs({ measurement, secret });
+    const url = await kbs.start();
+    t.after(() => kbs.close());
+    const logs = new LogSink();
+    const listeners = Array.from({ length: 200 }, (_, i) => ({ name: `vm-${i}`, unix: join(dir, `vm-${i}.sock`) }));
+    const proxy = await startProxy({ protocol: 'kbs', backendOptions: { url }, listeners, log: createLogger({ level: 'info', destination: logs }) });
+    t.after(() => proxy.close());
+    assert.equal(proxy.listenerNames().length, 200);
+    const picked = [0, 17, 63, 99, 150, 199];
+    const outcomes: Array<{ listener: string }> = [];
+    proxy.server.on('session', (o: { listener: string }) => outcomes.push(o));
+    const guests = await Promise.all(picked.map((i) => SimulatedGuest.connect(join(dir, `vm-${i}.sock`))));
+    t.after(() => guests.forEach((g) => g.close()));
+    const results = await Promise.all(guests.map((g) => g.boot({ measurement, expectSecret: secret })));
+    assert.ok(results.every((r) => r.secretMatches), JSON.stringify(results.map((r) => r.error)));
+    assert.deepEqual(outcomes.map((o) => o.listener).sort(), picked.map((i) => `vm-${i}`).sort());
+    assert.equal(logs.records.filter((r) => r.msg === 'session success' && typeof r.listener === 'string').length, picked.length);
+  });
+
+  test('a listener overrides the resource (and the backend for it) while the others keep the proxy-wide one', async (t) => {
+    const dir = await tempDir(t);
+    const measurement = randomBytes(48);
+    const common = randomBytes(32);
+    const special = randomBytes(32);
+    const kbs = new TestKbs({ measurement, secret: common, resources: { 'special/key/one': special } });
+    const url = await kbs.start();
+    t.after(() => kbs.close());
+    const proxy = await startProxy({
+      protocol: 'kbs',
+      backendOptions: { url },
+      listeners: [
+        { name: 'plain', unix: join(dir, 'plain.sock') },
+        { name: 'special', unix: join(dir, 'special.sock'), backendOptions: { resource: 'special/key/one' } },
+      ],
+      log: createLogger({ level: 'silent' }),
+    });
+    t.after(() => proxy.close());
+    const [p, s] = await Promise.all([SimulatedGuest.connect(join(dir, 'plain.sock')), SimulatedGuest.connect(join(dir, 'special.sock'))]);
+    t.after(() => [p, s].forEach((g) => g.close()));
+    assert.equal((await p.boot({ measurement, expectSecret: common })).secretMatches, true);
+    assert.equal((await s.boot({ measurement, expectSecret: special })).secretMatches, true);
+  });
+
+  test('a config file listener with an unknown key or no address is named and refused (exit 2)', async (t) => {
+    const dir = await tempDir(t);
+    const config = join(dir, 'c.json');
+    await writeFile(config, JSON.stringify({ protocol: 'kbs', url: 'http://127.0.0.1:1', listeners: [{ name: 'a', unix: join(dir, 'a.sock'), colour: 'red' }] }));
+    const bad = spawnCli(['--config', config]);
+    const r = await finished(bad);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /unknown key "colour" in listeners\.0/);
+    await writeFile(config, JSON.stringify({ protocol: 'kbs', url: 'http://127.0.0.1:1', listeners: [{ name: 'a' }] }));
+    const r2 = await finished(spawnCli(['--config', config]));
+    assert.equal(r2.code, 2);
+    assert.match(r2.stderr, /exactly one of "unix" or "vsock"/);
+  });
+});
+
+describe('live reload on SIGHUP', () => {
+  test('adds, removes and changes listeners; a session in flight on a removed one completes; a broken config is refused whole', async (t) => {
+    const dir = await tempDir(t);
+    const measurement = randomBytes(48);
+    const secret = randomBytes(32);
+    const secretB = randomBytes(32);
+    const upstream = new TestKbs({ measurement, secret, resources: { 'other/key/b': secretB } });
+    const kbsUrl = await upstream.start();
+    t.after(() => upstream.close());
+    const faulty = new FaultyKbs(kbsUrl);
+    const url = await faulty.start();
+    t.after(() => faulty.close());
+    const sock = (n: string) => join(dir, `${n}.sock`);
+    const config = join(dir, 'aproxy.json');
+    const write = (listeners: unknown[]) => writeFile(config, JSON.stringify({ protocol: 'kbs', url, 'log-format': 'json', metrics: '127.0.0.1:0', listeners }));
+    await write([
+      { name: 'a', unix: sock('a') },
+      { name: 'b', unix: sock('b') },
+    ]);
+    const proxy = spawnCli(['--config', config]);
+    t.after(() => proxy.kill('SIGKILL'));
+    await waitForOutput(proxy, /"msg":"aproxy ready"/);
+    const metricsUrl = (await waitForOutput(proxy, /http:\/\/127\.0\.0\.1:\d+\/metrics/)).trim();
+
+    // A session in flight on b, held inside /attest.
+    let release!: () => void;
+    faulty.holdUntil('attest', new Promise<void>((r) => (release = r)));
+    const onB = await SimulatedGuest.connect(sock('b'));
+    t.after(() => onB.close());
+    const inFlight = onB.boot({ measurement, expectSecret: secret });
+    while (faulty.hits.attest === 0) await once(faulty, 'hit');
+
+    // Reload: b removed, c added, a changed (its resource).
+    await write([
+      { name: 'a', unix: sock('a'), resource: 'other/key/b' },
+      { name: 'c', unix: sock('c') },
+    ]);
+    proxy.kill('SIGHUP');
+    await waitForOutput(proxy, /configuration reloaded: 1 listeners added, 1 removed, 1 changed/);
+    await assert.rejects(stat(sock('b')), { code: 'ENOENT' }, "the removed listener's socket file is gone");
+    release();
+    assert.equal((await inFlight).secretMatches, true, 'the session in flight on the removed listener completed');
+
+    const onA = await SimulatedGuest.connect(sock('a'));
+    const onC = await SimulatedGuest.connect(sock('c'));
+    t.after(() => [onA, onC].forEach((g) => g.close()));
+    assert.equal((await onA.boot({ measurement, expectSecret: secretB })).secretMatches, true, "a's new sessions use its new resource");
+    assert.equal((await onC.boot({ measurement, expectSecret: secret })).secretMatches, true);
+
+    // A broken config: refused whole, one line, the running one stays.
+    await writeFile(config, '{"protocol": "kbs", "listeners": [{"name": "a", "unix": 5}]}');
+    proxy.kill('SIGHUP');
+    await waitForOutput(proxy, /configuration reload refused, the running configuration stays: .*listeners\.0\.unix/);
+    assert.equal((await onA.boot({ measurement, expectSecret: secretB })).secretMatches, true);
+    const text = await (await fetch(metricsUrl)).text();
+    assert.match(text, /^aproxy_config_reloads_total\{result="applied"\} 1$/m);
+    assert.match(text, /^aproxy_config_reloads_total\{result="refused"\} 1$/m);
+    assert.match(text, /^aproxy_sessions_total\{outcome="success",reason="none",transport="unix",listener="b"\} 1$/m);
+    proxy.kill('SIGTERM');
+    assert.equal((await finished(proxy)).code, 0);
+  });
+});
