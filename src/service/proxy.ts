@@ -364,6 +364,8 @@ async function reload(
     if (wanted.has(key)) continue;
     live.delete(key);
     result.removed.push(l.plan.name);
+    // Its socket file is gone when the reload is reported; its sessions in flight finish after.
+    await l.listener.close();
     void server.retire(l.listener).then(() => l.releaseBackend());
   }
   for (const plan of plans) {
