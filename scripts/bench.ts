@@ -18,7 +18,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -98,8 +98,9 @@ async function scrape(url: string): Promise<Record<string, number>> {
   const text = await res.body.text();
   const out: Record<string, number> = {};
   for (const line of text.split('\n')) {
-    const m = /^(aproxy_nodejs_active_(?:handles|resources)_total|aproxy_sessions_total\{[^}]*\}|aproxy_guest_connections|aproxy_process_cpu_seconds_total|aproxy_process_resident_memory_bytes) (\S+)$/.exec(line);
-    if (m?.[1] && m[2]) out[m[1]] = Number(m[2]);
+    const m = /^(aproxy_nodejs_active_(?:handles|resources)_total|aproxy_sessions_total\{[^}]*\}|aproxy_guest_connections|aproxy_process_cpu_seconds_total|aproxy_process_resident_memory_bytes)(\{[^}]*\})? (\S+)$/.exec(line);
+    // Labelled series of one name are summed (aproxy_guest_connections per listener).
+    if (m?.[1] && m[3]) out[m[1]] = (out[m[1]] ?? 0) + Number(m[3]);
   }
   return out;
 }
@@ -137,7 +138,7 @@ async function proxiedWorker(path: string, keys: P521KeyPair[], take: () => numb
   const reader = new FrameReader(s, { maxFrameBytes: 1 << 20, frameTimeoutMs: 60_000 });
   const negotiation = encodeFrame(serializeNegotiationRequest({ version: [0, 1, 0], tee: 'snp' }));
   for (let i = take(); i !== undefined; i = take()) {
-    const key = keys[i] as P521KeyPair;
+    const key = keys[i % keys.length] as P521KeyPair;
     const t0 = performance.now();
     s.write(negotiation);
     const neg = parseNegotiationResponse((await reader.next()) ?? Buffer.alloc(0));
@@ -152,7 +153,7 @@ async function proxiedWorker(path: string, keys: P521KeyPair[], take: () => numb
 async function directWorker(client: KbsClient, keys: P521KeyPair[], take: () => number | undefined, done: Done[]): Promise<void> {
   const ctx = { signal: new AbortController().signal, observe: () => undefined, annotate: () => undefined, deadline: Number.POSITIVE_INFINITY };
   for (let i = take(); i !== undefined; i = take()) {
-    const key = keys[i] as P521KeyPair;
+    const key = keys[i % keys.length] as P521KeyPair;
     const t0 = performance.now();
     const { challenge, cookie } = await client.auth('snp', ctx);
     const req = evidenceFor(key, challenge, KBS_NEGOTIATION_PARAMS as typeof KBS_NEGOTIATION_PARAMS);
@@ -194,34 +195,106 @@ function summarize(done: Done[], elapsedMs: number, expected: number): RunResult
   return { sessionsPerSec: (done.length * 1000) / elapsedMs, p50: q(0.5), p95: q(0.95), p99: q(0.99), errors };
 }
 
+/** user+sys CPU time of a process, ms, from /proc (fields 14 and 15, clock ticks of 10 ms). */
+async function cpuOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+interface Side {
+  readonly name: 'direct' | 'aproxy' | 'relay';
+  readonly work: Work;
+}
+
+/** CPU of every process in the run, ms: the proxy, the relay, the KBS, this driver (the guests). */
+async function cpuNow(): Promise<Record<'aproxy' | 'relay' | 'kbs' | 'driver', number>> {
+  const u = process.cpuUsage();
+  return {
+    aproxy: await cpuOf(proxy.pid as number),
+    relay: await cpuOf(relay.pid as number),
+    kbs: await cpuOf(kbs.pid as number),
+    driver: (u.user + u.system) / 1000,
+  };
+}
+
 /**
- * N sessions each way, in alternating rounds (proxied, direct, proxied, …),
- * so that drift in the shared machine's speed falls on both sides alike.
+ * N sessions through each side, in alternating rounds, so that drift in the
+ * shared machine's speed falls on all alike; per side, the CPU each process
+ * spent while that side ran.
  */
-async function compare(c: number, proxiedWork: Work, directWork: Work, rounds = 4) {
+async function compare(c: number, sides: Side[], rounds = 4) {
   const per = Math.max(c, Math.ceil(N / rounds));
-  const sides = { proxied: { done: [] as Done[], ms: 0 }, direct: { done: [] as Done[], ms: 0 } };
-  let proxyCpuMs = 0;
-  let rssMiB = 0;
+  const acc = new Map(sides.map((s) => [s.name, { done: [] as Done[], ms: 0, cpu: { aproxy: 0, relay: 0, kbs: 0, driver: 0 } }]));
   for (let sent = 0; sent < N; sent += per) {
     const n = Math.min(per, N - sent);
-    const cpu0 = await procStats();
-    const p = await batch(c, n, proxiedWork);
-    const cpu1 = await procStats();
-    proxyCpuMs += cpu1.cpuMs - cpu0.cpuMs;
-    rssMiB = Math.max(rssMiB, cpu1.rssMiB);
-    const d = await batch(c, n, directWork);
-    sides.proxied.done.push(...p.done);
-    sides.proxied.ms += p.elapsedMs;
-    sides.direct.done.push(...d.done);
-    sides.direct.ms += d.elapsedMs;
+    for (const side of sides) {
+      const a = acc.get(side.name)!;
+      const before = await cpuNow();
+      const r = await batch(c, n, side.work);
+      const after = await cpuNow();
+      for (const k of ['aproxy', 'relay', 'kbs', 'driver'] as const) a.cpu[k] += after[k] - before[k];
+      a.done.push(...r.done);
+      a.ms += r.elapsedMs;
+    }
   }
-  return {
-    proxied: summarize(sides.proxied.done, sides.proxied.ms, N),
-    direct: summarize(sides.direct.done, sides.direct.ms, N),
-    proxyCpuMsPerSession: proxyCpuMs / N,
-    proxyRssMiB: rssMiB,
+  return Object.fromEntries(
+    [...acc].map(([name, a]) => [name, { ...summarize(a.done, a.ms, N), cpuMsPerSession: Object.fromEntries(Object.entries(a.cpu).map(([k, v]) => [k, v / N])) }]),
+  ) as Record<Side['name'], RunResult & { cpuMsPerSession: Record<'aproxy' | 'relay' | 'kbs' | 'driver', number> }>;
+}
+
+/** Where the proxy's CPU goes: a --cpu-prof run of its own, self time summed by part of the code. */
+async function profileProxy(c: number, n: number): Promise<Array<[string, number]>> {
+  const profDir = join(dir, 'prof');
+  const sock = join(dir, 'prof.sock');
+  const child = spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', profDir, BIN, '--protocol', 'kbs', '--url', kbsUrl, '--unix', sock, '--log-format', 'json'], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  children.add(child);
+  await waitForListening(sock);
+  // Twice the sessions, so that start-up (module loading) is a small part; it is its own line below.
+  await batch(c, 2 * n, (take, done) => proxiedWorker(sock, keys, take, done));
+  child.kill('SIGTERM');
+  await once(child, 'exit');
+  const file = (await readdir(profDir)).find((f) => f.endsWith('.cpuprofile'));
+  if (file === undefined) return [];
+  const prof = JSON.parse(await readFile(join(profDir, file), 'utf8')) as {
+    nodes: Array<{ id: number; callFrame: { url: string; functionName: string } }>;
+    samples: number[];
+    timeDeltas: number[];
   };
+  const byId = new Map(prof.nodes.map((nd) => [nd.id, nd]));
+  const totals = new Map<string, number>();
+  prof.samples.forEach((id, i) => {
+    const nd = byId.get(id);
+    const part = partOf(nd?.callFrame.url ?? '', nd?.callFrame.functionName ?? '');
+    totals.set(part, (totals.get(part) ?? 0) + (prof.timeDeltas[i] ?? 0));
+  });
+  const all = [...totals.values()].reduce((a, b) => a + b, 0);
+  return [...totals].filter(([k]) => k !== 'idle').map(([k, v]) => [k, (100 * v) / (all - (totals.get('idle') ?? 0))] as [string, number]).sort((a, b) => b[1] - a[1]);
+}
+
+function partOf(url: string, fn: string): string {
+  if (fn === '(idle)' || fn === '(program)') return fn === '(idle)' ? 'idle' : 'runtime (program)';
+  if (fn === '(garbage collector)') return 'garbage collection';
+  for (const [re, name] of [
+    [/\/src\/protocol\//, 'aproxy protocol (framing, JSON, schemas)'],
+    [/\/src\/frontend\//, 'aproxy frontend (links, sessions)'],
+    [/\/src\/backends\//, 'aproxy backend (KBS client)'],
+    [/\/src\/service\//, 'aproxy service (composition, metrics, log)'],
+    [/node_modules\/undici\//, 'HTTP client (undici)'],
+    [/node_modules\/(pino|sonic-boom|thread-stream|fast-redact|quick-format-unescaped|atomic-sleep|on-exit-leak-free|safe-stable-stringify)\//, 'logging (pino)'],
+    [/node_modules\/(prom-client|tdigest|bintrees)\//, 'metrics (prom-client)'],
+    [/node_modules\/zod\//, 'schemas (zod)'],
+    [/^node:internal\/modules\//, 'module loading (start-up)'],
+    [/^node:(net|stream|internal\/streams|internal\/stream_base)/, 'node streams and sockets'],
+    [/^node:(events|internal\/event_target|internal\/abort_controller|timers|internal\/timers)/, 'node events, abort signals, timers'],
+    [/^node:/, 'node core (other)'],
+  ] as const) {
+    if (re.test(url)) return name;
+  }
+  if (url === '') return /^(write|writev|writeString|writeBuffer|writeLatin1String|writeUtf8String)$/.test(fn) ? 'socket and pipe writes (native)' : 'native / builtins';
+  return 'other';
 }
 
 // ---------- micro: frame decoding ----------
@@ -246,7 +319,8 @@ function decodeThroughput(chunkSize: number): number {
 
 const dir = await mkdtemp(join(tmpdir(), 'aproxy-bench-'));
 const unix = join(dir, 'p.sock');
-const kbs = spawnAproxy(['test-kbs', '--measurement', measurement.toString('hex'), '--secret', secret.toString('hex'), '--port', '0']);
+// The KBS must not be the bottleneck: it encrypts once per guest key (every check still runs per session).
+const kbs = spawnAproxy(['test-kbs', '--measurement', measurement.toString('hex'), '--secret', secret.toString('hex'), '--port', '0', '--reuse-jwe-per-key']);
 const kbsUrl = (await waitFor(kbs, /http:\/\/127\.0\.0\.1:\d+/))[0];
 
 // Start-up: process spawn to listening socket, against a bare `node -e` as baseline.
@@ -255,44 +329,54 @@ const bare = spawn(process.execPath, ['-e', '']);
 await once(bare, 'exit');
 const nodeStartMs = performance.now() - tNode;
 const tProxy = performance.now();
+// As an operator runs it: JSON logs with the one line per session, metrics on.
 const proxy = spawnAproxy(['--protocol', 'kbs', '--url', kbsUrl, '--unix', unix, '--log-format', 'json', '--log-level', 'info', '--metrics', '127.0.0.1:0', '--phase-timeout-ms', '120000']);
 await waitForListening(unix);
 const startMs = performance.now() - tProxy;
 const metricsUrl = await metricsUrlOf();
+const relaySock = join(dir, 'relay.sock');
+const relay = spawn(process.execPath, [join(dirname(fileURLToPath(import.meta.url)), 'bare-relay.js'), relaySock, kbsUrl], { stdio: ['ignore', 'pipe', 'inherit'] });
+children.add(relay);
+await once(relay.stdout as NodeJS.EventEmitter, 'data');
+proxy.stdout?.removeAllListeners('data').resume(); // the driver reads and drops the proxy's log lines
 
-console.log(`aproxy benchmark: ${N} sessions per run, sweep ${SWEEP.join(', ')}, ${process.arch}, node ${process.version}, 2 cores shared by KBS, proxy and driver`);
-const keys = Array.from({ length: N }, () => generateP521KeyPair());
+console.log(`aproxy benchmark: ${N} sessions per run, sweep ${SWEEP.join(', ')}, ${process.arch}, node ${process.version}, 2 cores shared by KBS, proxy, relay and driver`);
+const keys = Array.from({ length: 16 }, () => generateP521KeyPair());
 const client = new KbsClient({ url: kbsUrl, requestTimeoutMs: 60_000 });
-
-const proxiedWork: Work = (take, done) => proxiedWorker(unix, keys, take, done);
-const directWork: Work = (take, done) => directWorker(client, keys, take, done);
-// Warm-up: JIT, pools, KBS caches.
-await batch(4, N, proxiedWork);
-await batch(4, N, directWork);
+const sides: Side[] = [
+  { name: 'direct', work: (take, done) => directWorker(client, keys, take, done) },
+  { name: 'aproxy', work: (take, done) => proxiedWorker(unix, keys, take, done) },
+  { name: 'relay', work: (take, done) => proxiedWorker(relaySock, keys, take, done) },
+];
+// Warm-up: JIT, pools, the KBS's per-key JWEs.
+for (const side of sides) await batch(4, Math.max(64, N / 4), side.work);
 const handlesBefore = await scrape(metricsUrl);
 
 const rows: Array<Record<string, number>> = [];
 for (const c of SWEEP) {
-  const { proxied, direct, proxyCpuMsPerSession, proxyRssMiB } = await compare(c, proxiedWork, directWork);
+  const r = await compare(c, sides);
   rows.push({
     c,
-    proxiedPerSec: proxied.sessionsPerSec,
-    directPerSec: direct.sessionsPerSec,
-    ratio: proxied.sessionsPerSec / direct.sessionsPerSec,
-    proxiedP50: proxied.p50,
-    proxiedP95: proxied.p95,
-    proxiedP99: proxied.p99,
-    directP50: direct.p50,
-    directP95: direct.p95,
-    directP99: direct.p99,
-    addedP50: proxied.p50 - direct.p50,
-    proxyCpuMsPerSession,
-    proxyRssMiB,
-    errors: proxied.errors + direct.errors,
+    directPerSec: r.direct.sessionsPerSec,
+    aproxyPerSec: r.aproxy.sessionsPerSec,
+    relayPerSec: r.relay.sessionsPerSec,
+    aproxyRatio: r.aproxy.sessionsPerSec / r.direct.sessionsPerSec,
+    relayRatio: r.relay.sessionsPerSec / r.direct.sessionsPerSec,
+    directP50: r.direct.p50,
+    aproxyP50: r.aproxy.p50,
+    relayP50: r.relay.p50,
+    aproxyP99: r.aproxy.p99,
+    aproxyCpuMsPerSession: r.aproxy.cpuMsPerSession.aproxy,
+    relayCpuMsPerSession: r.relay.cpuMsPerSession.relay,
+    cpuVsRelay: r.aproxy.cpuMsPerSession.aproxy / r.relay.cpuMsPerSession.relay,
+    kbsCpuMsPerSession: r.direct.cpuMsPerSession.kbs,
+    driverCpuMsPerSession: r.aproxy.cpuMsPerSession.driver,
+    errors: r.direct.errors + r.aproxy.errors + r.relay.errors,
   });
 }
 while (((await scrape(metricsUrl)).aproxy_guest_connections ?? 0) > 0) await new Promise((r) => setTimeout(r, 20));
 const handlesAfter = await scrape(metricsUrl);
+const profile = await profileProxy(32, N);
 
 // Idle links: RSS of an idle proxy, then with IDLE connections held open.
 const idleBase = await procStats();
@@ -308,13 +392,16 @@ for (const s of idleSockets) s.destroy();
 const decode1 = decodeThroughput(1);
 const decodeWhole = decodeThroughput(64 * 1024 + 8);
 
-const f = (n: number, d = 1) => n.toFixed(d).padStart(8);
-console.log('\n   C  proxied/s  direct/s  ratio   p50 ms (prx/dir)   p95 ms (prx/dir)   p99 ms (prx/dir)   +p50 ms  proxy CPU ms/sess  proxy RSS MiB  errors');
+const f = (n: number, d = 1, w = 8) => n.toFixed(d).padStart(w);
+console.log('\nthroughput (sessions/s) and ratio to direct; p50 latency ms; CPU ms per session of each process');
+console.log('   C  direct/s  aproxy/s ratio  relay/s ratio   p50 dir/aprx/relay   aproxy CPU  relay CPU  aproxy/relay  KBS CPU  guests CPU  errors');
 for (const r of rows) {
   console.log(
-    `${String(r.c).padStart(4)} ${f(r.proxiedPerSec!)}  ${f(r.directPerSec!)} ${f(r.ratio!, 3)} ${f(r.proxiedP50!)}/${f(r.directP50!).trim()}  ${f(r.proxiedP95!)}/${f(r.directP95!).trim()}  ${f(r.proxiedP99!)}/${f(r.directP99!).trim()}  ${f(r.addedP50!, 2)} ${f(r.proxyCpuMsPerSession!, 3)}          ${f(r.proxyRssMiB!)}  ${f(r.errors!, 0)}`,
+    `${String(r.c).padStart(4)} ${f(r.directPerSec!)}  ${f(r.aproxyPerSec!)} ${f(r.aproxyRatio!, 3, 5)} ${f(r.relayPerSec!)} ${f(r.relayRatio!, 3, 5)}  ${f(r.directP50!, 1, 6)}/${f(r.aproxyP50!, 1, 0)}/${f(r.relayP50!, 1, 0)}   ${f(r.aproxyCpuMsPerSession!, 3, 10)} ${f(r.relayCpuMsPerSession!, 3, 10)} ${f(r.cpuVsRelay!, 2, 12)} ${f(r.kbsCpuMsPerSession!, 3, 8)} ${f(r.driverCpuMsPerSession!, 3, 11)} ${f(r.errors!, 0, 7)}`,
   );
 }
+console.log(`\nwhere aproxy's CPU goes (a --cpu-prof run, C=32, ${N} sessions; self time, idle excluded):`);
+for (const [part, pct] of profile) console.log(`  ${pct.toFixed(1).padStart(5)} %  ${part}`);
 const perConnKiB = ((idleFull.rssMiB - idleBase.rssMiB) * 1024) / IDLE;
 console.log(`\nstart to listening: ${startMs.toFixed(0)} ms (bare node start ${nodeStartMs.toFixed(0)} ms, ratio ${(startMs / nodeStartMs).toFixed(2)})`);
 console.log(`idle links: RSS ${idleBase.rssMiB.toFixed(1)} MiB idle, ${idleFull.rssMiB.toFixed(1)} MiB with ${IDLE} open (+${(idleFull.rssMiB - idleBase.rssMiB).toFixed(1)} MiB, ${perConnKiB.toFixed(2)} KiB per connection)`);
@@ -343,6 +430,7 @@ const results = {
   idle: { connections: IDLE, baseRssMiB: idleBase.rssMiB, fullRssMiB: idleFull.rssMiB, perConnectionKiB: perConnKiB },
   frameDecodeMiBps: { oneByteChunks: decode1, wholeFrame: decodeWhole },
   proxyHandles: { before: handlesBefore.aproxy_nodejs_active_handles_total, after: handlesAfter.aproxy_nodejs_active_handles_total },
+  cpuProfile: Object.fromEntries(profile),
   vsockInVm: vsock,
 };
 await writeFile(values.out ?? 'bench-results.json', `${JSON.stringify(results, null, 2)}\n`);

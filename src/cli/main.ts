@@ -286,7 +286,8 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<void
           .option('secret', { type: 'string', demandOption: true, describe: 'secret to release, hex' })
           .option('host', { type: 'string', default: '127.0.0.1', describe: 'address to listen on' })
           .option('port', { type: 'number', default: 8080, describe: 'TCP port (0 picks a free one)' })
-          .option('resource', { type: 'string', default: DEFAULT_RESOURCE_PATH, describe: 'resource path that holds the secret' }),
+          .option('resource', { type: 'string', default: DEFAULT_RESOURCE_PATH, describe: 'resource path that holds the secret' })
+          .option('reuse-jwe-per-key', { type: 'boolean', default: false, describe: 'benchmarks: encrypt once per guest key (all checks still run per session)' }),
       async (argv) => {
         const { TestKbs } = await import('../testkit/test-kbs.js');
         const kbs = new TestKbs({
@@ -295,6 +296,7 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<void
           host: argv.host,
           port: argv.port,
           resource: argv.resource,
+          reuseJwePerKey: argv['reuse-jwe-per-key'],
           log: (line) => console.log(line),
         });
         const url = await kbs.start();

@@ -2,9 +2,18 @@ import type { Socket } from 'node:net';
 import type { Backend, BackendLogger, BackendRequestEvent } from '../backends/contract.js';
 import { describeError } from '../protocol/errors.js';
 import { encodeFrame } from '../protocol/framing.js';
-import { parseStrictJson } from '../protocol/json.js';
+import { parseStrictJson, type JsonValue } from '../protocol/json.js';
 import { FrameReader } from './frame-reader.js';
-import { GuestGoneError, SessionSupersededError, codeOf, runSession, type SessionControl, type SessionLink, type SessionOutcome } from './session.js';
+import {
+  GuestGoneError,
+  SessionSupersededError,
+  codeOf,
+  runSession,
+  type GuestFrame,
+  type SessionControl,
+  type SessionLink,
+  type SessionOutcome,
+} from './session.js';
 import type { GuestPeer } from './transport.js';
 
 /**
@@ -41,7 +50,7 @@ export interface ConnectionLogger extends BackendLogger {
 /** One session in flight, as the link sees it. */
 class SessionSlot implements SessionControl {
   private readonly controller = new AbortController();
-  private waiter: { resolve: (f: Buffer) => void; reject: (e: unknown) => void } | undefined;
+  private waiter: { resolve: (f: GuestFrame) => void; reject: (e: unknown) => void } | undefined;
   done: Promise<void> = Promise.resolve();
 
   get ended(): AbortSignal {
@@ -53,12 +62,12 @@ class SessionSlot implements SessionControl {
     return this.waiter !== undefined;
   }
 
-  nextFrame(): Promise<Buffer> {
+  nextFrame(): Promise<GuestFrame> {
     if (this.ended.aborted) return Promise.reject(this.ended.reason);
     return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
   }
 
-  deliver(frame: Buffer): void {
+  deliver(frame: GuestFrame): void {
     const w = this.waiter;
     this.waiter = undefined;
     w?.resolve(frame);
@@ -144,9 +153,13 @@ export class GuestConnection {
   /** Routes one frame; false when the link must close. */
   private dispatch(frame: Buffer): boolean {
     const running = this.current;
-    if (running?.awaitingFrame && !isNegotiationRequest(frame)) {
-      running.deliver(frame);
-      return true;
+    if (running?.awaitingFrame) {
+      // Parsed once here; the session validates the same value.
+      const json = parseJson(frame);
+      if (!isNegotiationRequest(json)) {
+        running.deliver({ bytes: frame, json });
+        return true;
+      }
     }
     // Anything else begins a new session: a NegotiationRequest (a reboot, if
     // a session was in flight), or a frame that cannot be one, which gets
@@ -199,18 +212,21 @@ export class GuestConnection {
   }
 }
 
+function parseJson(frame: Buffer): JsonValue | Error {
+  try {
+    return parseStrictJson(frame);
+  } catch (err) {
+    return err as Error;
+  }
+}
+
 /**
  * Whether a frame is a NegotiationRequest (a JSON object with `version`),
  * looked at only while a session waits for an AttestationRequest: a guest
  * that reboots at that moment sends one, and it must start a new session.
  */
-function isNegotiationRequest(frame: Buffer): boolean {
-  try {
-    const json = parseStrictJson(frame);
-    return typeof json === 'object' && json !== null && !Array.isArray(json) && Object.hasOwn(json, 'version');
-  } catch {
-    return false;
-  }
+function isNegotiationRequest(json: JsonValue | Error): boolean {
+  return typeof json === 'object' && json !== null && !(json instanceof Error) && !Array.isArray(json) && Object.hasOwn(json, 'version');
 }
 
 /** A fault for the log: our code, else the system's (ECONNRESET, …), else INTERNAL. */

@@ -1,16 +1,23 @@
 import { createHash } from 'node:crypto';
 import type { Backend, BackendLogger, BackendRequestEvent, BackendSession, PhaseContext } from '../backends/contract.js';
+import { withDeadline } from '../backends/deadline.js';
 import {
   AproxyError,
   BackendTimeoutError,
   ChallengeMismatchError,
   OutOfOrderError,
-  PluginFaultError,
   UnsupportedVersionError,
   describeError,
   isAproxyError,
 } from '../protocol/errors.js';
-import { checkAttestationResponse, checkNegotiationResponse, parseAttestationRequest, parseNegotiationRequest } from '../protocol/message-parsers.js';
+import type { JsonValue } from '../protocol/json.js';
+import {
+  attestationRequestFromJson,
+  checkAttestationResponse,
+  checkNegotiationResponse,
+  parseAttestationRequest,
+  parseNegotiationRequest,
+} from '../protocol/message-parsers.js';
 import {
   FAILURE_ANSWER,
   PROTOCOL_VERSION,
@@ -75,8 +82,17 @@ export interface SessionLink {
 export interface SessionControl {
   /** Aborts when the guest goes away or starts a new session: from then on nothing may be written. */
   readonly ended: AbortSignal;
-  /** The guest's next frame (its AttestationRequest); rejects with the reason when `ended` aborts. */
-  nextFrame(): Promise<Buffer>;
+  /**
+   * The guest's next frame (its AttestationRequest), with its JSON already
+   * parsed (or the parse error); rejects with the reason when `ended` aborts.
+   */
+  nextFrame(): Promise<GuestFrame>;
+}
+
+/** A frame and what parseStrictJson made of it. */
+export interface GuestFrame {
+  readonly bytes: Buffer;
+  readonly json: JsonValue | Error;
 }
 
 /** The guest's stream went away mid-session. */
@@ -177,7 +193,7 @@ async function converse(
 
   let session: BackendSession;
   try {
-    session = await withDeadline(link.backendName, 'openSession', link.backendCallTimeoutMs, async () => link.backend.openSession({ connectionId: link.connectionId, sessionNumber: number, log: link.log, peer: link.peer }));
+    session = await withDeadline(link.backendName, 'openSession', link.backendCallTimeoutMs, () => link.backend.openSession({ connectionId: link.connectionId, sessionNumber: number, log: link.log, peer: link.peer }));
   } catch (err) {
     throw failNegotiation(err, `backend could not open a session: ${describeError(err)}`);
   }
@@ -198,7 +214,7 @@ async function converse(
     }
 
     // Attestation.
-    let frame: Buffer;
+    let frame: GuestFrame;
     try {
       frame = await control.nextFrame();
     } catch (err) {
@@ -207,7 +223,8 @@ async function converse(
     const t1 = performance.now();
     let request: AttestationRequest | undefined;
     try {
-      request = parseAttestationRequest(frame);
+      if (frame.json instanceof Error) throw frame.json;
+      request = attestationRequestFromJson(frame.json);
       if (request.tee !== negotiation.tee) {
         throw new OutOfOrderError(`attestation request is for tee "${request.tee}" but the session negotiated "${negotiation.tee}"`);
       }
@@ -228,7 +245,7 @@ async function converse(
     }
   } finally {
     try {
-      await withDeadline(link.backendName, 'close', link.backendCallTimeoutMs, async () => session.close());
+      await withDeadline(link.backendName, 'close', link.backendCallTimeoutMs, () => session.close());
     } catch (err) {
       link.log.error({ err: { code: codeOf(err), message: describeError(err) } }, `backend session close failed: ${describeError(err)}`);
     }
@@ -244,25 +261,6 @@ function ended(control: SessionControl, err: unknown): boolean {
 async function answer(link: SessionLink, control: SessionControl, payload: string): Promise<boolean> {
   if (control.ended.aborted) return false;
   return link.send(payload);
-}
-
-/**
- * A backend call outside the phases (create, openSession, close) under its
- * own deadline: a plugin that never returns must not hold a link or a
- * shutdown. The error names the backend and the call.
- */
-export async function withDeadline<T>(backend: string, call: string, ms: number, run: () => Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      run(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new PluginFaultError(backend, `${call}() did not return within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Runs one backend phase under a deadline and the session's lifetime. */

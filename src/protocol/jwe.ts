@@ -1,6 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { p521 } from '@noble/curves/nist.js';
-import { sha256 } from '@noble/hashes/sha2.js';
+import { createCipheriv, createDecipheriv, createECDH, createHash, randomBytes } from 'node:crypto';
 import { encodeUrl } from './base64.js';
 import { CryptoError } from './errors.js';
 import type { AesGcmData, EcPublicKey } from './messages.js';
@@ -10,9 +8,10 @@ import type { AesGcmData, EcPublicKey } from './messages.js';
  * directions: encryption is what a KBS does for a resource, decryption what
  * SVSM does with the AttestationResponse (PROTOCOL.md §5).
  *
- * P-521 ECDH comes from @noble/curves (audited, constant-time-minded, pure).
- * AES key wrap and AES-GCM come from node:crypto: OpenSSL's implementations,
- * with hardware AES, and no extra dependency for two primitives.
+ * Every primitive is node:crypto's (OpenSSL): P-521 ECDH measured ~4.5 ms
+ * against ~12 ms for a pure-JS curve here, which matters to the test KBS
+ * and the guest simulator (the proxy itself does no crypto), and AES-KW and
+ * AES-GCM get hardware AES. OpenSSL checks that a peer point is on the curve.
  */
 
 export const P521_COORDINATE_BYTES = 66;
@@ -26,11 +25,27 @@ export interface P521KeyPair {
 }
 
 export function generateP521KeyPair(): P521KeyPair {
-  return p521KeyPairFromSecret(p521.utils.randomSecretKey());
+  const ecdh = createECDH('secp521r1');
+  ecdh.generateKeys();
+  return pairOf(ecdh);
 }
 
 export function p521KeyPairFromSecret(secretKey: Uint8Array): P521KeyPair {
-  const uncompressed = p521.getPublicKey(secretKey, false);
+  const ecdh = createECDH('secp521r1');
+  try {
+    ecdh.setPrivateKey(secretKey);
+  } catch (err) {
+    throw new CryptoError('not a P-521 private key', { cause: err });
+  }
+  return pairOf(ecdh);
+}
+
+function pairOf(ecdh: ReturnType<typeof createECDH>): P521KeyPair {
+  // OpenSSL drops leading zero bytes of d; the wire and the vectors use 66 bytes.
+  const d = ecdh.getPrivateKey();
+  const secretKey = new Uint8Array(P521_COORDINATE_BYTES);
+  secretKey.set(d, P521_COORDINATE_BYTES - d.length);
+  const uncompressed = ecdh.getPublicKey();
   return {
     secretKey,
     publicKey: {
@@ -53,13 +68,19 @@ function uncompressedPoint(key: EcPublicKey): Uint8Array {
 
 /** Z: the x coordinate of d·Q. Rejects a point that is not on the curve. */
 export function ecdhZ(secretKey: Uint8Array, peer: EcPublicKey): Uint8Array {
-  let shared: Uint8Array;
+  const point = uncompressedPoint(peer);
+  const ecdh = createECDH('secp521r1');
   try {
-    shared = p521.getSharedSecret(secretKey, uncompressedPoint(peer), true);
+    ecdh.setPrivateKey(secretKey);
+  } catch (err) {
+    throw new CryptoError('not a P-521 private key', { cause: err });
+  }
+  try {
+    // 66 bytes: OpenSSL pads the x coordinate to the field size.
+    return new Uint8Array(ecdh.computeSecret(point));
   } catch (err) {
     throw new CryptoError('ECDH on P-521 failed: the peer key is not a valid curve point', { cause: err });
   }
-  return shared.slice(1);
 }
 
 function be32(n: number): Uint8Array {
@@ -78,7 +99,7 @@ export function concatKdf(Z: Uint8Array, algorithmId: string = JWE_ALG, keyBits 
   if (keyBits !== 256) throw new CryptoError(`concatKdf: only 256-bit keys are supported, got ${keyBits}`);
   const alg = Buffer.from(algorithmId, 'ascii');
   const OtherInfo = Buffer.concat([be32(alg.length), alg, be32(0), be32(0), be32(keyBits)]);
-  return sha256(Buffer.concat([be32(1), Z, OtherInfo]));
+  return new Uint8Array(createHash('sha256').update(be32(1)).update(Z).update(OtherInfo).digest());
 }
 
 const KW_IV = Buffer.from('a6a6a6a6a6a6a6a6', 'hex'); // RFC 3394 §2.2.3.1 default IV

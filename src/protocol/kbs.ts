@@ -130,9 +130,12 @@ export interface KbsJwe {
   readonly aad: string | undefined;
 }
 
+/** Built once: a schema per call showed in profiles. */
+const protectedHeaderBytesSchema = z.object({ protected: b64Url });
+
 export function parseKbsJwe(json: unknown): KbsJwe {
   const jwe = validate('KBS resource JWE', kbsJweSchema, json);
-  const headerBytes = validate('KBS resource JWE', z.object({ protected: b64Url }), { protected: jwe.protected }).protected;
+  const headerBytes = validate('KBS resource JWE', protectedHeaderBytesSchema, { protected: jwe.protected }).protected;
   let headerJson: unknown;
   try {
     headerJson = JSON.parse(Buffer.from(headerBytes).toString('utf8'));

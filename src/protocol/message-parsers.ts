@@ -14,7 +14,8 @@ import {
   type Tee,
 } from './messages.js';
 import { PluginFaultError } from './errors.js';
-import { b64Std, parseWith, taggedUnion, u32 } from './schema.js';
+import type { JsonValue } from './json.js';
+import { b64Std, parseWith, taggedUnion, u32, validate } from './schema.js';
 
 /**
  * Validating parsers for the frontend messages: the raw frame payload in,
@@ -78,6 +79,8 @@ export const parseNegotiationResponse = (payload: Uint8Array | string): Negotiat
   parseWith('NegotiationResponse', negotiationResponseSchema, payload);
 export const parseAttestationRequest = (payload: Uint8Array | string): AttestationRequest =>
   parseWith('AttestationRequest', attestationRequestSchema, payload);
+/** The same, for a frame whose JSON was already parsed (with parseStrictJson): each frame is parsed once. */
+export const attestationRequestFromJson = (json: JsonValue): AttestationRequest => validate('AttestationRequest', attestationRequestSchema, json);
 export const parseAttestationResponse = (payload: Uint8Array | string): AttestationResponse =>
   parseWith('AttestationResponse', attestationResponseSchema, payload);
 

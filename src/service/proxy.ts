@@ -1,11 +1,11 @@
 import type { Server } from 'node:http';
 import type { Backend, RawBackendOptions } from '../backends/contract.js';
+import { withDeadline } from '../backends/deadline.js';
 import { prepareBackend, type AnyBackendDefinition, type PreparedBackend } from '../backends/registry.js';
 import type { ListenerProfile } from '../frontend/connection.js';
 import { GuestLimits, type GuestLimitOptions } from '../frontend/guest-limits.js';
 import { InheritedUnixListener } from '../frontend/inherited-listener.js';
 import type { ProxyServer } from '../frontend/server.js';
-import { withDeadline } from '../frontend/session.js';
 import type { GuestListener } from '../frontend/transport.js';
 import { UnixListener } from '../frontend/unix-listener.js';
 import { VsockListener } from '../frontend/vsock-listener.js';

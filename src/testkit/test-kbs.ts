@@ -35,6 +35,12 @@ export interface TestKbsOptions {
    * only when `<tag>` is the attested report's host_data (lowercase hex).
    */
   readonly requireHostDataTag?: boolean;
+  /**
+   * Benchmarks: encrypt the secret once per guest key and reuse the JWE
+   * (every check still runs per session). The P-521 work is the KBS's, and
+   * a benchmark of the proxy should not measure it.
+   */
+  readonly reuseJwePerKey?: boolean;
   readonly host?: string;
   readonly port?: number;
   /** Receives one line per decision; refusals say why. */
@@ -82,6 +88,7 @@ export class TestKbs {
   private readonly server: Server;
   private readonly sessions = new Map<string, KbsSessionState>();
   private readonly resource: string;
+  private readonly jweCache = new Map<string, string>();
   private readonly log: (line: string) => void;
   private readonly ttlMs: number;
   private readonly maxSessions: number;
@@ -210,11 +217,16 @@ export class TestKbs {
     if (this.options.requireHostDataTag && path.split('/').at(-1) !== s.state.hostData) {
       throw new Refusal(401, 'policy', `resource ${path} is not this guest's: its tag is not the attested host_data ${s.state.hostData}`);
     }
-    const jwe = jweEncrypt(secret, s.state.key);
+    const cacheKey = `${path}:${Buffer.from(s.state.key.x).toString('hex')}`;
+    let jwe = this.options.reuseJwePerKey ? this.jweCache.get(cacheKey) : undefined;
+    if (jwe === undefined) {
+      jwe = serializeKbsJwe(jweEncrypt(secret, s.state.key));
+      if (this.options.reuseJwePerKey) this.jweCache.set(cacheKey, jwe);
+    }
     this.stats.released++;
     this.finish(s.state);
     this.log(`released ${path} to session ${fingerprint(s.id)}`);
-    this.replyText(res, 200, serializeKbsJwe(jwe));
+    this.replyText(res, 200, jwe);
   }
 
   private finish(state: KbsSessionState): void {
