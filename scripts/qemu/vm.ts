@@ -102,9 +102,11 @@ export async function waitForText(path: string, text: string): Promise<void> {
   const watcher = watch(dir);
   try {
     for (;;) {
+      // Listen before reading: a write that lands while the file is being read must still wake us.
+      const changed = once(watcher, 'change');
       const content = await readFile(path, 'utf8').catch(() => '');
       if (content.includes(text)) return;
-      await once(watcher, 'change');
+      await changed;
     }
   } finally {
     watcher.close();
