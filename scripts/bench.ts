@@ -439,7 +439,8 @@ console.log(`\nwrote ${values.out}`);
 await client.close();
 proxy.kill('SIGTERM');
 kbs.kill('SIGTERM');
-await Promise.all([once(proxy, 'exit'), once(kbs, 'exit')]);
+relay.kill('SIGTERM');
+await Promise.all([once(proxy, 'exit'), once(kbs, 'exit'), once(relay, 'exit')]);
 await rm(dir, { recursive: true, force: true });
 
 interface VsockRow {

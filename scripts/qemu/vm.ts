@@ -79,8 +79,21 @@ export class QemuVm {
     const exited = once(child, 'exit').then(([code]) => {
       throw new Error(`QEMU exited (${String(code)}) before the guest was ready: ${this.stderr.trim()}`);
     });
-    await Promise.race([waitForText(this.consoleLog, 'APROXY-RELAY-READY'), exited]);
+    // A bound on a guest that never gets ready, so a failed boot ends QEMU instead of leaving it running.
+    let limit: NodeJS.Timeout | undefined;
+    const tooLong = new Promise<never>((_, reject) => {
+      limit = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`the guest was not ready within 120 s: ${this.stderr.trim()}`));
+      }, 120_000);
+    });
+    try {
+      await Promise.race([waitForText(this.consoleLog, 'APROXY-RELAY-READY'), exited, tooLong]);
+    } finally {
+      clearTimeout(limit);
+    }
     exited.catch(() => undefined);
+    tooLong.catch(() => undefined);
   }
 
   get running(): boolean {
