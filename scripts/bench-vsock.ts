@@ -6,46 +6,20 @@
  * numbers under TCG mean nothing; the vsock/unix ratios do. Prints one JSON
  * line.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { SimulatedGuest, type ProxyAddress } from '../src/testkit/guest-simulator.js';
+import { cpuMsOf, spawnAproxy, waitFor } from './bench-processes.js';
 
 const { values } = parseArgs({ options: { sessions: { type: 'string', default: '40' }, concurrency: { type: 'string', default: '4' }, rounds: { type: 'string', default: '3' } } });
 const N = Number(values.sessions);
 const C = Number(values.concurrency);
 const ROUNDS = Number(values.rounds);
-const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'aproxy');
 const measurement = Buffer.alloc(48, 0x42);
 const secret = Buffer.alloc(32, 0x24);
 const PORT = 1995;
 const unix = '/tmp/aproxy-bench.sock';
-
-const children: ChildProcess[] = [];
-process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
-function start(args: string[]): ChildProcess & { out: string } {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(child);
-  const c = Object.assign(child, { out: '' });
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => (c.out += d));
-  return c;
-}
-async function waitFor(child: ChildProcess & { out: string }, re: RegExp): Promise<string> {
-  for (;;) {
-    const m = re.exec(child.out);
-    if (m) return m[0];
-    await once(child.stdout as NodeJS.EventEmitter, 'data');
-  }
-}
-/** user+sys CPU of a process, ms (fields 14 and 15 of /proc/PID/stat, in clock ticks of 10 ms). */
-async function cpuMs(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
 
 /** Resident set of a process, MiB. */
 async function rssMiB(pid: number): Promise<number> {
@@ -56,7 +30,7 @@ async function rssMiB(pid: number): Promise<number> {
 /** Spawn to "listening for guests" with only this transport, ms. */
 async function startupMs(args: string[]): Promise<number> {
   const t0 = performance.now();
-  const p = start(['--protocol', 'kbs', '--url', 'http://127.0.0.1:9', '--log-format', 'json', ...args]);
+  const p = spawnAproxy(['--protocol', 'kbs', '--url', 'http://127.0.0.1:9', '--log-format', 'json', ...args]);
   await waitFor(p, /"msg":"listening for guests"/);
   const ms = performance.now() - t0;
   p.kill('SIGKILL');
@@ -69,9 +43,9 @@ for (let i = 0; i < 3; i++) {
   startup.vsock += (await startupMs(['--vsock', String(PORT + 1)])) / 3;
 }
 
-const kbs = start(['test-kbs', '--measurement', measurement.toString('hex'), '--secret', secret.toString('hex'), '--port', '0']);
-const url = await waitFor(kbs, /http:\/\/127\.0\.0\.1:\d+/);
-const proxy = start(['--protocol', 'kbs', '--url', url, '--unix', unix, '--force', '--vsock', String(PORT), '--log-format', 'json', '--phase-timeout-ms', '300000']);
+const kbs = spawnAproxy(['test-kbs', '--measurement', measurement.toString('hex'), '--secret', secret.toString('hex'), '--port', '0']);
+const url = (await waitFor(kbs, /http:\/\/127\.0\.0\.1:\d+/))[0];
+const proxy = spawnAproxy(['--protocol', 'kbs', '--url', url, '--unix', unix, '--force', '--vsock', String(PORT), '--log-format', 'json', '--phase-timeout-ms', '300000']);
 await waitFor(proxy, /"msg":"aproxy ready"/);
 const pid = proxy.pid as number;
 
@@ -79,7 +53,7 @@ async function run(address: ProxyAddress): Promise<{ ms: number; cpu: number; fa
   const guests = await Promise.all(Array.from({ length: C }, () => SimulatedGuest.connect(address)));
   let next = 0;
   let failed = 0;
-  const cpu0 = await cpuMs(pid);
+  const cpu0 = await cpuMsOf(pid);
   const t0 = performance.now();
   await Promise.all(
     guests.map(async (g) => {
@@ -90,7 +64,7 @@ async function run(address: ProxyAddress): Promise<{ ms: number; cpu: number; fa
     }),
   );
   const ms = performance.now() - t0;
-  const cpu = (await cpuMs(pid)) - cpu0;
+  const cpu = (await cpuMsOf(pid)) - cpu0;
   guests.forEach((g) => g.close());
   return { ms, cpu, failed };
 }

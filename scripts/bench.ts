@@ -14,7 +14,7 @@
  * Last, the vsock row: vsock against Unix in one proxy inside a QEMU guest
  * (scripts/bench-vsock.ts), where the machine has QEMU and the addon.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
@@ -26,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { KbsClient } from '../src/backends/kbs/client.js';
+import { APROXY_BIN, cpuMsOf, spawnAproxy, spawnTracked, waitFor } from './bench-processes.js';
 import { findQemuKit, runInVsockVm } from './qemu/vm.js';
 import { FrameReader } from '../src/frontend/frame-reader.js';
 import {
@@ -58,34 +59,11 @@ const { values } = parseArgs({
 const N = Number(values.sessions);
 const SWEEP = (values.sweep ?? '').split(',').map(Number);
 const IDLE = Number(values.idle);
-const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'aproxy');
 
 const measurement = randomBytes(48);
 const secret = randomBytes(32);
 
 // ---------- processes ----------
-
-const children = new Set<ChildProcess>();
-// Whatever happens to the driver, the KBS and the proxy go with it.
-process.on('exit', () => {
-  for (const c of children) c.kill('SIGKILL');
-});
-
-function spawnAproxy(args: string[]): ChildProcess & { out: string } {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.add(child);
-  const c = Object.assign(child, { out: '' });
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => (c.out += d));
-  return c;
-}
-
-async function waitFor(child: ChildProcess & { out: string }, re: RegExp): Promise<RegExpExecArray> {
-  for (;;) {
-    const m = re.exec(child.out);
-    if (m) return m;
-    await once(child.stdout as NodeJS.EventEmitter, 'data');
-  }
-}
 
 /** The proxy's own CPU time and RSS, as its metrics endpoint reports them. */
 async function procStats(): Promise<{ cpuMs: number; rssMiB: number }> {
@@ -195,13 +173,6 @@ function summarize(done: Done[], elapsedMs: number, expected: number): RunResult
   return { sessionsPerSec: (done.length * 1000) / elapsedMs, p50: q(0.5), p95: q(0.95), p99: q(0.99), errors };
 }
 
-/** user+sys CPU time of a process, ms, from /proc (fields 14 and 15, clock ticks of 10 ms). */
-async function cpuOf(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-
 interface Side {
   readonly name: 'direct' | 'aproxy' | 'relay';
   readonly work: Work;
@@ -211,9 +182,9 @@ interface Side {
 async function cpuNow(): Promise<Record<'aproxy' | 'relay' | 'kbs' | 'driver', number>> {
   const u = process.cpuUsage();
   return {
-    aproxy: await cpuOf(proxy.pid as number),
-    relay: await cpuOf(relay.pid as number),
-    kbs: await cpuOf(kbs.pid as number),
+    aproxy: await cpuMsOf(proxy.pid as number),
+    relay: await cpuMsOf(relay.pid as number),
+    kbs: await cpuMsOf(kbs.pid as number),
     driver: (u.user + u.system) / 1000,
   };
 }
@@ -247,10 +218,7 @@ async function compare(c: number, sides: Side[], rounds = 4) {
 async function profileProxy(c: number, n: number): Promise<Array<[string, number]>> {
   const profDir = join(dir, 'prof');
   const sock = join(dir, 'prof.sock');
-  const child = spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', profDir, BIN, '--protocol', 'kbs', '--url', kbsUrl, '--unix', sock, '--log-format', 'json'], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  children.add(child);
+  const child = spawnTracked(APROXY_BIN, ['--protocol', 'kbs', '--url', kbsUrl, '--unix', sock, '--log-format', 'json'], ['--cpu-prof', '--cpu-prof-dir', profDir]);
   await waitForListening(sock);
   // Twice the sessions, so that start-up (module loading) is a small part; it is its own line below.
   await batch(c, 2 * n, (take, done) => proxiedWorker(sock, keys, take, done));
@@ -335,9 +303,8 @@ await waitForListening(unix);
 const startMs = performance.now() - tProxy;
 const metricsUrl = await metricsUrlOf();
 const relaySock = join(dir, 'relay.sock');
-const relay = spawn(process.execPath, [join(dirname(fileURLToPath(import.meta.url)), 'bare-relay.js'), relaySock, kbsUrl], { stdio: ['ignore', 'pipe', 'inherit'] });
-children.add(relay);
-await once(relay.stdout as NodeJS.EventEmitter, 'data');
+const relay = spawnTracked(join(dirname(fileURLToPath(import.meta.url)), 'bare-relay.js'), [relaySock, kbsUrl]);
+await waitFor(relay, /listening/);
 proxy.stdout?.removeAllListeners('data').resume(); // the driver reads and drops the proxy's log lines
 
 console.log(`aproxy benchmark: ${N} sessions per run, sweep ${SWEEP.join(', ')}, ${process.arch}, node ${process.version}, 2 cores shared by KBS, proxy, relay and driver`);
@@ -458,7 +425,7 @@ async function vsockRow(): Promise<VsockRow | string> {
   if (values['no-vsock']) return 'skipped with --no-vsock';
   const kit = findQemuKit();
   if ('missing' in kit) return kit.missing;
-  const root = join(dirname(BIN), '..');
+  const root = join(dirname(APROXY_BIN), '..');
   if (!existsSync(join(root, 'native', 'vsock', 'build', 'Release', 'vsock.node'))) return 'the vsock addon is not built';
   const scratch = await mkdtemp(join(tmpdir(), 'aproxy-bench-vsock-'));
   try {

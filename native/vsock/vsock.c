@@ -63,6 +63,15 @@ static napi_value fd_value(napi_env env, int fd) {
   return result;
 }
 
+/* The one argument of the fd functions; throws a TypeError naming the call when it is not an unsigned integer. */
+static int arg_fd(napi_env env, napi_callback_info info, const char *call, uint32_t *fd) {
+  if (arg_u32(env, info, 1, fd) == 0) return 0;
+  char msg[96];
+  snprintf(msg, sizeof msg, "%s(fd): an unsigned integer", call);
+  napi_throw_type_error(env, NULL, msg);
+  return -1;
+}
+
 /* listen(port, backlog) -> fd: SOCK_STREAM on VMADDR_CID_ANY, close-on-exec, blocking (libuv sets O_NONBLOCK). */
 static napi_value Listen(napi_env env, napi_callback_info info) {
   uint32_t a[2];
@@ -99,10 +108,7 @@ static napi_value Connect(napi_env env, napi_callback_info info) {
 /* peerCid(fd) -> the connected peer's context id. */
 static napi_value PeerCid(napi_env env, napi_callback_info info) {
   uint32_t fd;
-  if (arg_u32(env, info, 1, &fd) != 0) {
-    napi_throw_type_error(env, NULL, "peerCid(fd): an unsigned integer");
-    return NULL;
-  }
+  if (arg_fd(env, info, "peerCid", &fd) != 0) return NULL;
   struct sockaddr_vm addr;
   socklen_t len = sizeof addr;
   memset(&addr, 0, sizeof addr);
@@ -116,10 +122,7 @@ static napi_value PeerCid(napi_env env, napi_callback_info info) {
 /* describe(fd) -> { family: 'vsock'|'unix'|'inet'|'inet6'|number, stream, listening, port? } for an inherited fd. */
 static napi_value Describe(napi_env env, napi_callback_info info) {
   uint32_t fd;
-  if (arg_u32(env, info, 1, &fd) != 0) {
-    napi_throw_type_error(env, NULL, "describe(fd): an unsigned integer");
-    return NULL;
-  }
+  if (arg_fd(env, info, "describe", &fd) != 0) return NULL;
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
   memset(&ss, 0, sizeof ss);
@@ -154,10 +157,7 @@ static napi_value Describe(napi_env env, napi_callback_info info) {
 /* close(fd): for a listening fd that was never handed to libuv. */
 static napi_value Close(napi_env env, napi_callback_info info) {
   uint32_t fd;
-  if (arg_u32(env, info, 1, &fd) != 0) {
-    napi_throw_type_error(env, NULL, "close(fd): an unsigned integer");
-    return NULL;
-  }
+  if (arg_fd(env, info, "close", &fd) != 0) return NULL;
   if (close((int)fd) != 0) return throw_errno(env, "close", errno);
   return NULL;
 }
