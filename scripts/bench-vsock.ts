@@ -45,7 +45,7 @@ for (let i = 0; i < 3; i++) {
 
 const kbs = spawnAproxy(['test-kbs', '--measurement', measurement.toString('hex'), '--secret', secret.toString('hex'), '--port', '0']);
 const url = (await waitFor(kbs, /http:\/\/127\.0\.0\.1:\d+/))[0];
-const proxy = spawnAproxy(['--protocol', 'kbs', '--url', url, '--unix', unix, '--force', '--vsock', String(PORT), '--log-format', 'json', '--phase-timeout-ms', '300000']);
+const proxy = spawnAproxy(['--protocol', 'kbs', '--url', url, '--unix', unix, '--force', '--vsock', String(PORT), '--log-format', 'json', '--phase-timeout-ms', '300000', '--sessions-per-minute', '100000000', '--session-burst', '100000000']);
 await waitFor(proxy, /"msg":"aproxy ready"/);
 const pid = proxy.pid as number;
 

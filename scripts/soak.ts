@@ -74,7 +74,15 @@ const dir = await mkdtemp(join(tmpdir(), 'aproxy-soak-'));
 const kbs = new TestKbs({ measurement, secret });
 const url = await kbs.start();
 const sock = join(dir, 'p.sock');
-const proxy = await startProxy({ protocol: 'kbs', backendOptions: { url }, unix: sock, log: createLogger({ level: 'silent' }), frameTimeoutMs: 2000 });
+// Thousands of boots over a few links: a session budget the soak never meets (the budget has its own tests).
+const proxy = await startProxy({
+  protocol: 'kbs',
+  backendOptions: { url },
+  unix: sock,
+  log: createLogger({ level: 'silent' }),
+  frameTimeoutMs: 2000,
+  guestLimits: { sessionsPerMinute: 100_000_000, sessionBurst: 100_000_000 },
+});
 
 // Warm up at full concurrency so the KBS keep-alive pool and lazy caches are part of the baseline.
 await Promise.all(

@@ -44,7 +44,12 @@ export interface SessionInfo {
 
 /** One exchange with the attestation server, reported for logs and metrics. */
 export interface BackendRequestEvent {
-  /** What was asked, e.g. `POST /kbs/v0/auth`. */
+  /**
+   * What was asked, e.g. `POST /kbs/v0/auth`: a name from the backend and
+   * its configuration, never a value from a guest (the KBS backends name a
+   * resource by its template, `GET /kbs/v0/resource/vtpm/keys/{host_data}`),
+   * because it becomes a metric label.
+   */
   readonly endpoint: string;
   /** HTTP status (or the protocol's equivalent) when an answer arrived. */
   readonly status?: number;

@@ -52,18 +52,39 @@ export function assertBackendDefinition(value: unknown, specifier: string): AnyB
   return d as AnyBackendDefinition;
 }
 
-/** Resolves `--protocol`: a built-in name, or a path to an ES module exporting a backend. */
-export async function resolveBackend(spec: string, cwd = process.cwd()): Promise<AnyBackendDefinition> {
+/** How long a plugin module may take to load when the caller does not say. */
+export const DEFAULT_PLUGIN_LOAD_TIMEOUT_MS = 10_000;
+
+/**
+ * Resolves `--protocol`: a built-in name, or a path to an ES module
+ * exporting a backend. A plugin's top-level code runs in the proxy's
+ * process (plugins are trusted code); still, its import has a deadline, so
+ * a top-level `await` that never settles fails start-up with a clear error
+ * instead of hanging it with nothing logged.
+ */
+export async function resolveBackend(spec: string, cwd = process.cwd(), loadTimeoutMs = DEFAULT_PLUGIN_LOAD_TIMEOUT_MS): Promise<AnyBackendDefinition> {
   const builtin = BUILTINS[spec];
   if (builtin) return builtin.load();
   if (!isPluginSpecifier(spec)) {
     throw new PluginInvalidError(spec, `is neither a built-in backend (${BUILTIN_BACKEND_NAMES.join(', ')}) nor a module path (use ./name.js)`);
   }
   let mod: Record<string, unknown>;
+  let timer: NodeJS.Timeout | undefined;
   try {
-    mod = (await import(pathToFileURL(resolve(cwd, spec)).href)) as Record<string, unknown>;
+    mod = (await Promise.race([
+      import(pathToFileURL(resolve(cwd, spec)).href),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new PluginInvalidError(spec, `did not finish loading within ${loadTimeoutMs} ms (backendCallTimeoutMs): does its top-level code await something that never settles?`)),
+          loadTimeoutMs,
+        );
+      }),
+    ])) as Record<string, unknown>;
   } catch (err) {
+    if (err instanceof PluginInvalidError) throw err;
     throw new PluginInvalidError(spec, `cannot be loaded: ${(err as Error).message}`, { cause: err });
+  } finally {
+    clearTimeout(timer);
   }
   return assertBackendDefinition(mod.default ?? mod.backend, spec);
 }
@@ -82,10 +103,15 @@ export interface PreparedBackend {
  * loaded (its check is in it). Throws PLUGIN_INVALID or the backend's
  * ConfigError, before the proxy binds anything.
  */
-export async function prepareBackend(spec: string | AnyBackendDefinition, raw: RawBackendOptions, cwd = process.cwd()): Promise<PreparedBackend> {
+export async function prepareBackend(
+  spec: string | AnyBackendDefinition,
+  raw: RawBackendOptions,
+  cwd = process.cwd(),
+  loadTimeoutMs = DEFAULT_PLUGIN_LOAD_TIMEOUT_MS,
+): Promise<PreparedBackend> {
   const builtin = typeof spec === 'string' ? BUILTINS[spec] : undefined;
   if (builtin && typeof spec === 'string') return { name: spec, options: builtin.parseOptions(raw), load: () => builtin.load() };
-  const definition = typeof spec === 'string' ? await resolveBackend(spec, cwd) : spec;
+  const definition = typeof spec === 'string' ? await resolveBackend(spec, cwd, loadTimeoutMs) : spec;
   const options: unknown = definition.parseOptions ? definition.parseOptions(raw) : raw;
   return { name: definition.name, options, load: async () => definition };
 }

@@ -8,11 +8,13 @@ import { describeError, isAproxyError } from '../protocol/errors.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/framing.js';
 import { SNP_MEASUREMENT_BYTES } from '../protocol/snp-report.js';
 import {
+  DEFAULT_BACKEND_CALL_TIMEOUT_MS,
   DEFAULT_FRAME_TIMEOUT_MS,
   DEFAULT_PHASE_TIMEOUT_MS,
   DEFAULT_SHUTDOWN_GRACE_MS,
   DEFAULT_SOCKET_MODE,
-  DEFAULT_VSOCK_LIMITS,
+  DEFAULT_GUEST_LIMITS,
+  DEFAULT_LOG_BUFFER_BYTES,
   parseBackendOption,
   parseVsockPort,
   parseListenAddress,
@@ -60,9 +62,21 @@ function serveOptions(y: Argv) {
     })
     .option('unix', { type: 'string', array: true, describe: 'Unix socket path QEMU connects a guest serial port (COM3) to; repeatable (one per VM)' })
     .option('force', { type: 'boolean', default: false, describe: 'replace a stale socket at --unix (never a regular file, never a live socket); no effect on --vsock' })
-    .option('vsock-max-per-cid', { type: 'number', default: DEFAULT_VSOCK_LIMITS.maxPerCid, describe: 'vsock connections one guest CID may hold at once (CID 1, the host, is exempt)' })
-    .option('vsock-max-connections', { type: 'number', default: DEFAULT_VSOCK_LIMITS.maxTotal, describe: 'vsock connections from all guests together' })
-    .option('vsock-sessions-per-minute', { type: 'number', default: DEFAULT_VSOCK_LIMITS.sessionsPerMinute, describe: 'boots one guest CID may start per minute over vsock (CID 1 exempt)' })
+    .option('vsock-max-per-cid', { type: 'number', default: DEFAULT_GUEST_LIMITS.maxPerCid, describe: 'vsock connections one guest CID may hold at once (CID 1, the host, is exempt)' })
+    .option('vsock-max-connections', { type: 'number', default: DEFAULT_GUEST_LIMITS.maxTotal, describe: 'vsock connections from all guests together' })
+    .option('sessions-per-minute', {
+      type: 'number',
+      alias: 'vsock-sessions-per-minute',
+      default: DEFAULT_GUEST_LIMITS.sessionsPerMinute,
+      describe: 'sessions (boots) one guest may start per minute, sustained (a guest: a serial link, or a vsock CID); past it the guest is paced, its link unread',
+    })
+    .option('session-burst', { type: 'number', default: DEFAULT_GUEST_LIMITS.sessionBurst, describe: 'sessions one guest may start at once before pacing begins' })
+    .option('backend-call-timeout-ms', {
+      type: 'number',
+      default: DEFAULT_BACKEND_CALL_TIMEOUT_MS,
+      describe: "deadline for loading a plugin module and for the backend's create(), openSession() and close()",
+    })
+    .option('log-buffer-bytes', { type: 'number', default: DEFAULT_LOG_BUFFER_BYTES, describe: 'log bytes held for a slow stdout; past it new lines are dropped and counted (aproxy_log_lines_dropped_total)' })
     .option('resource', {
       type: 'string',
       describe:
@@ -110,11 +124,13 @@ function proxyConfig(argv: ServeArgv, listenFds: number[], log: Logger): ProxyCo
     unix: argv.unix,
     vsock: argv.vsock === undefined ? undefined : argv.vsock.length === 0 ? [parseVsockPort(true)] : argv.vsock.map(parseVsockPort),
     listeners,
-    vsockLimits: {
+    guestLimits: {
       maxPerCid: positiveInt('vsock-max-per-cid', argv['vsock-max-per-cid']),
       maxTotal: positiveInt('vsock-max-connections', argv['vsock-max-connections']),
-      sessionsPerMinute: positiveInt('vsock-sessions-per-minute', argv['vsock-sessions-per-minute']),
+      sessionsPerMinute: positiveInt('sessions-per-minute', argv['sessions-per-minute']),
+      sessionBurst: positiveInt('session-burst', argv['session-burst']),
     },
+    backendCallTimeoutMs: positiveInt('backend-call-timeout-ms', argv['backend-call-timeout-ms']),
     listenFds,
     metrics: argv.metrics,
     force: argv.force,
@@ -159,9 +175,11 @@ async function reparse(args: string[]): Promise<ServeArgv> {
 
 async function serve(argv: ServeArgv, args: string[]): Promise<void> {
   const listenFds = socketActivationFds();
-  const log = createLogger({ level: argv['log-level'] as LogLevel, format: argv['log-format'] as LogFormat });
+  const log = createLogger({ level: argv['log-level'] as LogLevel, format: argv['log-format'] as LogFormat, bufferBytes: positiveInt('log-buffer-bytes', argv['log-buffer-bytes']) });
   const graceMs = nonNegativeInt('shutdown-grace-ms', argv['shutdown-grace-ms']);
   const config = proxyConfig(argv, listenFds, log);
+  // Before any plugin is imported: its faults are logged, not fatal to every guest.
+  (await import('../service/faults.js')).guardProcessFaults(log);
   // Signal handlers go in before the socket exists: a signal that arrives
   // while the proxy starts must stop it cleanly, not kill it by default.
   let proxy: RunningProxy | undefined;

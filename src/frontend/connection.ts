@@ -4,6 +4,7 @@ import { describeError } from '../protocol/errors.js';
 import { encodeFrame } from '../protocol/framing.js';
 import { parseStrictJson, type JsonValue } from '../protocol/json.js';
 import { FrameReader } from './frame-reader.js';
+import type { GuestAccount } from './guest-limits.js';
 import {
   GuestGoneError,
   SessionSupersededError,
@@ -38,14 +39,17 @@ export interface ListenerProfile {
 export interface ConnectionEvents {
   onOutcome(o: SessionOutcome): void;
   onBackendRequest(e: BackendRequestEvent): void;
-  /** False when the guest is over its session budget: the link closes without a session. */
-  admitSession(): boolean;
+  /** The guest is over its session budget: its link waits `waitMs`, unread, before the next session. */
+  onPaced(waitMs: number): void;
 }
 
 /** A logger that can make children (pino's shape). */
 export interface ConnectionLogger extends BackendLogger {
   child(bindings: Record<string, unknown>): ConnectionLogger;
 }
+
+/** Why a link is not being read right now. */
+export type LinkWait = 'answer_untaken' | 'session_budget' | 'backend_busy';
 
 /** One session in flight, as the link sees it. */
 class SessionSlot implements SessionControl {
@@ -85,17 +89,36 @@ class SessionSlot implements SessionControl {
 /**
  * One guest link (a QEMU serial connection, or a vsock connection) for as
  * long as the guest keeps it: with `-serial unix:` that is the VM's life,
- * across every reboot. The link is read all the time, also while a backend
- * phase runs, so that a reboot or a vanished guest is seen at once. A
- * NegotiationRequest always starts a new session; one still in flight is
- * abandoned and nothing of it is ever written. Only framing faults (byte
- * sync lost) close the link. Never throws.
+ * across every reboot. Never throws.
+ *
+ * The link is read while a backend phase runs, so that a reboot or a
+ * vanished guest is seen at once: a NegotiationRequest always starts a new
+ * session, and one still in flight is abandoned (nothing of it is ever
+ * written). What a guest can make the link hold is bounded whatever it
+ * does: one frame being decoded, one request being served, one answer in
+ * flight. The link is not read while
+ *
+ *  - an answer is not yet taken by the guest (its kernel buffer is full):
+ *    the link is kept, never closed for it, because a serial link is the
+ *    VM's for life and QEMU does not reconnect; it costs a socket and one
+ *    answer, and no CPU;
+ *  - the guest is over its session budget (paced, not closed);
+ *  - an abandoned session's server exchange is still in flight (at most one
+ *    per link, bounded by its phase deadline), so a flood of
+ *    NegotiationRequests never has more than one exchange per link going.
+ *
+ * Only framing faults (byte sync lost) close the link.
  */
 export class GuestConnection {
   private readonly reader: FrameReader;
   private sessions = 0;
   private current: SessionSlot | undefined;
   private draining = false;
+  /** Aborted when the socket closes: ends every wait of the link. */
+  private readonly gone = new AbortController();
+  /** The last phase's backend work, until it settles or its deadline passes. */
+  private backendWork: Promise<void> | undefined;
+  private waitingFor: Exclude<LinkWait, 'answer_untaken'> | undefined;
 
   constructor(
     readonly id: string,
@@ -105,6 +128,8 @@ export class GuestConnection {
     private readonly profile: () => ListenerProfile,
     private readonly log: ConnectionLogger,
     private readonly events: ConnectionEvents,
+    /** The guest's session budget and log bursts (shared by a vsock CID's connections). */
+    private readonly account: GuestAccount,
   ) {
     const { maxFrameBytes, frameTimeoutMs } = profile();
     this.reader = new FrameReader(socket, {
@@ -113,12 +138,20 @@ export class GuestConnection {
       // Serial links deliver a frame in many small reads; this shows how many and how slowly.
       onFrame: (f) => log.debug({ bytes: f.bytes, reads: f.reads, ms: Math.round(f.ms * 10) / 10 }, 'frame received'),
     });
-    socket.once('close', () => this.current?.end(new GuestGoneError('guest connection closed')));
+    socket.once('close', () => {
+      this.gone.abort();
+      this.current?.end(new GuestGoneError('guest connection closed'));
+    });
   }
 
   /** True while a session is between its first frame and its last answer. */
   get inSession(): boolean {
     return this.current !== undefined;
+  }
+
+  /** Why the link is not read now, if it is not. */
+  get waiting(): LinkWait | undefined {
+    return this.reader.isHeld ? 'answer_untaken' : this.waitingFor;
   }
 
   /** Shutdown: close now if idle, otherwise right after the session in flight. */
@@ -137,11 +170,12 @@ export class GuestConnection {
       for (;;) {
         const frame = await this.reader.next();
         if (frame === null) break;
-        if (!this.dispatch(frame)) break;
+        if (!(await this.dispatch(frame))) break;
       }
     } catch (err) {
       // Framing and transport faults: byte sync is lost, nothing sensible can be said to the guest.
-      this.log.warn({ err: errFields(err), buffered: this.reader.buffered }, `closing guest connection: ${describeError(err)}`);
+      const fields = errFields(err);
+      this.account.logs.warn(`link:${fields.code}`, { conn: this.id, err: fields, buffered: this.reader.buffered }, `closing guest connection: ${fields.message}`);
     } finally {
       const last = this.current;
       last?.end(new GuestGoneError('guest connection closed'));
@@ -151,7 +185,7 @@ export class GuestConnection {
   }
 
   /** Routes one frame; false when the link must close. */
-  private dispatch(frame: Buffer): boolean {
+  private async dispatch(frame: Buffer): Promise<boolean> {
     const running = this.current;
     if (running?.awaitingFrame) {
       // Parsed once here; the session validates the same value.
@@ -163,9 +197,11 @@ export class GuestConnection {
     }
     // Anything else begins a new session: a NegotiationRequest (a reboot, if
     // a session was in flight), or a frame that cannot be one, which gets
-    // the failure answer from the session it starts.
+    // the failure answer from the session it starts. The old one ends now;
+    // the new one starts when the guest's budget and the old one's server
+    // exchange allow, and the link is not read until then.
     running?.end(new SessionSupersededError());
-    if (!this.events.admitSession()) return false;
+    if (!(await this.admit(running))) return false;
     const slot = new SessionSlot();
     this.current = slot;
     const number = ++this.sessions;
@@ -182,12 +218,50 @@ export class GuestConnection {
     return true;
   }
 
+  /** Waits, unread, until a new session may start; false when the guest left meanwhile. */
+  private async admit(previous: SessionSlot | undefined): Promise<boolean> {
+    for (let waitMs = this.account.budget.take(); waitMs > 0; waitMs = this.account.budget.take()) {
+      this.events.onPaced(waitMs);
+      this.account.logs.warn(
+        'paced',
+        { conn: this.id, waitMs },
+        'guest is over its session budget: its link is not read until the budget allows (sessions-per-minute, session-burst)',
+      );
+      if (!(await this.wait('session_budget', delay(waitMs, this.gone.signal)))) return false;
+    }
+    const busy = previous === undefined ? this.backendWork : Promise.all([previous.done, this.backendWork]);
+    if (busy !== undefined && !(await this.wait('backend_busy', busy))) return false;
+    return !this.gone.signal.aborted;
+  }
+
+  /** Holds the link unread until `until` settles or the guest leaves; false if it left. */
+  private async wait(why: Exclude<LinkWait, 'answer_untaken'>, until: Promise<unknown>): Promise<boolean> {
+    const gone = this.gone.signal;
+    if (gone.aborted) return false;
+    this.waitingFor = why;
+    let onGone: () => void = noop;
+    try {
+      await Promise.race([
+        until.then(noop, noop),
+        new Promise<void>((resolve) => {
+          onGone = resolve;
+          gone.addEventListener('abort', onGone, { once: true });
+        }),
+      ]);
+    } finally {
+      gone.removeEventListener('abort', onGone);
+      this.waitingFor = undefined;
+    }
+    return !gone.aborted;
+  }
+
   /** The one place a session's outcome is logged and counted. */
   private report(outcome: SessionOutcome): void {
-    const level = outcome.outcome === 'success' ? 'info' : 'warn';
     // conn is already bound to this logger.
     const { connectionId: _conn, ...fields } = outcome;
-    this.log[level](fields, `session ${outcome.outcome}${outcome.detail ? `: ${outcome.detail}` : ''}`);
+    const message = `session ${outcome.outcome}${outcome.detail ? `: ${outcome.detail}` : ''}`;
+    if (outcome.outcome === 'success') this.log.info(fields, message);
+    else this.account.logs.warn(`session:${outcome.outcome}:${outcome.reason ?? ''}`, { conn: this.id, ...fields }, message);
     this.events.onOutcome(outcome);
   }
 
@@ -202,15 +276,58 @@ export class GuestConnection {
       log: this.log.child({ session: number }),
       onBackendRequest: (e) => this.events.onBackendRequest(e),
       send: (payload) => this.write(encodeFrame(payload)),
+      backendBusy: (settled) => {
+        const work: Promise<void> = settled.then(() => {
+          if (this.backendWork === work) this.backendWork = undefined;
+        });
+        this.backendWork = work;
+      },
     };
   }
 
-  /** Resolves true once the kernel took the bytes, false if the guest is gone. */
+  /**
+   * Resolves true once the kernel took the bytes, false if the guest is
+   * gone. Until then the link is not read: a guest that does not take its
+   * answers stops being served, and holds one answer, not a queue of them.
+   */
   private write(bytes: Buffer): Promise<boolean> {
     if (this.socket.destroyed || !this.socket.writable) return Promise.resolve(false);
-    return new Promise((resolve) => this.socket.write(bytes, (err) => resolve(err == null)));
+    this.reader.hold();
+    return new Promise((resolve) => {
+      this.socket.write(bytes, (err) => {
+        this.reader.release();
+        resolve(err == null);
+      });
+      if (kernelRefused(this.socket)) {
+        this.account.logs.warn(
+          'answer_untaken',
+          { conn: this.id, bytes: bytes.length },
+          'guest is not taking its answers (its receive buffer is full): the answer waits and the link is not read until the guest reads',
+        );
+      }
+    });
   }
 }
+
+/** True when the last write did not fit into the kernel's buffer at once: the peer is not reading. */
+function kernelRefused(socket: Socket): boolean {
+  const queued = (socket as unknown as { _handle?: { writeQueueSize?: number } })._handle?.writeQueueSize;
+  return typeof queued === 'number' && queued > 0;
+}
+
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+const noop = () => undefined;
 
 function parseJson(frame: Buffer): JsonValue | Error {
   try {

@@ -18,8 +18,9 @@ export interface FrameStats {
 
 /**
  * Pulls whole frames from a guest socket, one `next()` at a time. The socket
- * is paused while a complete frame waits to be taken, so a guest cannot make
- * the proxy buffer more than one frame plus the one being decoded.
+ * is paused while a complete frame waits to be taken, and while the owner
+ * holds the reader (an answer not yet taken by the guest), so a guest cannot
+ * make the proxy buffer more than one frame plus the one being decoded.
  */
 export class FrameReader {
   private readonly decoder: FrameDecoder;
@@ -30,6 +31,7 @@ export class FrameReader {
   private timer: NodeJS.Timeout | undefined;
   private reads = 0;
   private firstByteAt = 0;
+  private held = false;
 
   constructor(
     private readonly socket: Socket,
@@ -53,6 +55,27 @@ export class FrameReader {
     return this.decoder.buffered;
   }
 
+  /** True while `hold()` keeps the socket unread. */
+  get isHeld(): boolean {
+    return this.held;
+  }
+
+  /**
+   * Stops reading the socket until `release()`, whatever `next()` asks:
+   * unread bytes stay in the kernel, and a guest that keeps writing is
+   * stopped by its own full send buffer. Costs no CPU while held.
+   */
+  hold(): void {
+    this.held = true;
+    this.socket.pause();
+  }
+
+  release(): void {
+    if (!this.held) return;
+    this.held = false;
+    if (this.waiter && this.frames.length === 0 && !this.ended) this.socket.resume();
+  }
+
   /** The next frame, or null at a clean end of stream (between frames). */
   next(): Promise<Buffer | null> {
     if (this.waiter) return Promise.reject(new Error('FrameReader.next() called while a read is pending'));
@@ -60,7 +83,7 @@ export class FrameReader {
     if (frame) return Promise.resolve(frame);
     if (this.failure) return Promise.reject(this.failure);
     if (this.ended) return Promise.resolve(null);
-    this.socket.resume();
+    if (!this.held) this.socket.resume();
     return new Promise((resolve, reject) => {
       this.waiter = { resolve, reject };
     });

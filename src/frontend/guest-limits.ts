@@ -1,3 +1,5 @@
+import { LogBursts, type WarnLogger } from './log-bursts.js';
+import { SessionBudget } from './session-budget.js';
 import type { GuestPeer } from './transport.js';
 
 export interface GuestLimitOptions {
@@ -5,13 +7,15 @@ export interface GuestLimitOptions {
   readonly maxPerCid: number;
   /** vsock connections from all guests together. */
   readonly maxTotal: number;
-  /** Sessions (boots) one guest CID may start per minute. */
+  /** Sessions (boots) one guest may start per minute, sustained, on any transport; past it the guest is paced. */
   readonly sessionsPerMinute: number;
+  /** Sessions one guest may start at once before pacing begins. */
+  readonly sessionBurst: number;
   /** CIDs exempt from the per-CID limits: the host's own loopback (1) carries host processes. */
   readonly trustedCids: ReadonlySet<number>;
 }
 
-export type RefusalReason = 'per_cid' | 'total' | 'session_rate';
+export type RefusalReason = 'per_cid' | 'total';
 
 export interface Refusal {
   readonly reason: RefusalReason;
@@ -20,19 +24,29 @@ export interface Refusal {
   readonly firstOfBurst: boolean;
 }
 
+/** What one guest owns against abuse: its session budget and its log bursts. */
+export interface GuestAccount {
+  readonly budget: SessionBudget;
+  readonly logs: LogBursts;
+}
+
 /** A burst ends after this long without a refusal for the same CID and reason. */
 const BURST_GAP_MS = 10_000;
 
 /**
- * Admission for vsock guests. A Unix socket is reachable only by QEMU; every
- * VM on the host, tenants' guest operating systems included, can reach the
- * vsock port. So one guest must not be able to starve the others of
- * connections or of the attestation server. Unix peers are not limited.
+ * Admission and budgets for guests. Every VM on the host, tenants' guest
+ * operating systems included, can write to its serial port and reach the
+ * vsock port, so one guest must not be able to starve the others of
+ * connections, of the attestation server or of the log.
+ *
+ * A guest is a link for Unix (QEMU gives each VM its own socket) and a CID
+ * for vsock, so reconnecting does not reset a vsock guest's budget. The
+ * host's trusted CIDs get an account per connection, like Unix links.
  */
 export class GuestLimits {
   private readonly perCid = new Map<number, number>();
   private total = 0;
-  private readonly sessions = new Map<number, number[]>();
+  private readonly accounts = new Map<number, GuestAccount>();
   private readonly lastRefusal = new Map<string, number>();
 
   constructor(private readonly options: GuestLimitOptions) {}
@@ -42,7 +56,7 @@ export class GuestLimits {
     if (peer.transport !== 'vsock') return undefined;
     if (this.total >= this.options.maxTotal) return this.refuse('total', peer.cid, now);
     const cid = peer.cid;
-    if (cid !== undefined && !this.options.trustedCids.has(cid) && (this.perCid.get(cid) ?? 0) >= this.options.maxPerCid) {
+    if (this.sharedCid(peer) && (this.perCid.get(cid as number) ?? 0) >= this.options.maxPerCid) {
       return this.refuse('per_cid', cid, now);
     }
     this.total++;
@@ -60,26 +74,33 @@ export class GuestLimits {
     else this.perCid.set(cid, n);
   }
 
-  /** A guest starts a session (boot); refused past the per-minute budget. */
-  startSession(peer: GuestPeer, now = performance.now()): Refusal | undefined {
-    const cid = peer.cid;
-    if (peer.transport !== 'vsock' || cid === undefined || this.options.trustedCids.has(cid)) return undefined;
-    const recent = (this.sessions.get(cid) ?? []).filter((t) => now - t < 60_000);
-    if (recent.length >= this.options.sessionsPerMinute) {
-      this.sessions.set(cid, recent);
-      return this.refuse('session_rate', cid, now);
+  /** The account of the guest behind `peer`: shared by a vsock CID's connections, else the link's own. */
+  account(peer: GuestPeer, log: WarnLogger): GuestAccount {
+    const budget = { perMinute: this.options.sessionsPerMinute, burst: this.options.sessionBurst };
+    if (!this.sharedCid(peer)) return { budget: new SessionBudget(budget), logs: new LogBursts(log) };
+    const cid = peer.cid as number;
+    let a = this.accounts.get(cid);
+    if (a === undefined) {
+      a = { budget: new SessionBudget(budget), logs: new LogBursts(log) };
+      this.accounts.set(cid, a);
     }
-    recent.push(now);
-    this.sessions.set(cid, recent);
-    return undefined;
+    return a;
   }
 
-  /** Forgets the session history of CIDs that have no connection left (keeps the maps bounded). */
+  /** Forgets what CIDs without a connection no longer need (keeps the maps bounded by live guests). */
   forgetIdle(now = performance.now()): void {
-    for (const [cid, times] of this.sessions) {
-      if (!this.perCid.has(cid) && times.every((t) => now - t >= 60_000)) this.sessions.delete(cid);
+    for (const [cid, a] of this.accounts) {
+      if (this.perCid.has(cid)) continue;
+      if (a.budget.full(now)) {
+        a.logs.flush();
+        this.accounts.delete(cid);
+      }
     }
     for (const [key, t] of this.lastRefusal) if (now - t >= BURST_GAP_MS) this.lastRefusal.delete(key);
+  }
+
+  private sharedCid(peer: GuestPeer): boolean {
+    return peer.transport === 'vsock' && peer.cid !== undefined && !this.options.trustedCids.has(peer.cid);
   }
 
   private refuse(reason: RefusalReason, cid: number | undefined, now: number): Refusal {

@@ -1,14 +1,21 @@
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
-import { GuestConnection, type ConnectionLogger, type ListenerProfile } from './connection.js';
+import { GuestConnection, type ConnectionLogger, type LinkWait, type ListenerProfile } from './connection.js';
 import type { GuestLimits, Refusal } from './guest-limits.js';
 import type { SessionOutcome } from './session.js';
 import type { GuestListener, GuestPeer } from './transport.js';
 
 export interface ProxyServerOptions {
   readonly log: ConnectionLogger;
-  /** Admission limits for vsock guests; none when absent. */
-  readonly limits?: GuestLimits;
+  /** Admission limits for vsock guests and every guest's session budget. */
+  readonly limits: GuestLimits;
+}
+
+/** A guest over its session budget, waiting unread; emitted as 'paced'. */
+export interface PacedEvent {
+  readonly transport: GuestPeer['transport'];
+  readonly listener: string;
+  readonly waitMs: number;
 }
 
 /** A guest turned away by the limits; emitted as 'refusal'. */
@@ -29,7 +36,8 @@ interface Served {
  * GuestConnection per stream, all served concurrently, each with its
  * listener's settings. Emits 'session' (SessionOutcome) after every guest
  * boot, 'backend-request' (BackendRequestEvent) after every server
- * exchange, 'refusal' (RefusalEvent) for a guest over its limits, and
+ * exchange, 'refusal' (RefusalEvent) for a guest over its limits,
+ * 'paced' (PacedEvent) for a guest over its session budget, and
  * 'connection' / 'disconnect' with the connection id.
  */
 export class ProxyServer extends EventEmitter {
@@ -53,6 +61,20 @@ export class ProxyServer extends EventEmitter {
     for (const { conn } of this.connections.values()) {
       const c = counts.get(conn.peer.listener);
       if (c) c.count++;
+    }
+    return [...counts.values()];
+  }
+
+  /** Links not being read right now, per transport, listener and why (answer_untaken, session_budget, backend_busy). */
+  waitingCounts(): Array<{ transport: GuestPeer['transport']; listener: string; reason: LinkWait; count: number }> {
+    const counts = new Map<string, { transport: GuestPeer['transport']; listener: string; reason: LinkWait; count: number }>();
+    for (const { conn } of this.connections.values()) {
+      const reason = conn.waiting;
+      if (reason === undefined) continue;
+      const key = `${conn.peer.listener}\0${reason}`;
+      const c = counts.get(key) ?? { transport: conn.peer.transport, listener: conn.peer.listener, reason, count: 0 };
+      c.count++;
+      counts.set(key, c);
     }
     return [...counts.values()];
   }
@@ -109,7 +131,7 @@ export class ProxyServer extends EventEmitter {
 
   private refused(r: Refusal, peer: GuestPeer): void {
     if (r.firstOfBurst) {
-      const what = { per_cid: 'connections per CID', total: 'vsock connections in total', session_rate: 'sessions per minute for this CID' }[r.reason];
+      const what = { per_cid: 'connections per CID', total: 'vsock connections in total' }[r.reason];
       this.options.log.warn(
         { transport: peer.transport, listener: peer.listener, cid: r.cid, reason: r.reason },
         `refusing a guest over its limit of ${what}; further refusals in this burst are only counted (aproxy_guest_refusals_total)`,
@@ -126,7 +148,7 @@ export class ProxyServer extends EventEmitter {
       return;
     }
     const limits = this.options.limits;
-    const refusal = limits?.admit(peer);
+    const refusal = limits.admit(peer);
     if (refusal) {
       socket.destroy();
       this.refused(refusal, peer);
@@ -134,20 +156,30 @@ export class ProxyServer extends EventEmitter {
     }
     const id = `c${this.nextId++}`;
     const log = this.options.log.child({ conn: id });
-    const conn = new GuestConnection(id, peer, socket, served.profile, log, {
-      onOutcome: (o: SessionOutcome) => this.emit('session', o),
-      onBackendRequest: (e) => this.emit('backend-request', e),
-      admitSession: () => {
-        const r = limits?.startSession(peer);
-        if (r) this.refused(r, peer);
-        return r === undefined;
+    // Warnings a guest can cause at will go through its account's bursts, on the proxy's logger with the guest named.
+    const account = limits.account(peer, this.options.log.child({ transport: peer.transport, listener: peer.listener, ...(peer.cid === undefined ? {} : { cid: peer.cid }) }));
+    const conn = new GuestConnection(
+      id,
+      peer,
+      socket,
+      served.profile,
+      log,
+      {
+        onOutcome: (o: SessionOutcome) => this.emit('session', o),
+        onBackendRequest: (e) => this.emit('backend-request', e),
+        onPaced: (waitMs) => {
+          const event: PacedEvent = { transport: peer.transport, listener: peer.listener, waitMs };
+          this.emit('paced', event);
+        },
       },
-    });
+      account,
+    );
     log.debug({ transport: peer.transport, listener: peer.listener }, 'guest connected');
     this.emit('connection', id);
     const done = conn.run().finally(() => {
-      limits?.release(peer);
-      limits?.forgetIdle();
+      limits.release(peer);
+      limits.forgetIdle();
+      if (peer.transport !== 'vsock' || peer.cid === undefined) account.logs.flush();
       this.connections.delete(id);
       log.debug({}, 'guest disconnected');
       this.emit('disconnect', id);

@@ -76,6 +76,13 @@ export interface SessionLink {
   onBackendRequest(e: BackendRequestEvent): void;
   /** Writes one frame; resolves true once the kernel has it, false when the guest is gone. */
   send(payload: string): Promise<boolean>;
+  /**
+   * Told of each backend phase's work: `settled` resolves once the backend
+   * call has finished, or its deadline passed, even when the session gave up
+   * on it earlier (the guest rebooted). The link starts no new session
+   * before then, so one link never has more than one server exchange going.
+   */
+  backendBusy(settled: Promise<void>): void;
 }
 
 /** The connection's hold on one session: when it must stop, and the guest's next frame. */
@@ -271,29 +278,41 @@ async function phase<T>(
   reporting: PhaseReporting,
   run: (ctx: PhaseContext) => Promise<T>,
 ): Promise<T> {
-  // A plain controller per phase, linked to the session's and cleared after:
-  // AbortSignal.any would keep every phase's signal reachable from a
-  // long-lived one.
+  // A plain controller per phase, linked to the session's until the work
+  // settles: AbortSignal.any would keep every phase's signal reachable from
+  // a long-lived one.
   const abort = new AbortController();
   const ended = control.ended;
   const onEnded = () => abort.abort(ended.reason);
   if (ended.aborted) onEnded();
   else ended.addEventListener('abort', onEnded, { once: true });
-  const timer = setTimeout(() => abort.abort(new BackendTimeoutError(`${name} phase`, link.phaseTimeoutMs)), link.phaseTimeoutMs);
   const signal = abort.signal;
-  try {
-    // Race so that a backend ignoring the signal still cannot hold the guest.
-    return await Promise.race([
-      run({ signal, ...reporting, deadline: Date.now() + link.phaseTimeoutMs }),
-      new Promise<never>((_, reject) => {
-        if (signal.aborted) reject(signal.reason);
-        signal.addEventListener('abort', () => reject(signal.reason), { once: true });
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-    ended.removeEventListener('abort', onEnded);
-  }
+  let timer: NodeJS.Timeout | undefined;
+  const work = run({ signal, ...reporting, deadline: Date.now() + link.phaseTimeoutMs });
+  // The work may outlive the session (the guest rebooted): the link waits
+  // for it, up to the deadline, before it starts the next session.
+  link.backendBusy(
+    new Promise<void>((settled) => {
+      const finish = () => {
+        clearTimeout(timer);
+        ended.removeEventListener('abort', onEnded);
+        settled();
+      };
+      timer = setTimeout(() => {
+        abort.abort(new BackendTimeoutError(`${name} phase`, link.phaseTimeoutMs));
+        finish();
+      }, link.phaseTimeoutMs);
+      work.then(finish, finish);
+    }),
+  );
+  // Race so that a backend ignoring the signal still cannot hold the guest.
+  return Promise.race([
+    work,
+    new Promise<never>((_, reject) => {
+      if (signal.aborted) reject(signal.reason);
+      signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+    }),
+  ]);
 }
 
 function parseNegotiation(frame: Buffer): NegotiationRequest {

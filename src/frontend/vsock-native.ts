@@ -93,13 +93,15 @@ export function peerCidOf(socket: Socket): number | undefined {
   }
 }
 
-/** What an inherited fd is: 'vsock', 'unix', …; undefined when the addon is not there to tell. */
-export function socketFamily(fd: number): string | number | undefined {
+/** What the kernel says an inherited fd is; undefined when the addon is not there to ask. */
+export function describeSocket(fd: number): { family: string | number; stream: boolean; listening: boolean } | undefined {
+  let support: ReturnType<typeof vsockSupport>;
   try {
-    return vsockSupport().addon.describe(fd).family;
+    support = vsockSupport();
   } catch {
     return undefined;
   }
+  return support.addon.describe(fd);
 }
 
 /** A client connection to `cid:port`, as an ordinary net.Socket (the guest simulator's side). */

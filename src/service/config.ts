@@ -16,15 +16,22 @@ export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
 export const DEFAULT_BACKEND_CALL_TIMEOUT_MS = 10_000;
 
 /**
- * vsock admission: a guest needs one connection at a time, two across a
- * reboot; a boot is one session. The host's loopback (CID 1) is trusted.
+ * Guest limits. vsock admission: a guest needs one connection at a time,
+ * two across a reboot. Session budget, every transport: a boot is one
+ * session and a reboot takes seconds, so a rebooting SVSM never meets 10 at
+ * once and 30 a minute; a flood waits 2 s a session. The host's loopback
+ * (CID 1) is exempt from the per-CID caps.
  */
-export const DEFAULT_VSOCK_LIMITS = Object.freeze({
+export const DEFAULT_GUEST_LIMITS = Object.freeze({
   maxPerCid: 4,
   maxTotal: 1024,
   sessionsPerMinute: 30,
+  sessionBurst: 10,
   trustedCids: new Set([1]) as ReadonlySet<number>,
 });
+
+/** Bytes of log lines waiting for a slow stdout before new lines are dropped (and counted). */
+export const DEFAULT_LOG_BUFFER_BYTES = 1024 * 1024;
 
 /** `--vsock` with no value, or `--vsock PORT`. */
 export function parseVsockPort(value: string | number | boolean): number {

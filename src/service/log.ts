@@ -1,5 +1,6 @@
 import { Writable } from 'node:stream';
 import { pino, type DestinationStream, type Logger, type LevelWithSilent } from 'pino';
+import { DEFAULT_LOG_BUFFER_BYTES } from './config.js';
 
 export type { Logger };
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -14,6 +15,20 @@ export interface LoggerOptions {
   /** Where lines go; stdout when omitted. */
   readonly destination?: DestinationStream | NodeJS.WritableStream;
   readonly name?: string;
+  /**
+   * Bytes of log lines held while stdout is slower than the proxy (a
+   * stalled journal, a full pipe). Past it, new lines are dropped and
+   * counted, never queued without bound and never written synchronously.
+   */
+  readonly bufferBytes?: number;
+}
+
+/** Lines dropped per logger because its buffer was full; read with `droppedLogLines`. */
+const drops = new WeakMap<object, { lines: number }>();
+
+/** Log lines `log` dropped because stdout did not keep up (0 for a logger with a caller's destination). */
+export function droppedLogLines(log: object): number {
+  return drops.get(log)?.lines ?? 0;
 }
 
 /**
@@ -22,9 +37,16 @@ export interface LoggerOptions {
  * only as fingerprints; `redact` is a second line of defence.
  */
 export function createLogger(options: LoggerOptions = {}): Logger {
-  const out = (options.destination as DestinationStream | undefined) ?? pino.destination({ fd: 1, sync: false });
+  const counter = { lines: 0 };
+  let out = options.destination as DestinationStream | undefined;
+  if (out === undefined) {
+    const boom = pino.destination({ fd: 1, sync: false, maxLength: options.bufferBytes ?? DEFAULT_LOG_BUFFER_BYTES });
+    // sonic-boom emits 'drop' with the line it could not buffer.
+    (boom as unknown as NodeJS.EventEmitter).on('drop', () => counter.lines++);
+    out = boom;
+  }
   const pretty = options.format === 'pretty' || (options.format !== 'json' && options.destination === undefined && process.stdout.isTTY === true);
-  return pino(
+  const logger = pino(
     {
       name: options.name ?? 'aproxy',
       level: options.level ?? 'info',
@@ -33,6 +55,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     },
     pretty ? new PrettyLines(out) : out,
   );
+  drops.set(logger, counter);
+  return logger;
 }
 
 const LEVEL_NAMES: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO ', 40: 'WARN ', 50: 'ERROR', 60: 'FATAL' };
@@ -52,7 +76,28 @@ export class PrettyLines extends Writable {
   }
 }
 
+/**
+ * Characters a terminal acts on rather than shows: C0 and C1 controls (ESC
+ * starts colour and OSC 52 clipboard sequences; CR and LF would forge
+ * lines), DEL, the Unicode line and paragraph separators, and bidirectional
+ * overrides that reorder what the operator reads.
+ */
+const UNSAFE_FOR_TERMINAL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/** Shows text from a guest or a server on a terminal as visible escapes, so one event stays one line. */
+export function escapeForTerminal(text: string): string {
+  return text.replace(UNSAFE_FOR_TERMINAL, (c) => {
+    const code = c.charCodeAt(0);
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
+}
+
+/** One pretty line from one pino JSON line; every character from outside is escaped. */
 export function formatLine(line: string): string {
+  return escapeForTerminal(formatRecord(line));
+}
+
+function formatRecord(line: string): string {
   let rec: Record<string, unknown>;
   try {
     rec = JSON.parse(line) as Record<string, unknown>;

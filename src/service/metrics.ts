@@ -3,9 +3,18 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { BackendRequestEvent } from '../backends/contract.js';
-import type { ProxyServer, RefusalEvent } from '../frontend/server.js';
+import type { PacedEvent, ProxyServer, RefusalEvent } from '../frontend/server.js';
 import type { SessionOutcome } from '../frontend/session.js';
 import { parseListenAddress } from './config.js';
+import { droppedLogLines } from './log.js';
+
+/**
+ * Distinct endpoint labels kept. Labels come from the configuration (the
+ * resource template, not the path resolved per guest), so a proxy has a
+ * handful; this is the guard against a backend that names endpoints after
+ * guest data: past it, new names are counted as `other`.
+ */
+const MAX_ENDPOINT_LABELS = 64;
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
@@ -19,8 +28,10 @@ export class ProxyMetrics {
   private readonly backendRequest: Histogram<'endpoint' | 'status'>;
   private readonly backendErrors: Counter<'kind'>;
   private readonly connections: Gauge<'transport' | 'listener'>;
+  private readonly paced: Counter<'transport' | 'listener'>;
+  private readonly endpoints = new Set<string>();
 
-  constructor(server: ProxyServer) {
+  constructor(server: ProxyServer, log?: object) {
     collectDefaultMetrics({ register: this.registry, prefix: 'aproxy_' });
     const registers = [this.registry];
     this.sessions = new Counter({
@@ -31,9 +42,35 @@ export class ProxyMetrics {
     });
     this.refusals = new Counter({
       name: 'aproxy_guest_refusals_total',
-      help: 'Guests turned away by the vsock limits, by reason (per_cid, total, session_rate)',
+      help: 'vsock connections turned away by the limits, by reason (per_cid, total)',
       labelNames: ['transport', 'listener', 'reason'],
       registers,
+    });
+    this.paced = new Counter({
+      name: 'aproxy_guest_sessions_paced_total',
+      help: 'Sessions that waited because their guest was over its session budget (its link unread meanwhile)',
+      labelNames: ['transport', 'listener'],
+      registers,
+    });
+    const waiting: Gauge<'transport' | 'listener' | 'reason'> = new Gauge({
+      name: 'aproxy_guest_links_waiting',
+      help: 'Guest links not being read now, by reason: answer_untaken (the guest does not read), session_budget (paced), backend_busy (an abandoned exchange finishing)',
+      labelNames: ['transport', 'listener', 'reason'],
+      registers,
+      collect: () => {
+        waiting.reset();
+        for (const c of server.waitingCounts()) waiting.set({ transport: c.transport, listener: c.listener, reason: c.reason }, c.count);
+      },
+    });
+    const dropped: Counter = new Counter({
+      name: 'aproxy_log_lines_dropped_total',
+      help: 'Log lines dropped because stdout did not keep up and the log buffer (log-buffer-bytes) was full',
+      registers,
+      collect: () => {
+        if (log === undefined) return;
+        dropped.reset();
+        dropped.inc(droppedLogLines(log));
+      },
     });
     this.reloads = new Counter({
       name: 'aproxy_config_reloads_total',
@@ -73,6 +110,7 @@ export class ProxyMetrics {
       },
     });
     server.on('refusal', (r: RefusalEvent) => this.refusals.inc({ transport: r.transport, listener: r.listener, reason: r.reason }));
+    server.on('paced', (p: PacedEvent) => this.paced.inc({ transport: p.transport, listener: p.listener }));
     server.on('session', (o: SessionOutcome) => this.onSession(o));
     server.on('backend-request', (e: BackendRequestEvent) => this.onBackendRequest(e));
   }
@@ -84,8 +122,11 @@ export class ProxyMetrics {
   }
 
   private onBackendRequest(e: BackendRequestEvent): void {
-    // Resource paths are operator-chosen and few; keep them, but cap label size.
-    const endpoint = e.endpoint.slice(0, 80);
+    let endpoint = e.endpoint.slice(0, 120);
+    if (!this.endpoints.has(endpoint)) {
+      if (this.endpoints.size >= MAX_ENDPOINT_LABELS) endpoint = 'other';
+      else this.endpoints.add(endpoint);
+    }
     this.backendRequest.observe({ endpoint, status: String(e.status ?? e.error ?? 'none') }, e.durationMs / 1000);
     if (e.error !== undefined) this.backendErrors.inc({ kind: e.error });
     else if (e.status !== undefined && e.status >= 500) this.backendErrors.inc({ kind: 'HTTP_5XX' });

@@ -4,15 +4,14 @@ import { withDeadline } from '../backends/deadline.js';
 import { prepareBackend, type AnyBackendDefinition, type PreparedBackend } from '../backends/registry.js';
 import type { ListenerProfile } from '../frontend/connection.js';
 import { GuestLimits, type GuestLimitOptions } from '../frontend/guest-limits.js';
-import { InheritedUnixListener } from '../frontend/inherited-listener.js';
+import { InheritedUnixListener, inheritedSocketKind } from '../frontend/inherited-listener.js';
 import type { ProxyServer } from '../frontend/server.js';
 import type { GuestListener } from '../frontend/transport.js';
 import { UnixListener } from '../frontend/unix-listener.js';
 import { VsockListener } from '../frontend/vsock-listener.js';
-import { socketFamily } from '../frontend/vsock-native.js';
 import { ConfigError } from '../protocol/errors.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/framing.js';
-import { DEFAULT_BACKEND_CALL_TIMEOUT_MS, DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_PHASE_TIMEOUT_MS, DEFAULT_VSOCK_LIMITS } from './config.js';
+import { DEFAULT_BACKEND_CALL_TIMEOUT_MS, DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_PHASE_TIMEOUT_MS, DEFAULT_GUEST_LIMITS } from './config.js';
 import type { Logger } from './log.js';
 import type { ProxyMetrics } from './metrics.js';
 
@@ -64,7 +63,9 @@ export interface ProxyConfig extends ListenerSettings {
   readonly socketGid?: number;
   /** Deadline for the backend's create(), openSession() and close(). */
   readonly backendCallTimeoutMs?: number;
-  /** Limits for vsock guests; each missing field takes its default. */
+  /** Limits for guests (vsock connection caps; every guest's session budget); each missing field takes its default. */
+  readonly guestLimits?: Partial<GuestLimitOptions>;
+  /** @deprecated the earlier name of `guestLimits`. */
   readonly vsockLimits?: Partial<GuestLimitOptions>;
   /** `ADDR:PORT` to serve Prometheus metrics at /metrics; off when absent. Not reloadable. */
   readonly metrics?: string;
@@ -165,7 +166,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   const callTimeoutMs = config.backendCallTimeoutMs ?? DEFAULT_BACKEND_CALL_TIMEOUT_MS;
   const plans = planListeners(config);
   // Bad usage (an unknown backend, a bad option, a clash of names) is refused before anything is bound.
-  const prepared = await prepareBackends(plans, new Map());
+  const prepared = await prepareBackends(plans, new Map(), callTimeoutMs);
   const listeners = plans.map((p) => listenerFor(p, log));
   const backends = new Map<string, SharedBackend>();
   let server: ProxyServer | undefined;
@@ -181,13 +182,13 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     // their listener with their bytes buffered.
     const { ProxyServer } = await import('../frontend/server.js');
     await createBackends(prepared, backends, backends, callTimeoutMs, log);
-    const proxyServer = new ProxyServer({ log, limits: new GuestLimits({ ...DEFAULT_VSOCK_LIMITS, ...config.vsockLimits }) });
+    const proxyServer = new ProxyServer({ log, limits: new GuestLimits({ ...DEFAULT_GUEST_LIMITS, ...config.vsockLimits, ...config.guestLimits }) });
     server = proxyServer;
     const live = new Map<string, Live>();
     plans.forEach((plan, i) => live.set(plan.key, attach(proxyServer, plan, listeners[i] as GuestListener, backends, callTimeoutMs)));
     if (config.metrics !== undefined) {
       const m = await import('./metrics.js');
-      metrics = new m.ProxyMetrics(proxyServer);
+      metrics = new m.ProxyMetrics(proxyServer, log);
       const served = await m.serveMetrics(metrics, config.metrics);
       metricsServer = served.server;
       metricsUrl = served.url;
@@ -287,12 +288,12 @@ function planListeners(config: ProxyConfig): PlannedListener[] {
 }
 
 /** Finds and checks each backend the plans need that `have` does not. */
-async function prepareBackends(plans: PlannedListener[], have: ReadonlyMap<string, SharedBackend>): Promise<Map<string, PreparedBackend>> {
+async function prepareBackends(plans: PlannedListener[], have: ReadonlyMap<string, SharedBackend>, loadTimeoutMs: number): Promise<Map<string, PreparedBackend>> {
   const prepared = new Map<string, PreparedBackend>();
   for (const p of plans) {
     if (have.has(p.backendKey) || prepared.has(p.backendKey)) continue;
     try {
-      prepared.set(p.backendKey, await prepareBackend(p.protocol, p.backendOptions));
+      prepared.set(p.backendKey, await prepareBackend(p.protocol, p.backendOptions, process.cwd(), loadTimeoutMs));
     } catch (err) {
       if (err instanceof ConfigError && plans.length > 1) throw new ConfigError(`listener ${p.name}: ${err.message}`);
       throw err;
@@ -343,7 +344,7 @@ async function reload(
   const { server, live, backends, callTimeoutMs, log } = state;
   // Everything that can fail happens before anything running is touched.
   const plans = planListeners(config);
-  const prepared = await prepareBackends(plans, backends);
+  const prepared = await prepareBackends(plans, backends, callTimeoutMs);
   const added = plans.filter((p) => !live.has(p.key));
   const fresh = added.map((p) => listenerFor(p, log));
   const created = new Map<string, SharedBackend>();
@@ -387,7 +388,7 @@ function listenerFor(plan: PlannedListener, log: Logger): GuestListener {
   const onWarning = (fields: Record<string, unknown>, message: string) => log.warn({ listener: plan.name, ...fields }, message);
   const c = plan.config;
   if (c.fd !== undefined) {
-    return socketFamily(c.fd) === 'vsock'
+    return inheritedSocketKind(c.fd) === 'vsock'
       ? new VsockListener({ fd: c.fd, name: plan.name, onListening, onWarning })
       : new InheritedUnixListener({ fd: c.fd, name: plan.name, onListening });
   }

@@ -93,7 +93,8 @@ export class TestKbs {
   private readonly ttlMs: number;
   private readonly maxSessions: number;
   /** Counters for tests and the demo. */
-  readonly stats = { auth: 0, attested: 0, released: 0, refused: 0, open: 0, maxOpen: 0 };
+  /** Requests by kind, sessions open, and TCP connections accepted (a client that reuses its connections makes few). */
+  readonly stats = { requests: 0, auth: 0, attested: 0, released: 0, refused: 0, open: 0, maxOpen: 0, connections: 0 };
 
   constructor(private readonly options: TestKbsOptions) {
     if (options.measurement.length !== SNP_MEASUREMENT_BYTES) {
@@ -104,10 +105,12 @@ export class TestKbs {
     this.ttlMs = options.sessionTtlMs ?? 5 * 60_000;
     this.maxSessions = options.maxSessions ?? 100_000;
     const handler = (req: IncomingMessage, res: ServerResponse) => {
+      this.stats.requests++;
       this.handle(req, res).catch((err: unknown) => this.reply(res, 500, { type: 'internal', detail: String(err) }));
     };
     this.server = options.tls ? createTlsServer({ cert: options.tls.cert, key: options.tls.key }, handler) : createServer(handler);
     this.server.keepAliveTimeout = 60_000;
+    this.server.on(options.tls ? 'secureConnection' : 'connection', () => this.stats.connections++);
   }
 
   /** Starts listening; resolves with the base URL (`http://host:port`). */

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { GuestLimits } from '../../src/frontend/guest-limits.js';
+import { SessionBudget } from '../../src/frontend/session-budget.js';
+import { LogBursts } from '../../src/frontend/log-bursts.js';
 import type { GuestPeer } from '../../src/frontend/transport.js';
 
 const limits = (o: Partial<ConstructorParameters<typeof GuestLimits>[0]> = {}) =>
-  new GuestLimits({ maxPerCid: 2, maxTotal: 5, sessionsPerMinute: 3, trustedCids: new Set([1]), ...o });
+  new GuestLimits({ maxPerCid: 2, maxTotal: 5, sessionsPerMinute: 3, sessionBurst: 2, trustedCids: new Set([1]), ...o });
 const guest = (cid: number): GuestPeer => ({ transport: 'vsock', listener: 'vsock:1995', cid });
 
 describe('vsock guest limits', () => {
@@ -30,13 +32,25 @@ describe('vsock guest limits', () => {
     for (let i = 0; i < 10; i++) assert.equal(l.admit({ transport: 'unix', listener: '/run/x.sock' }, 0), undefined);
   });
 
-  test('sessions per minute per CID, a sliding window', () => {
+  test('a vsock CID has one session budget across its connections; Unix links and the host loopback have one each', () => {
     const l = limits();
-    for (const t of [0, 1000, 2000]) assert.equal(l.startSession(guest(9), t), undefined);
-    assert.equal(l.startSession(guest(9), 3000)?.reason, 'session_rate');
-    assert.equal(l.startSession(guest(10), 3000), undefined, 'another CID has its own budget');
-    assert.equal(l.startSession(guest(9), 60_500), undefined, 'the first boot left the window');
-    assert.equal(l.startSession(guest(1), 3000), undefined);
+    const quiet = { warn: () => undefined };
+    assert.equal(l.account(guest(9), quiet), l.account(guest(9), quiet), 'reconnecting does not reset a CID');
+    assert.notEqual(l.account(guest(9), quiet), l.account(guest(10), quiet));
+    const unix = { transport: 'unix' as const, listener: '/run/vm.sock' };
+    assert.notEqual(l.account(unix, quiet), l.account(unix, quiet));
+    assert.notEqual(l.account(guest(1), quiet), l.account(guest(1), quiet));
+  });
+
+  test('an idle CID whose budget is whole again is forgotten', () => {
+    const l = limits();
+    const quiet = { warn: () => undefined };
+    const first = l.account(guest(9), quiet);
+    first.budget.take(0);
+    l.forgetIdle(1000);
+    assert.equal(l.account(guest(9), quiet), first, 'kept while its budget is spent');
+    l.forgetIdle(120_000);
+    assert.notEqual(l.account(guest(9), quiet), first);
   });
 
   test('refusals come in bursts: only the first of a burst is to be logged', () => {
@@ -46,5 +60,37 @@ describe('vsock guest limits', () => {
     assert.equal(l.admit(guest(6), 5000)?.firstOfBurst, true, 'another CID starts its own burst');
     assert.equal(l.admit(guest(5), 14_000)?.firstOfBurst, false, 'still within 10 s of the last refusal');
     assert.equal(l.admit(guest(5), 25_000)?.firstOfBurst, true, 'a quiet gap ends the burst');
+  });
+});
+
+describe('session budget', () => {
+  test('a burst starts at once, then sessions are paced at the sustained rate', () => {
+    const b = new SessionBudget({ perMinute: 30, burst: 3 }, 0);
+    for (let i = 0; i < 3; i++) assert.equal(b.take(0), 0);
+    assert.equal(b.take(0), 2000, 'the fourth waits one refill (60 s / 30)');
+    assert.equal(b.take(1000), 1000);
+    assert.equal(b.take(2000), 0);
+    assert.equal(b.take(2000), 2000);
+  });
+
+  test('a guest that boots once in a while never waits', () => {
+    const b = new SessionBudget({ perMinute: 30, burst: 10 }, 0);
+    for (let t = 0; t < 600_000; t += 5_000) assert.equal(b.take(t), 0);
+  });
+});
+
+describe('log bursts', () => {
+  test('the first warning of a burst is written, repeats are counted into one summary', () => {
+    const lines: Array<[Record<string, unknown>, string]> = [];
+    const b = new LogBursts({ warn: (f, m) => lines.push([f, m]) }, 10_000);
+    for (let t = 0; t < 5000; t += 10) b.warn('session:failure:INVALID_JSON', { conn: 'c1' }, 'session failure', t);
+    b.warn('paced', {}, 'paced', 5000);
+    assert.equal(lines.length, 2);
+    b.warn('session:failure:INVALID_JSON', { conn: 'c1' }, 'session failure', 20_000);
+    assert.equal(lines.length, 4, 'a quiet gap ends the burst: its summary, then the new first line');
+    assert.equal(lines[2]?.[0].repeated, 499);
+    assert.match(lines[2]?.[1] ?? '', /499 more/);
+    b.flush();
+    assert.equal(lines.length, 4, 'nothing suppressed since');
   });
 });

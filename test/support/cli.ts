@@ -49,8 +49,8 @@ export function waitForOutput(child: ChildProcess & { output: { stdout: string; 
   });
 }
 
-/** A socket systemd would create for the service: a Unix path or a vsock port (any CID). */
-export type ActivatedSocket = { readonly unix: string } | { readonly vsockPort: number };
+/** A socket systemd would create for the service: a Unix path, a vsock port (any CID), or a loopback TCP port (a misconfiguration). */
+export type ActivatedSocket = { readonly unix: string } | { readonly vsockPort: number } | { readonly tcpPort: number };
 
 /**
  * Starts `bin/aproxy ARGS` as systemd socket activation does: the sockets
@@ -62,6 +62,7 @@ export function spawnSocketActivated(sockets: readonly ActivatedSocket[], args: 
   sockets.forEach((s, i) => {
     const fd = 3 + i;
     if ('unix' in s) lines.push(`s${i} = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)`, `s${i}.bind(${JSON.stringify(s.unix)})`);
+    else if ('tcpPort' in s) lines.push(`s${i} = socket.socket(socket.AF_INET, socket.SOCK_STREAM)`, `s${i}.bind(('127.0.0.1', ${s.tcpPort}))`);
     else lines.push(`s${i} = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)`, `s${i}.bind((socket.VMADDR_CID_ANY, ${s.vsockPort}))`);
     // dup2 onto its fd unless it already is that fd, and clear close-on-exec either way.
     lines.push(`s${i}.listen(64)`, `if s${i}.fileno() != ${fd}: os.dup2(s${i}.fileno(), ${fd})`, `os.set_inheritable(${fd}, True)`);

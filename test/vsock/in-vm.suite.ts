@@ -100,7 +100,7 @@ describe('vsock transport (inside a QEMU guest, loopback transport)', { skip: pr
 
   test('a guest over its connection cap is refused, logged once per burst, counted, while a guest within it is served', async (t) => {
     // CID 1 is trusted by default; here it stands in for an ordinary guest.
-    const rig = await vsockRig(t, { vsockLimits: { maxPerCid: 2, trustedCids: new Set() }, metrics: '127.0.0.1:0' });
+    const rig = await vsockRig(t, { guestLimits: { maxPerCid: 2, trustedCids: new Set() }, metrics: '127.0.0.1:0' });
     const served = await SimulatedGuest.connect(rig.address);
     t.after(() => served.close());
     assert.equal((await served.boot({ measurement: rig.measurement, expectSecret: rig.secret })).ok, true);
@@ -117,19 +117,26 @@ describe('vsock transport (inside a QEMU guest, loopback transport)', { skip: pr
     assert.match(metrics, /^aproxy_guest_connections\{transport="vsock",listener="[^"]+"\} 2$/m);
   });
 
-  test('a guest past its sessions per minute has its link closed; other guests are unaffected', async (t) => {
-    const rig = await vsockRig(t, { vsockLimits: { sessionsPerMinute: 2, trustedCids: new Set() } });
-    const g = await SimulatedGuest.connect(rig.address);
-    t.after(() => g.close());
-    assert.equal((await g.boot({ measurement: rig.measurement })).ok, true);
-    assert.equal((await g.boot({ measurement: rig.measurement })).ok, true);
-    const third = await g.boot({ measurement: rig.measurement });
-    assert.equal(third.ok, false);
-    assert.match(third.error ?? '', /closed the connection/);
-    assert.ok(rig.logs.records.some((r) => r.reason === 'session_rate'));
-    const overUnix = await SimulatedGuest.connect(rig.unix);
-    t.after(() => overUnix.close());
-    assert.equal((await overUnix.boot({ measurement: rig.measurement })).ok, true, 'Unix guests have no such limit');
+  test('a CID past its session budget is paced across its connections, not closed, and counted; a Unix guest has its own budget', async (t) => {
+    // CID 1 is trusted by default; here it stands in for an ordinary guest.
+    const rig = await vsockRig(t, { guestLimits: { sessionsPerMinute: 60, sessionBurst: 2, trustedCids: new Set() }, metrics: '127.0.0.1:0' });
+    const boot = async (address: typeof rig.address | string) => {
+      const g = await SimulatedGuest.connect(address);
+      t.after(() => g.close());
+      return g.boot({ measurement: rig.measurement, expectSecret: rig.secret });
+    };
+    assert.equal((await boot(rig.address)).ok, true);
+    assert.equal((await boot(rig.address)).ok, true);
+    const paced = once(rig.proxy.server, 'paced');
+    const third = boot(rig.address);
+    const [event] = (await paced) as [{ waitMs: number; transport: string }];
+    assert.equal(event.transport, 'vsock');
+    assert.ok(event.waitMs > 0 && event.waitMs <= 1000, 'reconnecting did not reset the budget: the third boot waits for it');
+    assert.equal((await third).ok, true, 'paced, then served');
+    assert.equal((await boot(rig.unix)).ok, true, 'a Unix link has its own budget');
+    const metrics = await (await fetch(rig.proxy.metricsUrl ?? '')).text();
+    assert.match(metrics, /^aproxy_guest_sessions_paced_total\{transport="vsock",listener="[^"]+"\} [1-9]/m);
+    assert.equal(rig.logs.records.filter((r) => typeof r.msg === 'string' && r.msg.startsWith('guest is over its session budget')).length, 1);
   });
 
   test('socket activation: systemd passes a vsock and a Unix listening socket; aproxy serves both and SIGTERM drains', async (t) => {

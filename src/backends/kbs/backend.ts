@@ -34,7 +34,7 @@ class KbsSession implements BackendSession {
     const path = resolveResource(this.resource, reportOf(req), this.info.peer);
     ctx.annotate({ resource: path });
     const token = await this.client.attest(cookie, req, ctx);
-    const jwe = await this.client.resource(cookie, path, ctx);
+    const jwe = await this.client.resource(cookie, path, ctx, this.resource.source);
     return jweToAttestationResponse(jwe, token);
   }
 
@@ -109,6 +109,8 @@ class SerializedSession implements BackendSession {
   private release: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
   private expired = false;
+  /** The last server call; an abandoned one keeps the lock until it ends, as it may still change the server's state. */
+  private inFlight: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly inner: BackendSession,
@@ -128,22 +130,28 @@ class SerializedSession implements BackendSession {
       this.unlock();
     }, this.maxHoldMs);
     this.timer.unref();
-    return this.inner.negotiate(req, ctx);
+    return this.track(this.inner.negotiate(req, ctx));
   }
 
   async attest(req: AttestationRequest, ctx: PhaseContext): Promise<AttestationResponse> {
     if (this.expired || this.release === undefined) {
       throw new OutOfOrderError(`attestation came more than ${this.maxHoldMs} ms after negotiation; the kbs-test session was given up`);
     }
-    return this.inner.attest(req, ctx);
+    return this.track(this.inner.attest(req, ctx));
   }
 
   async close(): Promise<void> {
     try {
       await this.inner.close();
     } finally {
-      this.unlock();
+      const unlock = () => this.unlock();
+      void this.inFlight.then(unlock, unlock);
     }
+  }
+
+  private track<T>(call: Promise<T>): Promise<T> {
+    this.inFlight = call;
+    return call;
   }
 
   private unlock(): void {

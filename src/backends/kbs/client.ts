@@ -177,10 +177,14 @@ export class KbsClient {
     return wrapProtocol(endpoint, () => parseKbsTokenResponse(a.json));
   }
 
-  /** GET /kbs/v0/resource/<path>: returns the JWE that carries the secret. */
-  async resource(cookie: SessionCookie, path: string, ctx: PhaseContext): Promise<KbsJwe> {
+  /**
+   * GET /kbs/v0/resource/<path>: returns the JWE that carries the secret.
+   * `route` names the exchange in metrics: the configured template, not the
+   * path resolved for this guest, so series do not grow with the guests.
+   */
+  async resource(cookie: SessionCookie, path: string, ctx: PhaseContext, route = path): Promise<KbsJwe> {
     const endpoint = `GET /kbs/v0/resource/${path}`;
-    const a = await this.exchange(endpoint, `kbs/v0/resource/${path}`, { method: 'GET', cookie }, ctx);
+    const a = await this.exchange(endpoint, `kbs/v0/resource/${path}`, { method: 'GET', cookie }, ctx, `GET /kbs/v0/resource/${route}`);
     refuseUnless200(endpoint, a);
     return wrapProtocol(endpoint, () => parseKbsJwe(a.json));
   }
@@ -190,21 +194,22 @@ export class KbsClient {
     this.pool = undefined;
   }
 
-  /** One HTTP exchange, reported to `ctx.observe` whatever its outcome. */
+  /** One HTTP exchange, reported to `ctx.observe` (as `route`) whatever its outcome. */
   private async exchange(
     endpoint: string,
     path: string,
     o: { method: 'GET' | 'POST'; body?: string; cookie?: string },
     ctx: PhaseContext,
+    route = endpoint,
   ): Promise<JsonAnswer> {
     const started = performance.now();
     let status: number | undefined;
     try {
       const answer = await this.exchangeRaw(endpoint, path, o, ctx.signal, (s) => (status = s));
-      ctx.observe({ endpoint, status: answer.status, durationMs: performance.now() - started });
+      ctx.observe({ endpoint: route, status: answer.status, durationMs: performance.now() - started });
       return answer;
     } catch (err) {
-      ctx.observe({ endpoint, status, durationMs: performance.now() - started, error: isAproxyError(err) ? err.code : 'ABORTED' });
+      ctx.observe({ endpoint: route, status, durationMs: performance.now() - started, error: isAproxyError(err) ? err.code : 'ABORTED' });
       throw err;
     }
   }
@@ -217,21 +222,30 @@ export class KbsClient {
     onStatus: (status: number) => void,
   ): Promise<JsonAnswer> {
     // The request deadline is undici's own (headersTimeout, bodyTimeout: no
-    // answer, or a body that stalls, within requestTimeoutMs), and the
-    // phase's signal is passed as it is: no controller or timer of ours per
-    // exchange, which profiles showed. A body that trickles forever is
-    // bounded by the phase deadline.
+    // answer, or a body that stalls, within requestTimeoutMs): no
+    // controller or timer of ours per exchange, which profiles showed. The
+    // phase's signal is deliberately not given to undici: aborting a request
+    // destroys its pooled connection (with HTTPS, a handshake to redo), and
+    // a guest that floods NegotiationRequests would churn them. An exchange
+    // whose session ended runs to its end; the session no longer waits for
+    // it (the phase races the signal) and the link starts its next session
+    // only after it, so one link has at most one exchange going.
     const headers: Record<string, string> = { accept: 'application/json' };
     if (o.body !== undefined) headers['content-type'] = 'application/json';
     if (o.cookie !== undefined) headers.cookie = o.cookie;
     const pool = await this.http();
     let res: Dispatcher.ResponseData;
     try {
-      res = await pool.request({ path: this.basePath + path, method: o.method, headers, body: o.body, signal: outer });
+      res = await pool.request({ path: this.basePath + path, method: o.method, headers, body: o.body });
     } catch (err) {
       throw transportError(endpoint, err, this.timeoutMs, outer);
     }
     onStatus(res.statusCode);
+    if (outer.aborted) {
+      // Nobody wants the answer: read it off (a KBS answer is small) so the connection returns to the pool.
+      await res.body.dump({ limit: MAX_RESPONSE_BYTES }).catch(() => undefined);
+      throw outer.reason instanceof Error ? outer.reason : new Error(String(outer.reason));
+    }
     let text: string;
     try {
       text = await readLimited(res.body, MAX_RESPONSE_BYTES);
