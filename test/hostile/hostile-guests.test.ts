@@ -3,7 +3,9 @@ import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { describe, test, type TestContext } from 'node:test';
+import { createLogger } from '../../src/service/log.js';
 import { encodeFrame } from '../../src/protocol/index.js';
 import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 import { runCli, spawnSocketActivated, finished } from '../support/cli.js';
@@ -144,6 +146,26 @@ describe('a hostile guest costs the proxy a bounded amount, and the other guests
     }
     assert.ok(dropped > 0, 'lines were dropped and counted');
     assert.ok(proxy.peakRssMiB() < PEAK_RSS_BOUND_MIB);
+  });
+
+  test('pretty logs escape control characters from guests and servers: one event is one line, no terminal sequence gets through', () => {
+    let out = '';
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        out += chunk.toString('utf8');
+        cb();
+      },
+    });
+    const log = createLogger({ format: 'pretty', destination: sink, level: 'info' });
+    // What a guest could name an evidence variant, and a KBS error body could echo back.
+    const evil = 'snp\u001b[31mRED\u001b]52;c;ZXZpbA==\u0007\r\nFORGED 12:00:00.000 INFO  session success\u2028\u009b2J\u202eabc';
+    log.warn({ detail: evil, nested: { body: evil } }, `session failure: unknown evidence variant ${evil}`);
+    log.info({}, 'next event');
+    const lines = out.split('\n').filter((l) => l !== '');
+    assert.equal(lines.length, 2, out);
+    assert.doesNotMatch(out, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\u202e]/);
+    assert.match(lines[0] ?? '', /unknown evidence variant snp\\x1b\[31mRED\\x1b\]52;c;ZXZpbA==\\x07\\x0d\\x0aFORGED/);
+    assert.match(lines[0] ?? '', /\\u2028\\x9b2J\\u202eabc/);
   });
 
   test('metric series do not grow with the number of guests', async (t) => {
