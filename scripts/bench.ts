@@ -140,7 +140,7 @@ async function directWorker(client: KbsClient, keys: P521KeyPair[], take: () => 
     const { challenge, cookie } = await client.auth('snp', ctx);
     const req = evidenceFor(key, challenge, KBS_NEGOTIATION_PARAMS as typeof KBS_NEGOTIATION_PARAMS);
     const token = await client.attest(cookie, req, ctx);
-    const jwe = await client.resource(cookie, 'default/sample/test', ctx);
+    const jwe = await client.resource(cookie, 'default/sample/test', 'default/sample/test', ctx);
     done.push({ latencyMs: performance.now() - t0, key, response: jweToAttestationResponse(jwe, token) });
   }
 }

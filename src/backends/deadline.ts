@@ -1,11 +1,21 @@
 import { PluginFaultError } from '../protocol/errors.js';
 
+/** Deadline for loading a plugin module and for a backend's create(), openSession() and close(). */
+export const DEFAULT_BACKEND_CALL_TIMEOUT_MS = 10_000;
+
 /**
- * A backend call outside the phases (create, openSession, close) under its
- * own deadline: a plugin that never returns must not hold a link or a
- * shutdown. The error names the backend and the call.
+ * A backend call outside the phases (loading a plugin, create,
+ * openSession, close) under its own deadline: a plugin that never returns
+ * must not hold a start-up, a link or a shutdown. The error names the
+ * backend and the call, unless `timeoutError` makes another.
  */
-export async function withDeadline<T>(backend: string, call: string, ms: number, run: () => T | Promise<T>): Promise<T> {
+export async function withDeadline<T>(
+  backend: string,
+  call: string,
+  ms: number,
+  run: () => T | Promise<T>,
+  timeoutError: () => Error = () => new PluginFaultError(backend, `${call}() did not return within ${ms} ms`),
+): Promise<T> {
   const result = run();
   // Most calls return at once (the KBS backends' openSession and close): no timer for those.
   if (!(result instanceof Promise)) return result;
@@ -14,7 +24,7 @@ export async function withDeadline<T>(backend: string, call: string, ms: number,
     return await Promise.race([
       result,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new PluginFaultError(backend, `${call}() did not return within ${ms} ms`)), ms);
+        timer = setTimeout(() => reject(timeoutError()), ms);
       }),
     ]);
   } finally {

@@ -2,6 +2,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { PluginInvalidError } from '../protocol/errors.js';
 import { BACKEND_API_VERSION, type BackendDefinition, type RawBackendOptions } from './contract.js';
+import { DEFAULT_BACKEND_CALL_TIMEOUT_MS, withDeadline } from './deadline.js';
 import { parseKbsOptions } from './kbs/options.js';
 
 interface BuiltinEntry {
@@ -52,9 +53,6 @@ export function assertBackendDefinition(value: unknown, specifier: string): AnyB
   return d as AnyBackendDefinition;
 }
 
-/** How long a plugin module may take to load when the caller does not say. */
-export const DEFAULT_PLUGIN_LOAD_TIMEOUT_MS = 10_000;
-
 /**
  * Resolves `--protocol`: a built-in name, or a path to an ES module
  * exporting a backend. A plugin's top-level code runs in the proxy's
@@ -62,29 +60,20 @@ export const DEFAULT_PLUGIN_LOAD_TIMEOUT_MS = 10_000;
  * a top-level `await` that never settles fails start-up with a clear error
  * instead of hanging it with nothing logged.
  */
-export async function resolveBackend(spec: string, cwd = process.cwd(), loadTimeoutMs = DEFAULT_PLUGIN_LOAD_TIMEOUT_MS): Promise<AnyBackendDefinition> {
+export async function resolveBackend(spec: string, cwd = process.cwd(), loadTimeoutMs = DEFAULT_BACKEND_CALL_TIMEOUT_MS): Promise<AnyBackendDefinition> {
   const builtin = BUILTINS[spec];
   if (builtin) return builtin.load();
   if (!isPluginSpecifier(spec)) {
     throw new PluginInvalidError(spec, `is neither a built-in backend (${BUILTIN_BACKEND_NAMES.join(', ')}) nor a module path (use ./name.js)`);
   }
+  const hung = () =>
+    new PluginInvalidError(spec, `did not finish loading within ${loadTimeoutMs} ms (backendCallTimeoutMs): does its top-level code await something that never settles?`);
   let mod: Record<string, unknown>;
-  let timer: NodeJS.Timeout | undefined;
   try {
-    mod = (await Promise.race([
-      import(pathToFileURL(resolve(cwd, spec)).href),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new PluginInvalidError(spec, `did not finish loading within ${loadTimeoutMs} ms (backendCallTimeoutMs): does its top-level code await something that never settles?`)),
-          loadTimeoutMs,
-        );
-      }),
-    ])) as Record<string, unknown>;
+    mod = (await withDeadline(spec, 'import', loadTimeoutMs, () => import(pathToFileURL(resolve(cwd, spec)).href), hung)) as Record<string, unknown>;
   } catch (err) {
     if (err instanceof PluginInvalidError) throw err;
     throw new PluginInvalidError(spec, `cannot be loaded: ${(err as Error).message}`, { cause: err });
-  } finally {
-    clearTimeout(timer);
   }
   return assertBackendDefinition(mod.default ?? mod.backend, spec);
 }
@@ -107,7 +96,7 @@ export async function prepareBackend(
   spec: string | AnyBackendDefinition,
   raw: RawBackendOptions,
   cwd = process.cwd(),
-  loadTimeoutMs = DEFAULT_PLUGIN_LOAD_TIMEOUT_MS,
+  loadTimeoutMs = DEFAULT_BACKEND_CALL_TIMEOUT_MS,
 ): Promise<PreparedBackend> {
   const builtin = typeof spec === 'string' ? BUILTINS[spec] : undefined;
   if (builtin && typeof spec === 'string') return { name: spec, options: builtin.parseOptions(raw), load: () => builtin.load() };

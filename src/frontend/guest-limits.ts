@@ -1,4 +1,4 @@
-import { LogBursts, type WarnLogger } from './log-bursts.js';
+import { LOG_BURST_GAP_MS, LogBursts, type WarnLogger } from './log-bursts.js';
 import { SessionBudget } from './session-budget.js';
 import type { GuestPeer } from './transport.js';
 
@@ -29,9 +29,6 @@ export interface GuestAccount {
   readonly budget: SessionBudget;
   readonly logs: LogBursts;
 }
-
-/** A burst ends after this long without a refusal for the same CID and reason. */
-const BURST_GAP_MS = 10_000;
 
 /**
  * Admission and budgets for guests. Every VM on the host, tenants' guest
@@ -64,7 +61,9 @@ export class GuestLimits {
     return undefined;
   }
 
-  release(peer: GuestPeer): void {
+  /** An admitted connection closed; its account, if it was the connection's own, summarises its open log bursts. */
+  release(peer: GuestPeer, account?: GuestAccount): void {
+    if (account !== undefined && !this.sharedCid(peer)) account.logs.flush();
     if (peer.transport !== 'vsock') return;
     this.total--;
     const cid = peer.cid;
@@ -96,7 +95,7 @@ export class GuestLimits {
         this.accounts.delete(cid);
       }
     }
-    for (const [key, t] of this.lastRefusal) if (now - t >= BURST_GAP_MS) this.lastRefusal.delete(key);
+    for (const [key, t] of this.lastRefusal) if (now - t >= LOG_BURST_GAP_MS) this.lastRefusal.delete(key);
   }
 
   private sharedCid(peer: GuestPeer): boolean {
@@ -107,6 +106,6 @@ export class GuestLimits {
     const key = `${reason}:${cid ?? '-'}`;
     const last = this.lastRefusal.get(key);
     this.lastRefusal.set(key, now);
-    return { reason, cid, firstOfBurst: last === undefined || now - last >= BURST_GAP_MS };
+    return { reason, cid, firstOfBurst: last === undefined || now - last >= LOG_BURST_GAP_MS };
   }
 }

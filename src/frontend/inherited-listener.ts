@@ -26,8 +26,14 @@ export function inheritedSocketKind(fd: number): 'unix' | 'vsock' {
   );
 }
 
+const FAMILY_NAMES: Readonly<Record<string, string>> = {
+  inet: 'TCP/IPv4',
+  inet6: 'TCP/IPv6',
+  'not-unix': 'non-Unix (the vsock addon is not built to tell more)',
+};
+
 function familyName(family: string | number): string {
-  return typeof family === 'number' ? `family-${family}` : { inet: 'TCP/IPv4', inet6: 'TCP/IPv6' }[family] ?? family;
+  return typeof family === 'number' ? `family-${family}` : (FAMILY_NAMES[family] ?? family);
 }
 
 /** Without the vsock addon: a Unix socket is found by its inode in /proc/net/unix; anything else cannot be told apart. */
@@ -45,7 +51,7 @@ function describeFromProc(fd: number): { family: string; stream: boolean; listen
     const f = line.trim().split(/\s+/);
     if (f[6] === inode) return { family: 'unix', stream: f[4] === '0001', listening: (parseInt(f[3] ?? '0', 16) & 0x10000) !== 0 };
   }
-  return { family: 'an unknown (not Unix; the vsock addon is not built to tell more)', stream: false, listening: false };
+  return { family: 'not-unix', stream: false, listening: false };
 }
 
 export interface InheritedListenerOptions {

@@ -53,11 +53,6 @@ export class LogBursts {
     this.bursts.clear();
   }
 
-  /** True when no burst is open: forgetting this object loses nothing. */
-  get idle(): boolean {
-    return this.bursts.size === 0;
-  }
-
   private arm(): void {
     if (this.timer !== undefined) return;
     this.timer = setTimeout(() => this.expire(), this.gapMs);

@@ -177,9 +177,8 @@ export class ProxyServer extends EventEmitter {
     log.debug({ transport: peer.transport, listener: peer.listener }, 'guest connected');
     this.emit('connection', id);
     const done = conn.run().finally(() => {
-      limits.release(peer);
+      limits.release(peer, account);
       limits.forgetIdle();
-      if (peer.transport !== 'vsock' || peer.cid === undefined) account.logs.flush();
       this.connections.delete(id);
       log.debug({}, 'guest disconnected');
       this.emit('disconnect', id);

@@ -12,8 +12,7 @@ export const DEFAULT_FRAME_TIMEOUT_MS = 30_000;
 /** Deadline per backend phase, well under what a booting guest tolerates. */
 export const DEFAULT_PHASE_TIMEOUT_MS = 60_000;
 export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
-/** A backend's create(), openSession() and close() must return within this. */
-export const DEFAULT_BACKEND_CALL_TIMEOUT_MS = 10_000;
+export { DEFAULT_BACKEND_CALL_TIMEOUT_MS } from '../backends/deadline.js';
 
 /**
  * Guest limits. vsock admission: a guest needs one connection at a time,

@@ -34,7 +34,7 @@ class KbsSession implements BackendSession {
     const path = resolveResource(this.resource, reportOf(req), this.info.peer);
     ctx.annotate({ resource: path });
     const token = await this.client.attest(cookie, req, ctx);
-    const jwe = await this.client.resource(cookie, path, ctx, this.resource.source);
+    const jwe = await this.client.resource(cookie, path, this.resource.source, ctx);
     return jweToAttestationResponse(jwe, token);
   }
 

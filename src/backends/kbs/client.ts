@@ -182,7 +182,7 @@ export class KbsClient {
    * `route` names the exchange in metrics: the configured template, not the
    * path resolved for this guest, so series do not grow with the guests.
    */
-  async resource(cookie: SessionCookie, path: string, ctx: PhaseContext, route = path): Promise<KbsJwe> {
+  async resource(cookie: SessionCookie, path: string, route: string, ctx: PhaseContext): Promise<KbsJwe> {
     const endpoint = `GET /kbs/v0/resource/${path}`;
     const a = await this.exchange(endpoint, `kbs/v0/resource/${path}`, { method: 'GET', cookie }, ctx, `GET /kbs/v0/resource/${route}`);
     refuseUnless200(endpoint, a);
