@@ -26,7 +26,29 @@ export type RawBackendOptions = Readonly<Record<string, unknown>>;
 /** What a backend gets besides its options, once, at start. */
 export interface BackendContext {
   readonly log: BackendLogger;
+  /**
+   * Resources shared by every backend of the proxy that asks for the same
+   * key, such as one HTTP pool per server origin for listeners whose other
+   * options differ. The proxy owns their lifetime. Absent when a backend is
+   * created outside a proxy (tests); then the backend owns what it opens.
+   */
+  readonly shared?: SharedResources;
 }
+
+export interface SharedResources {
+  /**
+   * The resource under `key`: `open` runs for the first backend that asks,
+   * `close` once the last backend that asked has been closed.
+   */
+  acquire<T>(key: string, open: () => Promise<T>, close: (value: T) => Promise<void>): Promise<T>;
+}
+
+/**
+ * A listener's name: letters, digits, `.`, `_`, `-`, 1 to 64 of them, not
+ * `.` or `..`. It goes into metric labels and may go into a resource path
+ * ({listener}), so the proxy refuses any other name where it is configured.
+ */
+export const LISTENER_NAME = /^(?!\.\.?$)[A-Za-z0-9._-]{1,64}$/;
 
 /** What the proxy tells a backend about the guest session it opens. */
 export interface SessionInfo {

@@ -1,20 +1,18 @@
 import type { Socket } from 'node:net';
 import type { Backend, BackendLogger, BackendRequestEvent } from '../backends/contract.js';
-import { describeError } from '../protocol/errors.js';
+import { GuestGoneError, SessionSupersededError, codeOf, describeError, type WaitReason } from '../protocol/errors.js';
 import { encodeFrame } from '../protocol/framing.js';
 import { parseStrictJson, type JsonValue } from '../protocol/json.js';
 import { FrameReader } from './frame-reader.js';
 import type { GuestAccount } from './guest-limits.js';
 import {
-  GuestGoneError,
-  SessionSupersededError,
-  codeOf,
   runSession,
   type GuestFrame,
   type SessionControl,
   type SessionLink,
   type SessionOutcome,
 } from './session.js';
+import { SessionSlot } from './session-slot.js';
 import type { GuestPeer } from './transport.js';
 
 /**
@@ -48,43 +46,8 @@ export interface ConnectionLogger extends BackendLogger {
   child(bindings: Record<string, unknown>): ConnectionLogger;
 }
 
-/** Why a link is not being read right now. */
-export type LinkWait = 'answer_untaken' | 'session_budget' | 'backend_busy';
-
-/** One session in flight, as the link sees it. */
-class SessionSlot implements SessionControl {
-  private readonly controller = new AbortController();
-  private waiter: { resolve: (f: GuestFrame) => void; reject: (e: unknown) => void } | undefined;
-  done: Promise<void> = Promise.resolve();
-
-  get ended(): AbortSignal {
-    return this.controller.signal;
-  }
-
-  /** True while the session waits for the guest's AttestationRequest. */
-  get awaitingFrame(): boolean {
-    return this.waiter !== undefined;
-  }
-
-  nextFrame(): Promise<GuestFrame> {
-    if (this.ended.aborted) return Promise.reject(this.ended.reason);
-    return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
-  }
-
-  deliver(frame: GuestFrame): void {
-    const w = this.waiter;
-    this.waiter = undefined;
-    w?.resolve(frame);
-  }
-
-  end(reason: Error): void {
-    if (this.ended.aborted) return;
-    this.controller.abort(reason);
-    const w = this.waiter;
-    this.waiter = undefined;
-    w?.reject(reason);
-  }
-}
+/** Why a link is not being read right now (protocol/reason-codes.ts). */
+export type LinkWait = WaitReason;
 
 /**
  * One guest link (a QEMU serial connection, or a vsock connection) for as
@@ -346,9 +309,9 @@ function isNegotiationRequest(json: JsonValue | Error): boolean {
   return typeof json === 'object' && json !== null && !(json instanceof Error) && !Array.isArray(json) && Object.hasOwn(json, 'version');
 }
 
-/** A fault for the log: our code, else the system's (ECONNRESET, …), else INTERNAL. */
-function errFields(err: unknown): { code: string; message: string } {
-  const own = codeOf(err);
+/** A fault for the log: our code (INTERNAL for any other), and the system's errno (ECONNRESET, …) beside it. */
+function errFields(err: unknown): { code: string; errno?: string; message: string } {
   const system = (err as { code?: unknown } | null)?.code;
-  return { code: own !== 'INTERNAL' ? own : typeof system === 'string' ? system : own, message: describeError(err) };
+  const code = codeOf(err);
+  return { code, ...(code === 'INTERNAL' && typeof system === 'string' ? { errno: system } : {}), message: describeError(err) };
 }

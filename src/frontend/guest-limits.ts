@@ -1,3 +1,4 @@
+import type { RefusalReason } from '../protocol/errors.js';
 import { LOG_BURST_GAP_MS, LogBursts, type WarnLogger } from './log-bursts.js';
 import { SessionBudget } from './session-budget.js';
 import type { GuestPeer } from './transport.js';
@@ -15,7 +16,7 @@ export interface GuestLimitOptions {
   readonly trustedCids: ReadonlySet<number>;
 }
 
-export type RefusalReason = 'per_cid' | 'total';
+export type { RefusalReason } from '../protocol/errors.js';
 
 export interface Refusal {
   readonly reason: RefusalReason;

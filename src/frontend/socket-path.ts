@@ -23,16 +23,16 @@ export async function prepareSocketPath(path: string, force: boolean): Promise<v
     throw new SocketPathError(path, `cannot inspect: ${(err as Error).message}`);
   }
   if (!force) {
-    throw new SocketInUseError(path, 'already exists; remove it or pass --force to replace a stale socket');
+    throw new SocketInUseError(path, 'already exists; remove it, or set option force to replace a stale socket');
   }
   if (!st.isSocket()) {
-    throw new SocketPathError(path, `exists and is a ${st.isDirectory() ? 'directory' : 'regular file or other non-socket'}; --force only replaces sockets`);
+    throw new SocketPathError(path, `exists and is a ${st.isDirectory() ? 'directory' : 'regular file or other non-socket'}; force only replaces sockets`);
   }
   // Only a socket that refuses connections is stale: a live one belongs to
   // another process, and one we cannot probe (permissions) is not ours to judge.
   const probe = await probeSocket(path);
   if (probe === 'listening') throw new SocketInUseError(path, 'another process is listening on this socket; refusing to take it over');
-  if (probe !== 'ECONNREFUSED') throw new SocketPathError(path, `--force removes only a socket that refuses connections; connecting gave ${probe}`);
+  if (probe !== 'ECONNREFUSED') throw new SocketPathError(path, `force removes only a socket that refuses connections; connecting gave ${probe}`);
   await unlink(path).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') throw new SocketPathError(path, `cannot remove stale socket: ${err.message}`);
   });

@@ -48,7 +48,7 @@ export function vsockSupport(): { addon: VsockAddon; tcp: TcpWrap } {
   if (process.platform !== 'linux') throw new VsockUnavailableError('AF_VSOCK exists only on Linux');
   if (!existsSync(ADDON_PATH)) {
     throw new VsockUnavailableError(
-      'the vsock addon was not built at install (it needs python3, make, a C compiler and Node headers): install them and run `npm rebuild aproxy`, or serve serial guests with --unix',
+      'the vsock addon was not built at install (it needs python3, make, a C compiler and Node headers): install them and run `npm rebuild aproxy`, or serve serial guests (option unix)',
     );
   }
   let addon: VsockAddon;

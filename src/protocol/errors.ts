@@ -1,35 +1,15 @@
+import { ERROR_REASONS, type ErrorCode } from './reason-codes.js';
+
+export { ERROR_REASONS, REFUSAL_REASONS, WAIT_REASONS, type ErrorCode, type RefusalReason, type WaitReason } from './reason-codes.js';
+
 /**
  * Every error aproxy raises on purpose carries a string `code` and a brand
  * (a registered symbol), so `isAproxyError` and `instanceof` also recognise
  * errors made by another copy of this module: a plugin that bundles its own
  * aproxy still throws errors the proxy understands.
  */
-export const ERROR_CODES = [
-  'FRAME_TOO_LARGE',
-  'FRAME_TRUNCATED',
-  'FRAME_TIMEOUT',
-  'INVALID_JSON',
-  'INVALID_MESSAGE',
-  'INVALID_BASE64',
-  'UNSUPPORTED_VERSION',
-  'UNSUPPORTED_TEE',
-  'OUT_OF_ORDER',
-  'CHALLENGE_MISMATCH',
-  'INVALID_REPORT',
-  'CRYPTO',
-  'BACKEND_HTTP',
-  'BACKEND_PROTOCOL',
-  'BACKEND_UNREACHABLE',
-  'BACKEND_TIMEOUT',
-  'ATTESTATION_REJECTED',
-  'PLUGIN_INVALID',
-  'SOCKET_IN_USE',
-  'SOCKET_PATH',
-  'CONFIG',
-  'VSOCK_UNAVAILABLE',
-  'PLUGIN_FAULT',
-] as const;
-export type AproxyErrorCode = (typeof ERROR_CODES)[number];
+export const ERROR_CODES = Object.keys(ERROR_REASONS) as readonly ErrorCode[];
+export type AproxyErrorCode = ErrorCode;
 const KNOWN_CODES: ReadonlySet<string> = new Set(ERROR_CODES);
 
 const BRAND: unique symbol = Symbol.for('aproxy.error') as never;
@@ -60,7 +40,7 @@ export class AproxyError extends Error {
 /** A frame header announced more bytes than the configured maximum. */
 export class FrameTooLargeError extends AproxyError {
   constructor(readonly announced: bigint, readonly limit: number) {
-    super('FRAME_TOO_LARGE', `frame header announces ${announced} bytes, above the limit of ${limit} (--max-frame-bytes)`);
+    super('FRAME_TOO_LARGE', `frame header announces ${announced} bytes, above the limit of ${limit} (option max-frame-bytes)`);
   }
 }
 
@@ -203,10 +183,30 @@ export class VsockUnavailableError extends AproxyError {
   }
 }
 
+/** The guest's stream went away mid-session. */
+export class GuestGoneError extends AproxyError {
+  constructor(detail = 'guest connection closed') {
+    super('GUEST_GONE', detail);
+  }
+}
+
+/** The guest sent a new NegotiationRequest (it rebooted) before this session ended. */
+export class SessionSupersededError extends AproxyError {
+  constructor() {
+    super('SUPERSEDED', 'the guest started a new session (it rebooted) before this one ended; its answer is not sent');
+  }
+}
+
+/** A value in the configuration is wrong; the message names the option (not the flag: it may have come from a file or from startProxy()). */
 export class ConfigError extends AproxyError {
   constructor(detail: string) {
     super('CONFIG', detail);
   }
+}
+
+/** The code of an error for logs and metrics: ours, else INTERNAL. */
+export function codeOf(err: unknown): ErrorCode {
+  return isAproxyError(err) ? err.code : 'INTERNAL';
 }
 
 /** True for an error of any copy of aproxy whose code this copy knows. */

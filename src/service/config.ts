@@ -2,9 +2,9 @@ import { readFileSync } from 'node:fs';
 import { ConfigError } from '../protocol/errors.js';
 
 /**
- * Operator-written values and their parsers, shared by the command line and
- * the config file. Each error names what was wrong in words an operator can
- * act on; the CLI turns them into exit code 2.
+ * Defaults, and parsers of operator-written values that the option table
+ * (options.ts) and startProxy() share. Each error names the option, in
+ * words an operator can act on; the CLI turns them into exit code 2.
  */
 
 /** A frame that has started must finish within this; SVSM writes a frame in milliseconds, a UART in ~200 ms. */
@@ -32,11 +32,11 @@ export const DEFAULT_GUEST_LIMITS = Object.freeze({
 /** Bytes of log lines waiting for a slow stdout before new lines are dropped (and counted). */
 export const DEFAULT_LOG_BUFFER_BYTES = 1024 * 1024;
 
-/** `--vsock` with no value, or `--vsock PORT`. */
+/** Option vsock: bare (true, or an empty string) or a port. */
 export function parseVsockPort(value: string | number | boolean): number {
   if (value === true || value === '') return 1995;
   const port = typeof value === 'number' ? value : Number(value);
-  if (!Number.isInteger(port) || port < 1 || port > 0xffffffff - 1) throw new ConfigError(`--vsock takes a port number (1995 when bare), got ${String(value)}`);
+  if (!Number.isInteger(port) || port < 1 || port > 0xffffffff - 1) throw new ConfigError(`option vsock takes a port number (1995 when bare), got ${String(value)}`);
   return port;
 }
 export const DEFAULT_SOCKET_MODE = '0600';
@@ -51,7 +51,7 @@ export function parseListenAddress(text: string): { host: string; port: number }
 
 /** An octal permission such as `0660`. */
 export function parseSocketMode(text: string): number {
-  if (!/^0?[0-7]{3}$/.test(text)) throw new ConfigError(`--socket-mode must be an octal mode such as 0600 or 0660, got ${text}`);
+  if (!/^0?[0-7]{3}$/.test(text)) throw new ConfigError(`option socket-mode must be an octal mode such as 0600 or 0660, got ${text}`);
   return parseInt(text, 8);
 }
 
@@ -68,12 +68,12 @@ export function resolveGroup(group: string, groupFile = '/etc/group'): number {
     const [name, , gid] = line.split(':');
     if (name === group && gid !== undefined && /^\d+$/.test(gid)) return Number(gid);
   }
-  throw new ConfigError(`--socket-group ${group}: no such group`);
+  throw new ConfigError(`option socket-group ${group}: no such group`);
 }
 
 /** `key=value` from `--backend-option`, repeatable. */
 export function parseBackendOption(text: string): [string, string] {
   const i = text.indexOf('=');
-  if (i <= 0) throw new ConfigError(`--backend-option expects key=value, got ${JSON.stringify(text)}`);
+  if (i <= 0) throw new ConfigError(`option backend-option expects key=value, got ${JSON.stringify(text)}`);
   return [text.slice(0, i), text.slice(i + 1)];
 }

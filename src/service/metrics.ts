@@ -129,7 +129,7 @@ export class ProxyMetrics {
     }
     this.backendRequest.observe({ endpoint, status: String(e.status ?? e.error ?? 'none') }, e.durationMs / 1000);
     if (e.error !== undefined) this.backendErrors.inc({ kind: e.error });
-    else if (e.status !== undefined && e.status >= 500) this.backendErrors.inc({ kind: 'HTTP_5XX' });
+    else if (e.status !== undefined && e.status >= 500) this.backendErrors.inc({ kind: 'BACKEND_HTTP' }); // what the backend raises for it
   }
 
   /** Counts one configuration reload. */

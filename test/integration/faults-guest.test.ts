@@ -15,17 +15,11 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { spawnCli, waitForOutput } from '../support/cli.js';
-import { RawGuest, tryConnect } from '../support/raw-guest.js';
+import { FAILURE, NEGOTIATE, RawGuest, attestationFor, rawGuestFor, tryConnect } from '../support/raw-guest.js';
 import { vectorText } from '../support/vectors.js';
 
-const NEGOTIATE = '{"version":[0,1,0],"tee":"snp"}';
-const FAILURE = '{"success":false,"decryption":null,"token":null}';
 
-async function rawGuest(rig: Rig, t: TestContext): Promise<RawGuest> {
-  const g = await RawGuest.connect(rig.unix);
-  t.after(() => g.destroy());
-  return g;
-}
+const rawGuest = (rig: Rig, t: TestContext) => rawGuestFor(rig.unix, t);
 
 async function assertGoodGuestSucceeds(rig: Rig, t: TestContext): Promise<void> {
   const g = await SimulatedGuest.connect(rig.unix);
@@ -35,17 +29,6 @@ async function assertGoodGuestSucceeds(rig: Rig, t: TestContext): Promise<void> 
   assert.equal(r.secretMatches, true);
 }
 
-/** A valid attestation request for the negotiated challenge, optionally spoiled. */
-function attestationFor(rig: Rig, negotiation: string, spoil: (json: Record<string, unknown>) => void = () => undefined): string {
-  const neg = parseNegotiationResponse(negotiation);
-  const key = generateP521KeyPair().publicKey;
-  const report = buildSyntheticReport({ measurement: rig.measurement, reportData: reportDataDigest(neg.params, neg.challenge, key) });
-  const json = JSON.parse(
-    serializeAttestationRequest({ tee: 'snp', evidence: { tag: 'Snp', value: { report, certs_buf: undefined } }, challenge: neg.challenge, key }),
-  ) as Record<string, unknown>;
-  spoil(json);
-  return JSON.stringify(json);
-}
 
 describe('bad negotiation requests get the failure answer, the problem logged, and the link serves the next boot', () => {
   const cases: Array<[string, string, string, RegExp]> = [
@@ -75,7 +58,7 @@ describe('bad negotiation requests get the failure answer, the problem logged, a
       g.send(NEGOTIATE);
       const neg = await g.next();
       assert.ok(neg && neg.startsWith('{"challenge"'));
-      g.send(attestationFor(rig, neg));
+      g.send(attestationFor(rig.measurement, neg));
       assert.equal(parseAttestationResponse((await g.next()) ?? '').success, true);
     });
   }
@@ -96,7 +79,7 @@ describe('bad attestation requests get success:false and the link stays usable',
       g.send(NEGOTIATE);
       const neg = await g.next();
       assert.ok(neg);
-      g.send(attestationFor(rig, neg, spoil));
+      g.send(attestationFor(rig.measurement, neg, spoil));
       assert.equal(await g.next(), FAILURE);
       const [o] = await rig.sessions(1);
       assert.equal(o?.outcome, 'failure');
@@ -106,7 +89,7 @@ describe('bad attestation requests get success:false and the link stays usable',
       g.send(NEGOTIATE);
       const neg2 = await g.next();
       assert.ok(neg2);
-      g.send(attestationFor(rig, neg2));
+      g.send(attestationFor(rig.measurement, neg2));
       const resp = parseAttestationResponse((await g.next()) ?? '');
       assert.equal(resp.success, true);
     });

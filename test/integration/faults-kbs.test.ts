@@ -66,11 +66,10 @@ describe('a misbehaving KBS costs only the affected guest', () => {
     const rig = await startRig(t, { url: 'http://127.0.0.1:9', backend: { requestTimeoutMs: 400, authRetryBudgetMs: 1500 } });
     const g = await SimulatedGuest.connect(rig.unix);
     t.after(() => g.close());
-    const started = performance.now();
     const r = await g.boot({ measurement: rig.measurement });
     assert.equal(r.attested, false);
-    assert.ok(performance.now() - started < 3000, 'answered once the budget is spent, not at the phase deadline (60 s)');
     const [o] = await rig.sessions(1);
+    // Answered once the budget was spent: at the phase deadline it would be BACKEND_TIMEOUT.
     assert.equal(o?.reason, 'BACKEND_UNREACHABLE');
     assert.match(o?.detail ?? '', /ECONNREFUSED/);
     const retries = rig.logs.records.filter((l) => /retrying in/.test(String(l.msg)));

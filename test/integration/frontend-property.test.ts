@@ -3,10 +3,9 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { encodeFrame } from '../../src/protocol/index.js';
 import { startRig } from '../support/harness.js';
-import { RawGuest } from '../support/raw-guest.js';
+import { FAILURE, RawGuest } from '../support/raw-guest.js';
 import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 
-const FAILURE = '{"success":false,"decryption":null,"token":null}';
 
 describe('the frontend under arbitrary input (property-based)', () => {
   test('arbitrary byte streams never crash the proxy and never leave a connection behind', async (t) => {

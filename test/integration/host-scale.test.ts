@@ -6,8 +6,6 @@ import { once } from 'node:events';
 import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { parseResourceTemplate, resolveResource } from '../../src/backends/kbs/resource-template.js';
-import { buildSyntheticReport, parseSnpReport } from '../../src/protocol/index.js';
 import { createLogger } from '../../src/service/log.js';
 import { startProxy } from '../../src/service/proxy.js';
 import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
@@ -57,28 +55,6 @@ describe('resource path per guest, from attested data', () => {
     const [o] = await rig.sessions(1);
     assert.equal(o?.reason, 'ATTESTATION_REJECTED');
     assert.match(o?.detail ?? '', /HTTP 401: policy: .* is not this guest's/);
-  });
-
-  test('templates: every field resolves from a real report and the transport; unknown fields and unsafe paths are refused', () => {
-    const report = parseSnpReport(buildSyntheticReport({ measurement: Buffer.alloc(48, 0xab), reportData: Buffer.alloc(64), hostData: hostData(0x0f), chipId: Buffer.alloc(64, 0xc1) }));
-    const t = parseResourceTemplate('tenant/{listener}/{host_data}-{measurement}-{chip_id}-{report_id}-{cid}');
-    const path = resolveResource(t, report, { transport: 'vsock', listener: 'vm-7', cid: 42 });
-    assert.equal(path, `tenant/vm-7/${'0f'.repeat(32)}-${'ab'.repeat(48)}-${'c1'.repeat(64)}-${'00'.repeat(32)}-42`);
-    for (const [template, re] of [
-      ['vtpm/{hostdata}', /unknown field \{hostdata\}/],
-      ['vtpm/{host_data', /a lone "\{"/],
-      ['vtpm/../secrets/{host_data}', /unsafe path/],
-      ['vtpm/%2e%2e/{host_data}', /unsafe path/],
-      ['vtpm//{host_data}', /unsafe path/],
-      ['vtpm/{host_data}?x=1', /unsafe path/],
-    ] as const) {
-      assert.throws(() => parseResourceTemplate(template), { code: 'CONFIG', message: re }, template);
-    }
-    // Values are checked too: a listener name that is not a path segment, a {cid} without vsock, a report missing.
-    assert.throws(() => resolveResource(parseResourceTemplate('k/{listener}'), report, { transport: 'unix', listener: '..' }), { code: 'CONFIG' });
-    assert.throws(() => resolveResource(parseResourceTemplate('k/{listener}'), report, { transport: 'unix', listener: 'a/b' }), { code: 'CONFIG' });
-    assert.throws(() => resolveResource(parseResourceTemplate('k/{cid}'), report, { transport: 'unix', listener: 'x' }), { code: 'CONFIG', message: /\{cid\}/ });
-    assert.throws(() => resolveResource(parseResourceTemplate('k/{host_data}'), undefined, undefined), { code: 'ATTESTATION_REJECTED' });
   });
 
   test('a template field the guest cannot fill refuses that guest (no fallback path), and the link serves the next boot', async (t) => {
@@ -148,7 +124,7 @@ describe('several listeners in one process', () => {
     const bad = spawnCli(['--config', config]);
     const r = await finished(bad);
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /unknown key "colour" in listeners\.0/);
+    assert.match(r.stderr, /listeners\[0\]: unknown key "colour"/);
     await writeFile(config, JSON.stringify({ protocol: 'kbs', url: 'http://127.0.0.1:1', listeners: [{ name: 'a' }] }));
     const r2 = await finished(spawnCli(['--config', config]));
     assert.equal(r2.code, 2);
@@ -208,7 +184,7 @@ describe('live reload on SIGHUP', () => {
     // A broken config: refused whole, one line, the running one stays.
     await writeFile(config, '{"protocol": "kbs", "listeners": [{"name": "a", "unix": 5}]}');
     proxy.kill('SIGHUP');
-    await waitForOutput(proxy, /configuration reload refused, the running configuration stays: .*listeners\.0\.unix/);
+    await waitForOutput(proxy, /configuration reload refused, the running configuration stays: .*listeners\[0\]: option unix must be a non-empty string/);
     assert.equal((await onA.boot({ measurement, expectSecret: secretB })).secretMatches, true);
     const text = await (await fetch(metricsUrl)).text();
     assert.match(text, /^aproxy_config_reloads_total\{result="applied"\} 1$/m);

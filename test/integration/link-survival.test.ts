@@ -18,30 +18,18 @@ import {
 } from '../../src/protocol/index.js';
 import { SimulatedGuest, runGuestFleet } from '../../src/testkit/guest-simulator.js';
 import { startFaultyRig, startRig, tempDir, type Rig } from '../support/harness.js';
-import { RawGuest } from '../support/raw-guest.js';
+import { FAILURE, NEGOTIATE, RawGuest, attestationFor, rawGuestFor } from '../support/raw-guest.js';
 
-const NEGOTIATE = '{"version":[0,1,0],"tee":"snp"}';
-const FAILURE = '{"success":false,"decryption":null,"token":null}';
 
-function attestationFor(rig: Rig, negotiation: string): string {
-  const neg = parseNegotiationResponse(negotiation);
-  const key = generateP521KeyPair().publicKey;
-  const report = buildSyntheticReport({ measurement: rig.measurement, reportData: reportDataDigest(neg.params, neg.challenge, key) });
-  return serializeAttestationRequest({ tee: 'snp', evidence: { tag: 'Snp', value: { report, certs_buf: undefined } }, challenge: neg.challenge, key });
-}
 
-async function raw(rig: Rig, t: TestContext): Promise<RawGuest> {
-  const g = await RawGuest.connect(rig.unix);
-  t.after(() => g.destroy());
-  return g;
-}
+const raw = (rig: Rig, t: TestContext) => rawGuestFor(rig.unix, t);
 
 /** A full good boot on an existing raw link. */
 async function bootOn(g: RawGuest, rig: Rig): Promise<void> {
   g.send(NEGOTIATE);
   const neg = await g.next();
   assert.ok(neg !== null && neg.startsWith('{"challenge"'), `a NegotiationResponse, got ${neg}`);
-  g.send(attestationFor(rig, neg));
+  g.send(attestationFor(rig.measurement, neg));
   assert.equal(parseAttestationResponse((await g.next()) ?? '').success, true);
 }
 
@@ -69,7 +57,7 @@ describe('a NegotiationRequest always starts a new session', () => {
     const neg = await g.next();
     assert.ok(neg);
     const inAttest = once(kbs, 'hit');
-    g.send(attestationFor(rig, neg));
+    g.send(attestationFor(rig.measurement, neg));
     await inAttest; // /auth was the first hit; wait for /attest
     while (kbs.hits.attest === 0) await once(kbs, 'hit');
     const aborted = once(kbs, 'aborted');
@@ -92,7 +80,7 @@ describe('a NegotiationRequest always starts a new session', () => {
     const [o] = await rig.sessions(1);
     assert.equal(o?.outcome, 'aborted');
     assert.equal(o?.reason, 'GUEST_GONE');
-    assert.ok((o?.totalMs ?? Infinity) < 30_000);
+    // Not seen at once, the session would have ended at the phase deadline with BACKEND_TIMEOUT.
     assert.equal(kbs.aborted, 0, 'the request itself is left to finish (or meet its deadline): its pooled connection is not torn down');
   });
 
@@ -104,7 +92,7 @@ describe('a NegotiationRequest always starts a new session', () => {
     g.send(NEGOTIATE);
     const neg = await g.next();
     assert.ok(neg);
-    g.send(attestationFor(rig, neg));
+    g.send(attestationFor(rig.measurement, neg));
     while (kbs.hits.resource === 0) await once(kbs, 'hit');
     g.destroy();
     await g.closed;
@@ -129,21 +117,21 @@ describe('a negotiation that cannot complete is answered and the link stays', ()
     assert.equal(outcomes[0]?.phase, 'negotiate');
   });
 
-  test('a KBS restart of about 3 s during negotiation costs latency, not the boot', async (t) => {
+  test('a KBS restart during negotiation costs retries, not the boot', async (t) => {
     const { rig, kbs } = await startFaultyRig(t);
     await kbs.stop();
     const g = await SimulatedGuest.connect(rig.unix);
     t.after(() => g.close());
-    const started = performance.now();
     const booting = g.boot({ measurement: rig.measurement, expectSecret: rig.secret });
-    // The KBS comes back 3 s later, once the proxy has retried at least twice.
+    // The KBS comes back once the proxy has retried twice: the guest waits, it is not failed.
     const retries = () => rig.logs.records.filter((r) => /retrying in/.test(String(r.msg))).length;
-    await new Promise((r) => setTimeout(r, 3000));
     while (retries() < 2) await once(rig.logs, 'record');
     await kbs.restart();
     const r = await booting;
     assert.equal(r.secretMatches, true, r.error);
-    assert.ok(performance.now() - started >= 3000);
+    const [o] = await rig.sessions(1);
+    assert.equal(o?.outcome, 'success');
+    assert.ok((o?.backend ?? []).filter((e) => e.startsWith('POST /kbs/v0/auth')).length >= 3, `the failed attempts and the one that worked: ${o?.backend?.join(', ')}`);
   });
 
   test('a frame of 200 KB in one guest field makes a short log line', async (t) => {
@@ -215,7 +203,7 @@ describe('every backend call has a deadline and its result is checked', () => {
     g.send(NEGOTIATE);
     const neg = await g.next();
     assert.ok(neg !== null && neg.startsWith('{"challenge"'));
-    g.send(attestationFor(rig, neg));
+    g.send(attestationFor(rig.measurement, neg));
     assert.equal(await g.next(), FAILURE);
     const outcomes = await rig.sessions(2);
     assert.deepEqual(outcomes.map((o) => o.reason), ['PLUGIN_FAULT', 'PLUGIN_FAULT']);

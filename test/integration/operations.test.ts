@@ -91,7 +91,7 @@ describe('configuration file', () => {
     await writeFile(config, JSON.stringify({ protocol: 'kbs', unix, backend: { url, requestTimeoutMs: 'soon' } }));
     const bad = await runCli(['--config', config]);
     assert.equal(bad.code, 2);
-    assert.match(bad.stderr, /--request-timeout-ms must be a positive integer, got soon/);
+    assert.match(bad.stderr, /backend option requestTimeoutMs must be a positive integer, got soon/);
   });
 
   test('an unknown key or a wrong type is named and exits 2', async (t) => {
@@ -104,7 +104,7 @@ describe('configuration file', () => {
     await writeFile(bad, JSON.stringify({ protocol: 'kbs', url: 'http://x', unix: '/tmp/x', 'max-frame-bytes': 'big' }));
     const r2 = await runCli(['--config', bad]);
     assert.equal(r2.code, 2);
-    assert.match(r2.stderr, /max-frame-bytes: /);
+    assert.match(r2.stderr, /config file .*bad\.json: option max-frame-bytes must be a positive integer, got "big"/);
   });
 });
 

@@ -2,7 +2,15 @@ import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { FrameReader } from '../../src/frontend/frame-reader.js';
 import { connectVsock } from '../../src/frontend/vsock-native.js';
-import { encodeFrame } from '../../src/protocol/index.js';
+import type { TestContext } from 'node:test';
+import {
+  buildSyntheticReport,
+  encodeFrame,
+  generateP521KeyPair,
+  parseNegotiationResponse,
+  reportDataDigest,
+  serializeAttestationRequest,
+} from '../../src/protocol/index.js';
 import type { ProxyAddress } from '../../src/testkit/guest-simulator.js';
 
 /** A guest that sends whatever bytes a test wants and reads whatever comes back. */
@@ -53,3 +61,26 @@ export class RawGuest {
 
 /** One connection attempt: true if something accepted it (the proxy's own probe). */
 export { isListening as tryConnect } from '../../src/frontend/socket-path.js';
+
+/** The NegotiationRequest SVSM sends, and the one failure answer, as JSON text. */
+export const NEGOTIATE = '{"version":[0,1,0],"tee":"snp"}';
+export const FAILURE = '{"success":false,"decryption":null,"token":null}';
+
+/** A raw guest on `address`, destroyed when the test ends. */
+export async function rawGuestFor(address: ProxyAddress, t: TestContext): Promise<RawGuest> {
+  const g = await RawGuest.connect(address);
+  t.after(() => g.destroy());
+  return g;
+}
+
+/** A valid AttestationRequest for the negotiated challenge (a fresh P-521 key, a synthetic report), optionally spoiled. */
+export function attestationFor(measurement: Uint8Array, negotiation: string, spoil: (json: Record<string, unknown>) => void = () => undefined): string {
+  const neg = parseNegotiationResponse(negotiation);
+  const key = generateP521KeyPair().publicKey;
+  const report = buildSyntheticReport({ measurement, reportData: reportDataDigest(neg.params, neg.challenge, key) });
+  const json = JSON.parse(
+    serializeAttestationRequest({ tee: 'snp', evidence: { tag: 'Snp', value: { report, certs_buf: undefined } }, challenge: neg.challenge, key }),
+  ) as Record<string, unknown>;
+  spoil(json);
+  return JSON.stringify(json);
+}

@@ -53,7 +53,7 @@ function reportOf(req: AttestationRequest): SnpReport | undefined {
 function kbsBackendFor(
   name: string,
   options: KbsOptions,
-  { log }: BackendContext,
+  { log, shared }: BackendContext,
   open: (session: KbsSession, info: SessionInfo) => BackendSession,
 ): Backend {
   const client = new KbsClient({
@@ -61,6 +61,7 @@ function kbsBackendFor(
     requestTimeoutMs: options.requestTimeoutMs,
     caCert: options.caCert,
     authRetryBudgetMs: options.authRetryBudgetMs,
+    shared,
     onRetry: ({ endpoint, attempt, delayMs, error }) =>
       log.warn({ endpoint, attempt, delayMs, error: error.message }, `${endpoint} failed, retrying in ${delayMs} ms`),
   });

@@ -1,15 +1,7 @@
 import type { Dispatcher, Pool } from 'undici';
-import {
-  AttestationRejectedError,
-  BackendHttpError,
-  BackendProtocolError,
-  BackendTimeoutError,
-  BackendUnreachableError,
-  isAproxyError,
-} from '../../protocol/errors.js';
+import { BackendHttpError, BackendProtocolError, ConfigError, codeOf } from '../../protocol/errors.js';
 import {
   KBS_COOKIE_NAME,
-  kbsErrorBodySchema,
   parseKbsChallenge,
   parseKbsJwe,
   parseKbsTokenResponse,
@@ -18,28 +10,19 @@ import {
   type KbsJwe,
 } from '../../protocol/kbs.js';
 import type { AttestationRequest, Tee } from '../../protocol/messages.js';
-import type { PhaseContext } from '../contract.js';
+import type { PhaseContext, SharedResources } from '../contract.js';
+import {
+  cookieHeader,
+  describeErrorBody,
+  isRetryable,
+  readLimited,
+  refuseUnless200,
+  sleep,
+  transportError,
+  wrapProtocol,
+  type JsonAnswer,
+} from './http-answers.js';
 import { DEFAULT_AUTH_RETRY_BUDGET_MS } from './options.js';
-
-/** One undici pool per KBS origin and connection settings, shared by every client (and so every listener) that talks to it. */
-const pools = new Map<string, { pool: Promise<Pool>; users: number }>();
-
-function sharedPool(key: string, origin: string, options: Pool.Options): Promise<Pool> {
-  let entry = pools.get(key);
-  if (entry === undefined) {
-    entry = { pool: import('undici').then((u) => new u.Pool(origin, options)), users: 0 };
-    pools.set(key, entry);
-  }
-  entry.users++;
-  return entry.pool;
-}
-
-async function releasePool(key: string): Promise<void> {
-  const entry = pools.get(key);
-  if (entry === undefined || --entry.users > 0) return;
-  pools.delete(key);
-  await (await entry.pool).close();
-}
 
 /** Largest KBS answer we read; a JWE for a vTPM secret is a few KiB. */
 const MAX_RESPONSE_BYTES = 1024 * 1024;
@@ -59,6 +42,12 @@ export interface KbsClientOptions {
   readonly retryBaseMs?: number;
   /** Largest backoff window. Default 2 s. */
   readonly retryCapMs?: number;
+  /**
+   * Where the proxy keeps pools shared across clients (listeners with other
+   * resources, a reload): one undici pool per origin and connection
+   * settings. Without it the client owns its pool and closes it.
+   */
+  readonly shared?: SharedResources | undefined;
   /** Called before each retry, for the log. */
   readonly onRetry?: (info: { endpoint: string; attempt: number; delayMs: number; error: Error }) => void;
 }
@@ -66,11 +55,6 @@ export interface KbsClientOptions {
 /** The cookies one KBS session set, as the `Cookie` header value to send back. */
 export type SessionCookie = string;
 
-interface JsonAnswer {
-  readonly status: number;
-  readonly json: unknown;
-  readonly setCookie: string[];
-}
 
 /**
  * KBS protocol 0.4.0 over one shared undici Agent (keep-alive, pooled) for
@@ -83,6 +67,7 @@ export class KbsClient {
   private readonly poolOptions: Pool.Options;
   private readonly poolKey: string;
   private pool: Promise<Pool> | undefined;
+  private readonly shared: SharedResources | undefined;
   private readonly timeoutMs: number;
   private readonly authRetryBudgetMs: number;
   private readonly retryBaseMs: number;
@@ -94,10 +79,10 @@ export class KbsClient {
     try {
       base = new URL(options.url);
     } catch {
-      throw new TypeError(`--url ${JSON.stringify(options.url)} is not a URL`);
+      throw new ConfigError(`backend option url ${JSON.stringify(options.url)} is not a URL`);
     }
     if (base.protocol !== 'http:' && base.protocol !== 'https:') {
-      throw new TypeError(`--url must be http:// or https://, got ${base.protocol}`);
+      throw new ConfigError(`backend option url must be http:// or https://, got ${base.protocol}`);
     }
     if (!base.pathname.endsWith('/')) base.pathname += '/';
     this.base = base;
@@ -107,6 +92,7 @@ export class KbsClient {
     this.retryBaseMs = options.retryBaseMs ?? 200;
     this.retryCapMs = options.retryCapMs ?? 2000;
     this.onRetry = options.onRetry;
+    this.shared = options.shared;
     this.poolOptions = {
       connections: options.connections ?? 128,
       keepAliveTimeout: 30_000,
@@ -124,7 +110,10 @@ export class KbsClient {
    * longer than everything else the proxy does before it can accept guests.
    */
   private http(): Promise<Pool> {
-    this.pool ??= sharedPool(this.poolKey, this.base.origin, this.poolOptions);
+    if (this.pool === undefined) {
+      const open = () => import('undici').then((u) => new u.Pool(this.base.origin, this.poolOptions));
+      this.pool = this.shared === undefined ? open() : this.shared.acquire(`kbs-pool ${this.poolKey}`, open, (pool) => pool.close());
+    }
     return this.pool;
   }
 
@@ -189,9 +178,11 @@ export class KbsClient {
     return wrapProtocol(endpoint, () => parseKbsJwe(a.json));
   }
 
+  /** Closes the pool if it is this client's own; a shared one is closed by its owner once nobody uses it. */
   async close(): Promise<void> {
-    if (this.pool !== undefined) await releasePool(this.poolKey);
+    const pool = this.pool;
     this.pool = undefined;
+    if (pool !== undefined && this.shared === undefined) await (await pool).close();
   }
 
   /** One HTTP exchange, reported to `ctx.observe` (as `route`) whatever its outcome. */
@@ -209,7 +200,7 @@ export class KbsClient {
       ctx.observe({ endpoint: route, status: answer.status, durationMs: performance.now() - started });
       return answer;
     } catch (err) {
-      ctx.observe({ endpoint: route, status, durationMs: performance.now() - started, error: isAproxyError(err) ? err.code : 'ABORTED' });
+      ctx.observe({ endpoint: route, status, durationMs: performance.now() - started, error: codeOf(err) });
       throw err;
     }
   }
@@ -270,86 +261,4 @@ export class KbsClient {
     }
     return { status: res.statusCode, json, setCookie };
   }
-}
-
-function isRetryable(err: unknown): boolean {
-  if (!isAproxyError(err)) return false;
-  if (err.code === 'BACKEND_UNREACHABLE' || err.code === 'BACKEND_TIMEOUT') return true;
-  return err instanceof BackendHttpError && err.status >= 500;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-function readLimited(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let total = 0;
-    body.on('data', (chunk: Buffer) => {
-      total += chunk.length;
-      if (total > limit) {
-        body.destroy();
-        reject(new RangeError(`answer larger than ${limit} bytes`));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    body.once('end', () => resolve(chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks, total).toString('utf8')));
-    body.once('error', reject);
-  });
-}
-
-function transportError(endpoint: string, err: unknown, timeoutMs: number, outer: AbortSignal): Error {
-  const code = (err as { code?: unknown } | undefined)?.code;
-  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
-    return new BackendTimeoutError(endpoint, timeoutMs);
-  }
-  if (outer.aborted) return outer.reason instanceof Error ? outer.reason : new Error(String(outer.reason));
-  if (err instanceof RangeError) return new BackendProtocolError(endpoint, err.message);
-  const e = err as { code?: string; message?: string };
-  return new BackendUnreachableError(endpoint, `${e.code ?? 'error'}: ${e.message ?? String(err)}`, { cause: err });
-}
-
-function wrapProtocol<T>(endpoint: string, parse: () => T): T {
-  try {
-    return parse();
-  } catch (err) {
-    if (isAproxyError(err)) throw new BackendProtocolError(endpoint, err.message, { cause: err });
-    throw err;
-  }
-}
-
-/** 4xx from /attest or /resource is the server's verdict; 5xx and others are faults. */
-function refuseUnless200(endpoint: string, a: JsonAnswer): void {
-  if (a.status === 200) return;
-  const detail = describeErrorBody(a.json);
-  if (a.status >= 400 && a.status < 500) {
-    throw new AttestationRejectedError(`${endpoint} answered HTTP ${a.status}${detail ? `: ${detail}` : ''}`, a.status);
-  }
-  throw new BackendHttpError(endpoint, a.status, detail);
-}
-
-function describeErrorBody(json: unknown): string {
-  const r = kbsErrorBodySchema.safeParse(json);
-  if (!r.success) return '';
-  return [r.data.type, r.data.detail].filter((s) => s !== undefined).join(': ').slice(0, 300);
-}
-
-/** `name=value` pairs from Set-Cookie headers, joined as a Cookie header. Attributes are dropped. */
-export function cookieHeader(setCookie: readonly string[]): string {
-  return setCookie
-    .map((c) => c.split(';', 1)[0]?.trim() ?? '')
-    .filter((pair) => pair.includes('='))
-    .join('; ');
 }

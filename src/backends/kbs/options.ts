@@ -29,7 +29,8 @@ const KEYS = ['url', 'resource', 'requestTimeoutMs', 'caCert', 'authRetryBudgetM
 /**
  * Checks the KBS backends' options. Values may be strings (from
  * `--backend-option key=value`) or JSON values (from the config file).
- * Each message names the key and the flag that sets it.
+ * Each message names the backend option (the flags --url etc. and the config
+ * file's keys set the same options).
  */
 export function parseKbsOptions(raw: RawBackendOptions, backend = 'kbs'): KbsOptions {
   const unknown = Object.keys(raw).filter((k) => !(KEYS as readonly string[]).includes(k));
@@ -37,40 +38,40 @@ export function parseKbsOptions(raw: RawBackendOptions, backend = 'kbs'): KbsOpt
     throw new ConfigError(`the ${backend} backend has no option ${unknown.map((k) => JSON.stringify(k)).join(', ')} (it takes ${KEYS.join(', ')})`);
   }
   const url = raw.url;
-  if (typeof url !== 'string' || url === '') throw new ConfigError(`the ${backend} backend needs the KBS URL: --url http://kbs:8080`);
+  if (typeof url !== 'string' || url === '') throw new ConfigError(`the ${backend} backend needs the KBS URL: backend option url, e.g. http://kbs:8080`);
   let base: URL;
   try {
     base = new URL(url);
   } catch {
-    throw new ConfigError(`--url ${JSON.stringify(url)} is not a URL (expected e.g. http://kbs:8080)`);
+    throw new ConfigError(`backend option url ${JSON.stringify(url)} is not a URL (expected e.g. http://kbs:8080)`);
   }
-  if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new ConfigError(`--url must be http:// or https://, got ${base.protocol}`);
+  if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new ConfigError(`backend option url must be http:// or https://, got ${base.protocol}`);
   if (!base.pathname.endsWith('/')) base.pathname += '/';
 
   const resource = raw.resource ?? DEFAULT_RESOURCE_PATH;
-  if (typeof resource !== 'string' || resource.replace(/^\/+/, '') === '') throw new ConfigError('--resource must be a path such as default/sample/test');
+  if (typeof resource !== 'string' || resource.replace(/^\/+/, '') === '') throw new ConfigError('backend option resource must be a path such as default/sample/test');
   const template = parseResourceTemplate(resource.replace(/^\/+/, ''));
 
-  const requestTimeoutMs = integer(raw.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, '--request-timeout-ms', 1);
-  const authRetryBudgetMs = integer(raw.authRetryBudgetMs ?? DEFAULT_AUTH_RETRY_BUDGET_MS, '--auth-retry-budget-ms', 0);
+  const requestTimeoutMs = integer(raw.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, 'backend option requestTimeoutMs', 1);
+  const authRetryBudgetMs = integer(raw.authRetryBudgetMs ?? DEFAULT_AUTH_RETRY_BUDGET_MS, 'backend option authRetryBudgetMs', 0);
 
   let caCert: string | undefined;
   if (raw.caCert !== undefined) {
-    if (typeof raw.caCert !== 'string') throw new ConfigError('--ca-cert must be the path of a PEM file');
+    if (typeof raw.caCert !== 'string') throw new ConfigError('backend option caCert must be the path of a PEM file');
     try {
       caCert = readFileSync(raw.caCert, 'utf8');
     } catch (err) {
-      throw new ConfigError(`--ca-cert ${raw.caCert}: ${(err as Error).message}`);
+      throw new ConfigError(`backend option caCert ${raw.caCert}: ${(err as Error).message}`);
     }
   }
   return { url: base.toString(), resource: template, requestTimeoutMs, authRetryBudgetMs, ...(caCert === undefined ? {} : { caCert }) };
 }
 
 /** A whole number of at least `min`, from a JSON number or a string of digits. */
-function integer(value: unknown, flag: string, min: number): number {
+function integer(value: unknown, option: string, min: number): number {
   const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min) {
-    throw new ConfigError(`${flag} must be ${min > 0 ? 'a positive' : 'a non-negative'} integer, got ${String(value)}`);
+    throw new ConfigError(`${option} must be ${min > 0 ? 'a positive' : 'a non-negative'} integer, got ${String(value)}`);
   }
   return n;
 }

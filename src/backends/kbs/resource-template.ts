@@ -1,9 +1,9 @@
 import { AttestationRejectedError, ConfigError } from '../../protocol/errors.js';
 import type { SnpReport } from '../../protocol/snp-report.js';
-import type { SessionInfo } from '../contract.js';
+import { LISTENER_NAME, type SessionInfo } from '../contract.js';
 
 /**
- * `--resource` as a template, so each guest asks for its own secret:
+ * The backend option `resource` as a template, so each guest asks for its own secret:
  * `vtpm/keys/{host_data}`. Fields from the guest's SNP report are attested,
  * so the KBS can check the path against the evidence (a Trustee resource
  * policy that releases `vtpm/keys/<tag>` only when `<tag>` equals the
@@ -26,8 +26,6 @@ export interface ResourceTemplate {
   readonly fields: ReadonlySet<TemplateField>;
 }
 
-/** A name may go into a path: letters, digits, `.`, `_`, `-`, and not `.` or `..`. */
-const SAFE_NAME = /^(?!\.\.?$)[A-Za-z0-9._-]{1,128}$/;
 
 /** Checks a template once, at start (or reload): unknown fields, stray braces and unsafe literals are refused. */
 export function parseResourceTemplate(source: string): ResourceTemplate {
@@ -35,14 +33,14 @@ export function parseResourceTemplate(source: string): ResourceTemplate {
   const fields = new Set<TemplateField>();
   const re = /\{([^{}]*)\}|([^{}]+)|([{}])/g;
   for (let m = re.exec(source); m !== null; m = re.exec(source)) {
-    if (m[3] !== undefined) throw new ConfigError(`--resource ${JSON.stringify(source)}: a lone "${m[3]}" (fields are written {host_data})`);
+    if (m[3] !== undefined) throw new ConfigError(`backend option resource ${JSON.stringify(source)}: a lone "${m[3]}" (fields are written {host_data})`);
     if (m[2] !== undefined) {
       parts.push({ text: m[2] });
       continue;
     }
     const name = m[1] ?? '';
     if (!Object.hasOwn(TEMPLATE_FIELDS, name)) {
-      throw new ConfigError(`--resource ${JSON.stringify(source)}: unknown field {${name}}; fields: ${Object.keys(TEMPLATE_FIELDS).map((f) => `{${f}}`).join(', ')}`);
+      throw new ConfigError(`backend option resource ${JSON.stringify(source)}: unknown field {${name}}; fields: ${Object.keys(TEMPLATE_FIELDS).map((f) => `{${f}}`).join(', ')}`);
     }
     parts.push({ field: name as TemplateField });
     fields.add(name as TemplateField);
@@ -69,7 +67,7 @@ export function resolveResource(template: ResourceTemplate, report: SnpReport | 
         if (peer?.cid === undefined) throw new ConfigError(`resource template ${JSON.stringify(template.source)} uses {cid}, but this guest came over ${peer?.transport ?? 'a transport'} without one`);
         return String(peer.cid);
       case 'listener':
-        if (peer === undefined || !SAFE_NAME.test(peer.listener)) throw new ConfigError(`listener name ${JSON.stringify(peer?.listener)} cannot go into a resource path`);
+        if (peer === undefined || !LISTENER_NAME.test(peer.listener)) throw new ConfigError(`listener name ${JSON.stringify(peer?.listener)} cannot go into a resource path`);
         return peer.listener;
     }
   };
@@ -86,11 +84,7 @@ function render(t: ResourceTemplate, value: (f: TemplateField) => string): strin
 function checkPath(source: string, path: string): void {
   const segments = path.split('/');
   if (path.includes('%') || path.includes('\\') || segments.some((s) => s === '' || s === '.' || s === '..') || /[\s?#]/.test(path)) {
-    throw new ConfigError(`--resource ${JSON.stringify(source)} gives the unsafe path ${JSON.stringify(path)} (no empty, "." or ".." segments, no %, ?, #, \\ or spaces)`);
+    throw new ConfigError(`backend option resource ${JSON.stringify(source)} gives the unsafe path ${JSON.stringify(path)} (no empty, "." or ".." segments, no %, ?, #, \\ or spaces)`);
   }
 }
 
-/** Listener names are checked where they are configured, so {listener} always resolves. */
-export function isSafeListenerName(name: string): boolean {
-  return SAFE_NAME.test(name);
-}

@@ -1,0 +1,111 @@
+import type { Dispatcher } from 'undici';
+import {
+  AttestationRejectedError,
+  BackendHttpError,
+  BackendProtocolError,
+  BackendTimeoutError,
+  BackendUnreachableError,
+  isAproxyError,
+} from '../../protocol/errors.js';
+import { kbsErrorBodySchema } from '../../protocol/kbs.js';
+
+/**
+ * What the KBS client makes of an HTTP exchange: the answer's body read
+ * within a limit, transport faults and statuses turned into coded errors,
+ * cookies. No requests are made here.
+ */
+
+export interface JsonAnswer {
+  readonly status: number;
+  readonly json: unknown;
+  readonly setCookie: string[];
+}
+
+export function isRetryable(err: unknown): boolean {
+  if (!isAproxyError(err)) return false;
+  if (err.code === 'BACKEND_UNREACHABLE' || err.code === 'BACKEND_TIMEOUT') return true;
+  return err instanceof BackendHttpError && err.status >= 500;
+}
+
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** The server's answer passed MAX_RESPONSE_BYTES; becomes BACKEND_PROTOCOL for its endpoint. */
+class AnswerTooLarge extends Error {
+  constructor(limit: number) {
+    super(`answer larger than ${limit} bytes`);
+  }
+}
+
+export function readLimited(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    body.on('data', (chunk: Buffer) => {
+      total += chunk.length;
+      if (total > limit) {
+        body.destroy();
+        reject(new AnswerTooLarge(limit));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    body.once('end', () => resolve(chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks, total).toString('utf8')));
+    body.once('error', reject);
+  });
+}
+
+export function transportError(endpoint: string, err: unknown, timeoutMs: number, outer: AbortSignal): Error {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
+    return new BackendTimeoutError(endpoint, timeoutMs);
+  }
+  if (outer.aborted) return outer.reason instanceof Error ? outer.reason : new Error(String(outer.reason));
+  if (err instanceof AnswerTooLarge) return new BackendProtocolError(endpoint, err.message);
+  const e = err as { code?: string; message?: string };
+  return new BackendUnreachableError(endpoint, `${e.code ?? 'error'}: ${e.message ?? String(err)}`, { cause: err });
+}
+
+export function wrapProtocol<T>(endpoint: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    if (isAproxyError(err)) throw new BackendProtocolError(endpoint, err.message, { cause: err });
+    throw err;
+  }
+}
+
+/** 4xx from /attest or /resource is the server's verdict; 5xx and others are faults. */
+export function refuseUnless200(endpoint: string, a: JsonAnswer): void {
+  if (a.status === 200) return;
+  const detail = describeErrorBody(a.json);
+  if (a.status >= 400 && a.status < 500) {
+    throw new AttestationRejectedError(`${endpoint} answered HTTP ${a.status}${detail ? `: ${detail}` : ''}`, a.status);
+  }
+  throw new BackendHttpError(endpoint, a.status, detail);
+}
+
+export function describeErrorBody(json: unknown): string {
+  const r = kbsErrorBodySchema.safeParse(json);
+  if (!r.success) return '';
+  return [r.data.type, r.data.detail].filter((s) => s !== undefined).join(': ').slice(0, 300);
+}
+
+/** `name=value` pairs from Set-Cookie headers, joined as a Cookie header. Attributes are dropped. */
+export function cookieHeader(setCookie: readonly string[]): string {
+  return setCookie
+    .map((c) => c.split(';', 1)[0]?.trim() ?? '')
+    .filter((pair) => pair.includes('='))
+    .join('; ');
+}

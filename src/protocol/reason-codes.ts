@@ -1,0 +1,178 @@
+/**
+ * Every reason code an operator can meet in a log line or a metric label,
+ * declared once, with when it happens and what to do. `errors.ts` builds
+ * its classes on these codes; `docs/errors.md` is generated from this table
+ * (`npm run docs`) and a test fails when the two differ.
+ */
+
+interface Reason {
+  /** Who the code is about: the guest, the attestation server, the session's end, the configuration or host, the proxy itself. */
+  readonly area: 'guest' | 'server' | 'session' | 'setup' | 'proxy';
+  readonly when: string;
+  readonly action: string;
+}
+
+export const ERROR_REASONS = {
+  FRAME_TOO_LARGE: {
+    area: 'guest',
+    when: 'a frame header announced more bytes than the option max-frame-bytes allows. The guest gets the failure answer; the announced bytes are never read, so the link is closed.',
+    action: 'None for SVSM (its frames are a few KiB). Repeated from one guest: that guest is not SVSM, or is broken.',
+  },
+  FRAME_TRUNCATED: {
+    area: 'guest',
+    when: 'the guest closed its stream in the middle of a frame.',
+    action: 'None; a guest that reboots mid-write does this once.',
+  },
+  FRAME_TIMEOUT: {
+    area: 'guest',
+    when: 'a frame started but did not finish within frame-timeout-ms. The link is closed (its byte stream has lost its framing).',
+    action: 'On a serial link, check the UART speed; otherwise the guest is stalled or hostile.',
+  },
+  INVALID_JSON: {
+    area: 'guest',
+    when: 'a frame is not JSON as the reference implementation (serde_json) reads it.',
+    action: 'None; the guest gets the failure answer and the link stays.',
+  },
+  INVALID_MESSAGE: {
+    area: 'guest',
+    when: 'JSON that is not the expected message; the detail names the field.',
+    action: "Compare the guest's SVSM version with PROTOCOL.md; a field out of place makes the guest panic at boot.",
+  },
+  INVALID_BASE64: {
+    area: 'guest',
+    when: 'a base64 field of a guest message does not decode.',
+    action: 'None; the guest gets the failure answer.',
+  },
+  UNSUPPORTED_VERSION: {
+    area: 'guest',
+    when: 'the NegotiationRequest asks for a protocol version other than 0.1.0.',
+    action: 'Run an aproxy that speaks that SVSM build\'s version.',
+  },
+  UNSUPPORTED_TEE: {
+    area: 'guest',
+    when: 'the guest names a TEE the backend does not serve.',
+    action: 'Use a backend for that TEE (the KBS backends serve snp).',
+  },
+  OUT_OF_ORDER: {
+    area: 'guest',
+    when: 'an AttestationRequest without a negotiation first, or for another TEE than negotiated.',
+    action: 'None; the guest gets the failure answer.',
+  },
+  CHALLENGE_MISMATCH: {
+    area: 'guest',
+    when: "the AttestationRequest carries a challenge other than the one negotiated: the guest's evidence is not bound to this session.",
+    action: 'None for one occurrence; repeated, the guest is not SVSM.',
+  },
+  INVALID_REPORT: {
+    area: 'guest',
+    when: "the guest's SEV-SNP report is malformed, or does not bind the session's challenge and key.",
+    action: 'Check the SVSM build; a host-side change cannot fix evidence.',
+  },
+  CRYPTO: {
+    area: 'guest',
+    when: "a key or ciphertext failed a cryptographic check (the guest's key, a JWE).",
+    action: 'Check that the server and the guest agree on the algorithms (P-521, ECDH-ES+A256KW, A256GCM).',
+  },
+  BACKEND_HTTP: {
+    area: 'server',
+    when: 'the attestation server answered an HTTP status the protocol treats as an error (5xx, or an unexpected one). /auth is retried within auth-retry-budget-ms.',
+    action: "Read the server's log at that time; the detail carries the status and the server's error type.",
+  },
+  BACKEND_PROTOCOL: {
+    area: 'server',
+    when: 'the server answered, but not in the protocol\'s shape (not JSON, a missing field or cookie, an answer over 1 MiB).',
+    action: 'Check that url points at a KBS speaking protocol 0.4.0, not a proxy or another service.',
+  },
+  BACKEND_UNREACHABLE: {
+    area: 'server',
+    when: 'the server could not be reached: connection refused or reset, DNS, TLS. /auth is retried within auth-retry-budget-ms.',
+    action: 'Check the server is up and the host can reach it; for https, that ca-cert holds its CA.',
+  },
+  BACKEND_TIMEOUT: {
+    area: 'server',
+    when: 'an exchange got no complete answer within request-timeout-ms, or a phase missed phase-timeout-ms.',
+    action: 'Check the server\'s load and the network; raise the deadlines only if the server is slow by design.',
+  },
+  ATTESTATION_REJECTED: {
+    area: 'server',
+    when: "the server evaluated the evidence and refused it (a 4xx from /attest or /resource, or a backend's success:false). An outcome, not a fault.",
+    action: "Check the server's reference values and resource policy for this guest's measurement and host_data.",
+  },
+  GUEST_GONE: {
+    area: 'session',
+    when: 'the guest closed its connection before its answer could be written.',
+    action: 'None once; from every guest at once, look at QEMU or the host.',
+  },
+  SUPERSEDED: {
+    area: 'session',
+    when: 'the guest started a new session (it rebooted) before this one ended; the old answer is not sent.',
+    action: 'None; a reboot during attestation does this.',
+  },
+  PLUGIN_INVALID: {
+    area: 'setup',
+    when: 'the protocol option names a module that cannot be loaded, does not export a backend, or missed its load deadline (backend-call-timeout-ms).',
+    action: 'Fix the module or the path; docs/backends.md says what a backend exports.',
+  },
+  PLUGIN_FAULT: {
+    area: 'proxy',
+    when: 'a backend broke its contract: a call past backend-call-timeout-ms, a result of the wrong shape, or an uncaught exception from its code.',
+    action: "Report it to the backend's author; the guest got the failure answer.",
+  },
+  SOCKET_IN_USE: {
+    area: 'setup',
+    when: 'the unix path is a live socket (another proxy serves it) or the vsock port is taken.',
+    action: 'Stop the other process, or choose another path or port.',
+  },
+  SOCKET_PATH: {
+    area: 'setup',
+    when: 'the unix path cannot be used: a regular file, a stale socket without force, a missing directory, or no permission.',
+    action: 'The message names the path and what is wrong; force replaces a stale socket only.',
+  },
+  CONFIG: {
+    area: 'setup',
+    when: 'an option, a config-file key or a backend option has a bad value; the message names the option.',
+    action: 'Fix the value named in the message.',
+  },
+  VSOCK_UNAVAILABLE: {
+    area: 'setup',
+    when: 'AF_VSOCK cannot be served: no vsock module in the host kernel, or the addon was not built at install.',
+    action: 'The message says which; load vhost_vsock, or reinstall aproxy where a C compiler is available.',
+  },
+  INTERNAL: {
+    area: 'proxy',
+    when: 'an error that is not one of the above: a fault in aproxy, or a system error on a link (its errno is logged beside it).',
+    action: 'Report it with the log line; the proxy keeps serving the other guests.',
+  },
+} as const satisfies Record<string, Reason>;
+
+export type ErrorCode = keyof typeof ERROR_REASONS;
+
+/** Why a vsock connection was refused at accept (label `reason` of aproxy_guest_refusals_total). */
+export const REFUSAL_REASONS = {
+  per_cid: {
+    when: 'one guest CID already holds vsock-max-per-cid connections.',
+    action: 'None for a flood from one guest; a real guest needs one connection, two across a reboot.',
+  },
+  total: {
+    when: 'vsock-max-connections connections are open from all guests together.',
+    action: 'Raise vsock-max-connections if the host runs that many VMs.',
+  },
+} as const satisfies Record<string, Omit<Reason, 'area'>>;
+export type RefusalReason = keyof typeof REFUSAL_REASONS;
+
+/** Why a link is not being read (label `reason` of aproxy_guest_links_waiting). */
+export const WAIT_REASONS = {
+  answer_untaken: {
+    when: 'the guest has not read its last answer; its link is not read until it does.',
+    action: 'None; it costs one answer and a socket. A VM stuck here is not running SVSM\'s attestation.',
+  },
+  session_budget: {
+    when: 'the guest started more sessions than sessions-per-minute and session-burst allow; it is paced.',
+    action: 'None for a flood; a VM rebooting in a loop shows here too.',
+  },
+  backend_busy: {
+    when: "the link's previous session left server work running (the guest rebooted mid-exchange); the next session waits for it, up to its deadline.",
+    action: 'None; persistent, check the server\'s latency.',
+  },
+} as const satisfies Record<string, Omit<Reason, 'area'>>;
+export type WaitReason = keyof typeof WAIT_REASONS;

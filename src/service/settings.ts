@@ -1,0 +1,207 @@
+import type { RawBackendOptions } from '../backends/contract.js';
+import type { GuestLimitOptions } from '../frontend/guest-limits.js';
+import { ConfigError } from '../protocol/errors.js';
+import { parseBackendOption, parseListenAddress, parseSocketMode, parseVsockPort, resolveGroup } from './config.js';
+import type { LogFormat, LogLevel } from './log.js';
+import { LISTENER_ONLY_KEYS, OPTIONS, OPTION_NAMES, optionNamed, type OptionName, type OptionSpec } from './options.js';
+import type { ListenerConfig, ProxyConfig } from './proxy-config.js';
+
+/**
+ * Flags and the config file → a checked configuration, by the option table
+ * (options.ts). Pure but for the group lookup, which is passed in: the CLI
+ * calls it at start and again on each reload, and tests call it directly.
+ */
+
+export interface SettingsInput {
+  /** Flags as parsed (yargs' object; only flags given are present). */
+  readonly flags: Readonly<Record<string, unknown>>;
+  /** The config file: its path, for messages, and its JSON. */
+  readonly file?: { readonly path: string; readonly json: unknown };
+  /** Listening sockets passed by a service manager. */
+  readonly listenFds?: readonly number[];
+}
+
+export interface ProcessSettings {
+  readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
+  readonly logBufferBytes: number;
+  readonly shutdownGraceMs: number;
+  readonly config?: string;
+}
+
+export interface ServeSettings {
+  readonly proxy: Omit<ProxyConfig, 'log'>;
+  readonly process: ProcessSettings;
+  /** Each option's checked value (absent when unset), to compare two configurations. */
+  readonly values: Readonly<Partial<Record<OptionName, unknown>>>;
+}
+
+export type GroupLookup = (group: string) => number;
+
+/** The configuration flags and file describe, every value checked; ConfigError names the option and where it was set. */
+export function resolveSettings(input: SettingsInput, lookupGroup: GroupLookup = resolveGroup): ServeSettings {
+  const file = input.file === undefined ? {} : fileOptions(input.file.path, input.file.json);
+  const filePrefix = input.file === undefined ? '' : `config file ${input.file.path}: `;
+  const values: Partial<Record<OptionName, unknown>> = {};
+  for (const name of OPTION_NAMES) {
+    const spec: OptionSpec = OPTIONS[name];
+    const flag = spec.where === 'file' ? undefined : flagValue(input.flags, name, spec);
+    const fromFile = file[name];
+    const raw = flag ?? fromFile ?? spec.default;
+    if (raw === undefined) continue;
+    const where = flag !== undefined ? '' : fromFile !== undefined ? filePrefix : '';
+    values[name] = name === 'listeners' ? parseListeners(raw, where, lookupGroup) : parseValue(name, spec, raw, where, lookupGroup);
+  }
+  if (values.protocol === undefined) throw new ConfigError(`option protocol is required: kbs, kbs-test, or a path to a backend module`);
+  const listenFds = input.listenFds ?? [];
+  const listeners = (values.listeners as ListenerConfig[] | undefined) ?? [];
+  if (listenFds.length === 0 && values.unix === undefined && values.vsock === undefined && listeners.length === 0) {
+    throw new ConfigError('no listener: give unix PATH or vsock [PORT] (flags or config file), a `listeners` list, or sockets from systemd');
+  }
+  const proxy: Record<string, unknown> = { listenFds, backendOptions: backendOptionsOf(values) };
+  const limits: Record<string, unknown> = {};
+  const process: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(values) as Array<[OptionName, unknown]>) {
+    const to: OptionSpec['to'] = OPTIONS[name].to;
+    if (typeof to !== 'object') continue;
+    if ('proxy' in to) proxy[to.proxy] = value;
+    else if ('limits' in to) limits[to.limits] = value;
+    else if ('process' in to) process[to.process] = value;
+  }
+  proxy.guestLimits = limits as Partial<GuestLimitOptions>;
+  return { proxy: proxy as unknown as ServeSettings['proxy'], process: process as unknown as ProcessSettings, values };
+}
+
+/** The options that changed between two configurations and that a reload does not apply. */
+export function needsRestart(before: ServeSettings, after: ServeSettings): OptionName[] {
+  return OPTION_NAMES.filter((n) => !OPTIONS[n].reload && n !== 'config' && JSON.stringify(before.values[n]) !== JSON.stringify(after.values[n]));
+}
+
+function flagValue(flags: Readonly<Record<string, unknown>>, name: string, spec: OptionSpec): unknown {
+  return flags[name] ?? (spec.alias === undefined ? undefined : flags[spec.alias]);
+}
+
+/** The file's top level by option name (aliases resolved); unknown keys refused. */
+function fileOptions(path: string, json: unknown): Partial<Record<OptionName, unknown>> {
+  if (!isPlainObject(json)) throw new ConfigError(`config file ${path}: must hold a JSON object whose keys are option names`);
+  const out: Partial<Record<OptionName, unknown>> = {};
+  for (const [key, value] of Object.entries(json)) {
+    const name = optionNamed(key);
+    if (name === undefined || (OPTIONS[name] as OptionSpec).where === 'flag') {
+      throw new ConfigError(`config file ${path}: unknown key ${JSON.stringify(key)} (keys are the option names, e.g. "max-frame-bytes"; docs/cli.md lists them)`);
+    }
+    if (out[name] !== undefined) throw new ConfigError(`config file ${path}: ${JSON.stringify(key)} and its other name both given`);
+    out[name] = value;
+  }
+  return out;
+}
+
+function parseListeners(raw: unknown, where: string, lookupGroup: GroupLookup): ListenerConfig[] {
+  if (!Array.isArray(raw)) throw new ConfigError(`${where}listeners must be a list of objects`);
+  return raw.map((entry: unknown, i) => parseListener(entry, `${where}listeners[${i}]: `, lookupGroup));
+}
+
+/** One `listeners` entry: a name, one address, and overrides of options marked `listener`, each a single value. */
+function parseListener(entry: unknown, where: string, lookupGroup: GroupLookup): ListenerConfig {
+  if (!isPlainObject(entry)) throw new ConfigError(`${where}must be an object`);
+  const values: Partial<Record<OptionName, unknown>> = {};
+  let name: string | undefined;
+  for (const [key, raw] of Object.entries(entry)) {
+    if (Object.hasOwn(LISTENER_ONLY_KEYS, key)) {
+      if (typeof raw !== 'string' || raw === '') throw new ConfigError(`${where}name must be a non-empty string`);
+      name = raw;
+      continue;
+    }
+    const option = optionNamed(key);
+    const spec: OptionSpec | undefined = option === undefined ? undefined : OPTIONS[option];
+    if (option === undefined || spec === undefined || spec.listener !== true) {
+      const allowed = [...Object.keys(LISTENER_ONLY_KEYS), ...OPTION_NAMES.filter((n) => (OPTIONS[n] as OptionSpec).listener === true)];
+      throw new ConfigError(`${where}unknown key ${JSON.stringify(key)} (a listener takes ${allowed.join(', ')})`);
+    }
+    // One address per listener: `unix` and `vsock` take a single value here.
+    if ((spec.type === 'strings' || spec.type === 'ports') && Array.isArray(raw)) throw new ConfigError(`${where}${key} takes one value in a listener`);
+    values[option] = parseValue(option, spec, raw, where, lookupGroup);
+  }
+  if ((values.unix === undefined) === (values.vsock === undefined)) throw new ConfigError(`${where}each listener needs exactly one of "unix" or "vsock"`);
+  const backendOptions = backendOptionsOf(values);
+  const config: Record<string, unknown> = { name };
+  for (const [option, value] of Object.entries(values) as Array<[OptionName, unknown]>) {
+    const to: OptionSpec['to'] = OPTIONS[option].to;
+    if (typeof to === 'object' && 'proxy' in to) config[to.proxy] = option === 'unix' || option === 'vsock' ? (value as unknown[])[0] : value;
+  }
+  if (Object.keys(backendOptions).length > 0) config.backendOptions = backendOptions;
+  return Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined)) as ListenerConfig;
+}
+
+/** The backend's options: the `backend` object, then `backend-option` pairs, then the shorthand options, later ones winning. */
+function backendOptionsOf(values: Partial<Record<OptionName, unknown>>): RawBackendOptions {
+  const out: Record<string, unknown> = { ...(values.backend as RawBackendOptions | undefined) };
+  for (const pair of (values['backend-option'] as string[] | undefined) ?? []) {
+    const [k, v] = parseBackendOption(pair);
+    out[k] = v;
+  }
+  for (const name of OPTION_NAMES) {
+    const to: OptionSpec['to'] = OPTIONS[name].to;
+    if (typeof to === 'object' && 'backend' in to && values[name] !== undefined) out[to.backend] = values[name];
+  }
+  return out;
+}
+
+/** Checks one value of an option's type; the same rule whether it came from a flag or the file. */
+export function parseValue(name: string, spec: OptionSpec, raw: unknown, where: string, lookupGroup: GroupLookup): unknown {
+  const bad = (expected: string): never => {
+    throw new ConfigError(`${where}option ${name} must be ${expected}, got ${JSON.stringify(raw) ?? String(raw)}`);
+  };
+  const nonEmpty = (v: unknown): string => (typeof v === 'string' && v !== '' ? v : bad('a non-empty string'));
+  switch (spec.type) {
+    case 'string':
+      return nonEmpty(raw);
+    case 'integer': {
+      const min = spec.min ?? 0;
+      if (typeof raw !== 'number' || !Number.isSafeInteger(raw) || raw < min) bad(min > 0 ? 'a positive integer' : 'a non-negative integer');
+      return raw;
+    }
+    case 'boolean':
+      return typeof raw === 'boolean' ? raw : bad('true or false');
+    case 'choice':
+      return typeof raw === 'string' && (spec.choices ?? []).includes(raw) ? raw : bad(`one of ${(spec.choices ?? []).join(', ')}`);
+    case 'strings':
+      return (Array.isArray(raw) ? raw : [raw]).map(nonEmpty);
+    case 'ports': {
+      // A bare flag (`--vsock`) parses as an empty list: the default port.
+      const list = Array.isArray(raw) ? (raw.length === 0 ? [true] : raw) : [raw];
+      return list.map((p: unknown) => {
+        try {
+          if (p === true || typeof p === 'number' || typeof p === 'string') return parseVsockPort(p);
+        } catch {
+          // refused below, naming the value
+        }
+        throw new ConfigError(`${where}option ${name} must be a port number, or true for 1995, got ${JSON.stringify(p) ?? String(p)}`);
+      });
+    }
+    case 'mode':
+      try {
+        return parseSocketMode(nonEmpty(raw));
+      } catch {
+        return bad('an octal mode such as "0600" or "0660"');
+      }
+    case 'group':
+      if (typeof raw === 'number' && Number.isSafeInteger(raw) && raw >= 0) return raw;
+      return lookupGroup(nonEmpty(raw));
+    case 'address':
+      try {
+        parseListenAddress(nonEmpty(raw));
+      } catch {
+        bad('ADDR:PORT, e.g. 127.0.0.1:9464');
+      }
+      return raw;
+    case 'object':
+      return isPlainObject(raw) ? raw : bad('a JSON object');
+    case 'listeners':
+      return bad('a list of listener objects');
+  }
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
