@@ -30,12 +30,13 @@ type ListenerSource = Pick<ProxyConfig, 'protocol' | 'unix' | 'vsock' | 'listenF
 /** The listeners a configuration asks for, with their effective settings; checks names and addresses. */
 export function planListeners(config: ListenerSource): PlannedListener[] {
   const list = (v: string | number | readonly (string | number)[] | undefined) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
-  const shared = { force: config.force, socketMode: config.socketMode, socketGid: config.socketGid };
+  // The proxy-wide socket settings apply to every Unix listener that does not set its own.
+  const shared = definedOnly({ force: config.force, socketMode: config.socketMode, socketGid: config.socketGid });
   const configs: ListenerConfig[] = [
     ...(config.listenFds ?? []).map((fd) => ({ fd })),
     ...list(config.unix).map((unix) => ({ unix: String(unix), ...shared })),
     ...list(config.vsock).map((vsock) => ({ vsock: Number(vsock) })),
-    ...(config.listeners ?? []),
+    ...(config.listeners ?? []).map((l) => (l.unix === undefined ? l : { ...shared, ...definedOnly(l) })),
   ];
   if (configs.length === 0) throw new ConfigError('no listener: give unix PATH, vsock [PORT], a `listeners` list, or sockets from systemd');
   const keys = new Set<string>();
@@ -82,6 +83,10 @@ export function diffPlans(before: readonly PlannedListener[], after: readonly Pl
       return was !== undefined && stableJson(was) !== stableJson(p);
     }),
   };
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 /** JSON with sorted keys, so equal settings compare equal. */

@@ -37,6 +37,18 @@ describe('listener planning', () => {
     assert.notEqual(a?.backendKey, b?.backendKey);
   });
 
+  test("the proxy-wide socket settings reach every Unix listener that does not set its own", () => {
+    const plans = planListeners({ ...base, socketMode: 0o660, socketGid: 64, listeners: [{ name: 'a', unix: '/a' }, { name: 'b', unix: '/b', socketMode: 0o600 }, { name: 'c', vsock: 3 }] });
+    assert.deepEqual(
+      plans.map((p) => [p.config.socketMode, p.config.socketGid]),
+      [
+        [0o660, 64],
+        [0o600, 64],
+        [undefined, undefined],
+      ],
+    );
+  });
+
   test('clashes and bad names are refused before anything is bound', () => {
     const cases: Array<[Parameters<typeof planListeners>[0], RegExp]> = [
       [{ ...base }, /no listener/],
