@@ -29,6 +29,7 @@ import { KbsClient } from '../src/backends/kbs/client.js';
 import { APROXY_BIN, cpuMsOf, spawnAproxy, spawnTracked, waitFor } from './bench-processes.js';
 import { findQemuKit, runInVsockVm } from './qemu/vm.js';
 import { FrameReader } from '../src/frontend/frame-reader.js';
+import { vsockAddonPath } from '../src/frontend/vsock-native.js';
 
 import {
   KBS_NEGOTIATION_PARAMS,
@@ -430,10 +431,10 @@ async function vsockRow(): Promise<VsockRow | string> {
   const kit = findQemuKit();
   if ('missing' in kit) return kit.missing;
   const root = join(dirname(APROXY_BIN), '..');
-  if (!existsSync(join(root, 'native', 'vsock', 'build', 'Release', 'vsock.node'))) return 'the vsock addon is not built';
+  if (vsockAddonPath() === undefined) return 'no vsock addon (none built at npm ci)';
   const scratch = await mkdtemp(join(tmpdir(), 'aproxy-bench-vsock-'));
   try {
-    const run = await runInVsockVm({ kit, scratch, workDir: root, command: 'node dist/scripts/bench-vsock.js --sessions 30 --concurrency 4 --rounds 3' });
+    const run = await runInVsockVm({ kit, scratch, workDir: root, command: `${process.execPath} dist/scripts/bench-vsock.js --sessions 30 --concurrency 4 --rounds 3` });
     const line = run.output.split('\n').find((l) => l.startsWith('{'));
     if (run.code !== 0 || line === undefined) return `the in-VM run failed: ${run.output.slice(-500)}`;
     return JSON.parse(line) as VsockRow;

@@ -4,6 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import * as check from '../src/cli/check.js';
 import * as inspect from '../src/cli/inspect.js';
 import * as qemuArgs from '../src/cli/qemu-args.js';
 import * as simulateGuest from '../src/cli/simulate-guest.js';
@@ -93,7 +94,7 @@ export function renderCliDoc(): string {
     '| command | what it does |',
     '| --- | --- |',
   );
-  for (const c of [testKbs, simulateGuest, qemuArgs, inspect.report, inspect.token]) {
+  for (const c of [check, testKbs, simulateGuest, qemuArgs, inspect.report, inspect.token]) {
     const name = Array.isArray(c.command) ? (c.command[0] as string) : (c.command as string);
     out.push(`| \`aproxy ${name}\` | ${cell(c.describe)} |`);
   }

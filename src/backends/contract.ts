@@ -117,6 +117,14 @@ export interface Backend {
   openSession(info: SessionInfo): BackendSession | Promise<BackendSession>;
   /** Optional: called once the proxy listens; start slow initialisation here, not in create(). */
   warm?(): void;
+  /**
+   * Optional, for `aproxy check --probe`: contact the server once, as a
+   * guest's first exchange would, and report the exchange with
+   * `ctx.observe`; throw what a guest's session would meet if it fails. No
+   * retries: the deadline is one exchange's. Never log what the server
+   * hands out (nonces, cookies).
+   */
+  probe?(ctx: PhaseContext): Promise<void>;
   /** Releases shared resources; called once when the proxy stops. */
   close(): Promise<void>;
 }

@@ -1,6 +1,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { describeError, isAproxyError } from '../protocol/errors.js';
+import * as check from './check.js';
 import * as inspect from './inspect.js';
 import * as qemuArgs from './qemu-args.js';
 import * as serve from './serve.js';
@@ -19,6 +20,7 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<void
         'Every option can also be a key of the --config file; [listener] marks those a `listeners` entry may set (docs/cli.md).',
     )
     .command(serve.command, serve.describe, serve.builder, (argv) => serve.handler(argv))
+    .command(check.command, check.describe, check.builder, (argv) => check.handler(argv))
     .command(testKbs.command, testKbs.describe, testKbs.builder, testKbs.handler)
     .command(simulateGuest.command, simulateGuest.describe, simulateGuest.builder, simulateGuest.handler)
     .command(qemuArgs.command, qemuArgs.describe, qemuArgs.builder, qemuArgs.handler)

@@ -15,9 +15,9 @@ export const builder = <T>(y: Argv<T>) => serveFlags(y);
  * Flags (and the config file they name, read anew each call) → checked
  * settings. Start-up and every reload call this; the flags never change.
  */
-export function loadSettings(flags: Readonly<Record<string, unknown>>, listenFds: readonly number[]): ServeSettings {
+export function loadSettings(flags: Readonly<Record<string, unknown>>, listenFds: readonly number[], o: { socketsFromManager?: boolean } = {}): ServeSettings {
   const path = flags.config;
-  return resolveSettings({ flags, listenFds, ...(typeof path === 'string' ? { file: readConfigFile(path) } : {}) });
+  return resolveSettings({ flags, listenFds, ...o, ...(typeof path === 'string' ? { file: readConfigFile(path) } : {}) });
 }
 
 export async function handler(flags: Readonly<Record<string, unknown>>): Promise<void> {

@@ -1,9 +1,61 @@
 import { connect } from 'node:net';
-import { lstat, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, lstat, stat, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { SocketInUseError, SocketPathError } from '../protocol/errors.js';
 
 /** Longest Unix socket path Linux accepts (sun_path is 108 bytes with the NUL). */
 export const MAX_SOCKET_PATH_BYTES = 107;
+
+/** The private directory a socket is bound in before it is linked into place (UnixListener): `mkdtemp` adds six characters. */
+export const TEMP_DIR_PREFIX = '.aproxy-';
+
+/**
+ * What binding a socket at `path` would meet, changing nothing: `free`,
+ * `stale` (a socket nobody accepts on, which `force` may replace) or `live`
+ * (another process accepts on it). Anything start-up would refuse throws
+ * the error start-up would raise.
+ */
+export async function socketPathState(path: string, force: boolean): Promise<'free' | 'stale' | 'live'> {
+  if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) {
+    throw new SocketPathError(path, `Unix socket paths are limited to ${MAX_SOCKET_PATH_BYTES} bytes`);
+  }
+  let st;
+  try {
+    st = await lstat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'free';
+    throw new SocketPathError(path, `cannot inspect: ${(err as Error).message}`);
+  }
+  if (!st.isSocket()) {
+    if (!force) throw new SocketInUseError(path, 'already exists; remove it, or set option force to replace a stale socket');
+    throw new SocketPathError(path, `exists and is a ${st.isDirectory() ? 'directory' : 'regular file or other non-socket'}; force only replaces sockets`);
+  }
+  // Only a socket that refuses connections is stale: a live one belongs to
+  // another process, and one we cannot probe (permissions) is not ours to judge.
+  const probe = await probeSocket(path);
+  if (probe === 'listening') return 'live';
+  if (!force) throw new SocketInUseError(path, 'already exists; remove it, or set option force to replace a stale socket');
+  if (probe !== 'ECONNREFUSED') throw new SocketPathError(path, `force removes only a socket that refuses connections; connecting gave ${probe}`);
+  return 'stale';
+}
+
+/** The socket's directory: it exists, this process may create entries in it, and it is shallow enough for the temporary socket path. */
+export async function checkSocketDirectory(path: string): Promise<void> {
+  const dir = dirname(path);
+  const tmp = join(dir, `${TEMP_DIR_PREFIX}XXXXXX`, 's');
+  if (Buffer.byteLength(tmp) > MAX_SOCKET_PATH_BYTES) {
+    throw new SocketPathError(path, `the directory is too deep: the temporary socket ${tmp} would be over ${MAX_SOCKET_PATH_BYTES} bytes; use a shorter directory`);
+  }
+  try {
+    if (!(await stat(dir)).isDirectory()) throw new SocketPathError(path, `${dir} is not a directory`);
+    await access(dir, constants.W_OK | constants.X_OK);
+  } catch (err) {
+    if (err instanceof SocketPathError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new SocketPathError(path, code === 'ENOENT' ? `the directory ${dir} does not exist` : `cannot create the socket in ${dir}: ${code ?? (err as Error).message}`);
+  }
+}
 
 /**
  * Makes `path` free for a new listening socket. Without `force` any existing
@@ -12,30 +64,17 @@ export const MAX_SOCKET_PATH_BYTES = 107;
  * still accepts on is never stolen.
  */
 export async function prepareSocketPath(path: string, force: boolean): Promise<void> {
-  if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) {
-    throw new SocketPathError(path, `Unix socket paths are limited to ${MAX_SOCKET_PATH_BYTES} bytes`);
+  const state = await socketPathState(path, force);
+  if (state === 'live') {
+    throw force
+      ? new SocketInUseError(path, 'another process is listening on this socket; refusing to take it over')
+      : new SocketInUseError(path, 'already exists; remove it, or set option force to replace a stale socket');
   }
-  let st;
-  try {
-    st = await lstat(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw new SocketPathError(path, `cannot inspect: ${(err as Error).message}`);
+  if (state === 'stale') {
+    await unlink(path).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw new SocketPathError(path, `cannot remove stale socket: ${err.message}`);
+    });
   }
-  if (!force) {
-    throw new SocketInUseError(path, 'already exists; remove it, or set option force to replace a stale socket');
-  }
-  if (!st.isSocket()) {
-    throw new SocketPathError(path, `exists and is a ${st.isDirectory() ? 'directory' : 'regular file or other non-socket'}; force only replaces sockets`);
-  }
-  // Only a socket that refuses connections is stale: a live one belongs to
-  // another process, and one we cannot probe (permissions) is not ours to judge.
-  const probe = await probeSocket(path);
-  if (probe === 'listening') throw new SocketInUseError(path, 'another process is listening on this socket; refusing to take it over');
-  if (probe !== 'ECONNREFUSED') throw new SocketPathError(path, `force removes only a socket that refuses connections; connecting gave ${probe}`);
-  await unlink(path).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'ENOENT') throw new SocketPathError(path, `cannot remove stale socket: ${err.message}`);
-  });
 }
 
 /** One connection attempt: 'listening', or the error code it failed with (ECONNREFUSED for a stale socket). */

@@ -3,7 +3,7 @@ import { chmod, chown, link, mkdtemp, rmdir, stat, unlink } from 'node:fs/promis
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { SocketInUseError, SocketPathError } from '../protocol/errors.js';
-import { MAX_SOCKET_PATH_BYTES, prepareSocketPath } from './socket-path.js';
+import { MAX_SOCKET_PATH_BYTES, TEMP_DIR_PREFIX, checkSocketDirectory, prepareSocketPath } from './socket-path.js';
 import { ServerListener, type GuestPeer } from './transport.js';
 
 export interface UnixListenerOptions {
@@ -47,7 +47,8 @@ export class UnixListener extends ServerListener {
   async listen(): Promise<void> {
     const { path, mode = 0o600, gid } = this.options;
     await prepareSocketPath(path, this.options.force ?? false);
-    const dir = await mkdtemp(join(dirname(path), '.aproxy-')).catch((err: Error) => {
+    await checkSocketDirectory(path);
+    const dir = await mkdtemp(join(dirname(path), TEMP_DIR_PREFIX)).catch((err: Error) => {
       throw new SocketPathError(path, `cannot create a temporary directory beside it: ${err.message}`);
     });
     const tmp = join(dir, 's');

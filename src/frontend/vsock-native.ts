@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Socket } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -38,22 +37,34 @@ export const VMADDR_CID_LOCAL = 1;
 /** Where SVSM connects: libaproxy::ATTEST_DEFAULT_VSOCK_PORT. */
 export const DEFAULT_VSOCK_PORT = 1995;
 
-const ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'native', 'vsock', 'build', 'Release', 'vsock.node');
+/** Where the addon lives: built here from source (build/Release), or prebuilt in the package (prebuilds/linux-x64). */
+const ADDON_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'native', 'vsock');
 
 let loaded: { addon: VsockAddon; tcp: TcpWrap } | undefined;
+
+/** The addon binary this process would load (node-gyp-build's choice: a local build first, then a fitting prebuild), if any. */
+export function vsockAddonPath(): string | undefined {
+  try {
+    const nodeGypBuild = createRequire(import.meta.url)('node-gyp-build') as { path(dir: string): string };
+    return nodeGypBuild.path(ADDON_DIR);
+  } catch {
+    return undefined;
+  }
+}
 
 /** The addon and the TCP handle class, or a VsockUnavailableError saying why and what to do. */
 export function vsockSupport(): { addon: VsockAddon; tcp: TcpWrap } {
   if (loaded) return loaded;
   if (process.platform !== 'linux') throw new VsockUnavailableError('AF_VSOCK exists only on Linux');
-  if (!existsSync(ADDON_PATH)) {
+  const path = vsockAddonPath();
+  if (path === undefined) {
     throw new VsockUnavailableError(
-      'the vsock addon was not built at install (it needs python3, make, a C compiler and Node headers): install them and run `npm rebuild aproxy`, or serve serial guests (option unix)',
+      `no vsock addon for linux-${process.arch}: the package has no prebuilt binary for it and none was built at install (that needs python3, make, a C compiler and Node headers): install them and run \`npm rebuild aproxy\`, or serve serial guests (option unix)`,
     );
   }
   let addon: VsockAddon;
   try {
-    addon = createRequire(import.meta.url)(ADDON_PATH) as VsockAddon;
+    addon = createRequire(import.meta.url)(path) as VsockAddon;
   } catch (err) {
     throw new VsockUnavailableError(`the vsock addon does not load (${(err as Error).message}): run \`npm rebuild aproxy\``);
   }

@@ -86,7 +86,7 @@ export const ERROR_REASONS = {
   BACKEND_UNREACHABLE: {
     area: 'server',
     when: 'the server could not be reached: connection refused or reset, DNS, TLS. /auth is retried within auth-retry-budget-ms.',
-    action: 'Check the server is up and the host can reach it; for https, that ca-cert holds its CA.',
+    action: 'Check the server is up and the host can reach it; for https, that ca-cert holds its CA. `aproxy check --probe` tests both.',
   },
   BACKEND_TIMEOUT: {
     area: 'server',
@@ -131,12 +131,12 @@ export const ERROR_REASONS = {
   CONFIG: {
     area: 'setup',
     when: 'an option, a config-file key or a backend option has a bad value; the message names the option.',
-    action: 'Fix the value named in the message.',
+    action: 'Fix the value named in the message; `aproxy check` finds it without starting, and a shipped unit\'s reload runs it first.',
   },
   VSOCK_UNAVAILABLE: {
     area: 'setup',
-    when: 'AF_VSOCK cannot be served: no vsock module in the host kernel, or the addon was not built at install.',
-    action: 'The message says which; load vhost_vsock, or reinstall aproxy where a C compiler is available.',
+    when: 'AF_VSOCK cannot be served: no vsock module in the host kernel, or no addon: the prebuilt binary in the package does not fit this platform (it is linux-x64, glibc) and none was built at install.',
+    action: 'The message says which; load vhost_vsock, or rebuild the addon where python3, make and a C compiler are available (`npm rebuild aproxy`).',
   },
   INTERNAL: {
     area: 'proxy',

@@ -19,6 +19,8 @@ export interface SettingsInput {
   readonly file?: { readonly path: string; readonly json: unknown };
   /** Listening sockets passed by a service manager. */
   readonly listenFds?: readonly number[];
+  /** A service manager may pass sockets later (`aproxy check`): no listener configured is then not an error. */
+  readonly socketsFromManager?: boolean;
 }
 
 export interface ProcessSettings {
@@ -55,7 +57,7 @@ export function resolveSettings(input: SettingsInput, lookupGroup: GroupLookup =
   if (values.protocol === undefined) throw new ConfigError(`option protocol is required: kbs, kbs-test, or a path to a backend module`);
   const listenFds = input.listenFds ?? [];
   const listeners = (values.listeners as ListenerConfig[] | undefined) ?? [];
-  if (listenFds.length === 0 && values.unix === undefined && values.vsock === undefined && listeners.length === 0) {
+  if (input.socketsFromManager !== true && listenFds.length === 0 && values.unix === undefined && values.vsock === undefined && listeners.length === 0) {
     throw new ConfigError('no listener: give unix PATH or vsock [PORT] (flags or config file), a `listeners` list, or sockets from systemd');
   }
   const proxy: Record<string, unknown> = { listenFds, backendOptions: backendOptionsOf(values) };

@@ -33,4 +33,25 @@ describe('the shipped systemd units', { skip: analyze === '' ? 'systemd-analyze 
     assert.match(service, /^RestrictAddressFamilies=.*AF_VSOCK/m);
     assert.match(await readFile(join(units, 'aproxy-vsock.socket'), 'utf8'), /^ListenStream=vsock::1995$/m);
   });
+
+});
+
+describe('the shipped service configuration', () => {
+  test('a reload checks the file before the running proxy is signalled, with the arguments it runs with', async () => {
+    const service = await readFile(join(units, 'aproxy.service'), 'utf8');
+    const start = /^ExecStart=\S+ (.*)$/m.exec(service)?.[1];
+    const reloads = [...service.matchAll(/^ExecReload=(.*)$/gm)].map((m) => m[1]);
+    assert.deepEqual(reloads, [`/usr/local/bin/aproxy check ${start}`, '/bin/kill -HUP $MAINPID']);
+  });
+
+  test('the shipped config file passes aproxy check (sockets come from systemd)', async (t) => {
+    // Its CA bundle is the operator's to install; the test's stands in for it.
+    const dir = await tempDir(t);
+    const shipped = JSON.parse(await readFile(join(units, 'aproxy.json'), 'utf8')) as Record<string, unknown>;
+    assert.equal(shipped['ca-cert'], '/etc/aproxy/kbs-ca.pem');
+    await writeFile(join(dir, 'aproxy.json'), JSON.stringify({ ...shipped, 'ca-cert': join(units, '..', '..', 'test', 'fixtures', 'tls', 'ca.pem') }));
+    const r = spawnSync(process.execPath, [APROXY_BIN, 'check', '--config', join(dir, 'aproxy.json')], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /listeners: none configured; the service manager must pass sockets/);
+  });
 });

@@ -11,15 +11,15 @@ import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { findQemuKit, runInVsockVm, type VsockVmRun } from '../../scripts/qemu/vm.js';
+import { vsockAddonPath } from '../../src/frontend/vsock-native.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const kit = findQemuKit();
-const addon = join(root, 'native', 'vsock', 'build', 'Release', 'vsock.node');
 const skip =
   'missing' in kit
     ? kit.missing
-    : !existsSync(addon)
-      ? 'the vsock addon was not built at npm ci (needs python3, make, a C compiler and Node headers)'
+    : vsockAddonPath() === undefined
+      ? 'no vsock addon: none was built at npm ci (needs python3, make, a C compiler and Node headers)'
       : !existsSync(join('/lib/modules', /vmlinuz-(.+)$/.exec(kit.kernel)?.[1] ?? '-')) 
         ? `no kernel modules for ${kit.kernel} (apt-get install linux-image-amd64)`
         : false;
@@ -54,7 +54,8 @@ describe('vsock, for real, in a QEMU guest', { skip }, async () => {
       kit: kit as Exclude<typeof kit, { missing: string }>,
       scratch,
       workDir: root,
-      command: 'node --test --test-reporter=tap dist/test/vsock/in-vm.suite.js',
+      // The same Node binary as this run (the host's / is mounted in the guest): each CI line tests its own.
+      command: `${process.execPath} --test --test-reporter=tap dist/test/vsock/in-vm.suite.js`,
     });
   } catch (err) {
     failure = err;

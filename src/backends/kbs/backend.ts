@@ -68,6 +68,8 @@ function kbsBackendFor(
   return {
     openSession: (info: SessionInfo) => open(new KbsSession(client, options.resource, name, info), info),
     warm: () => client.warm(),
+    // The first exchange of every session: /auth. Its nonce and cookie are dropped here.
+    probe: async (ctx) => void (await client.auth('snp', ctx)),
     close: () => client.close(),
   };
 }

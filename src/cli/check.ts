@@ -1,0 +1,33 @@
+import type { Argv } from 'yargs';
+import { describeError, isAproxyError } from '../protocol/errors.js';
+import { createLogger } from '../service/log.js';
+import { serveFlags } from './serve-flags.js';
+import { loadSettings } from './serve.js';
+
+export const command = 'check';
+export const describe =
+  'check a configuration as start-up would, short of binding (options, config file, listeners, socket directories, templates, backend options, CA file, plugins) and print what would run; exit 0, or 2 with each problem named. Takes the same flags as aproxy.';
+
+export const builder = <T>(y: Argv<T>) =>
+  serveFlags(y).option('probe', {
+    type: 'boolean',
+    default: false,
+    describe: "also contact each configured attestation server once (the KBS backends: POST /kbs/v0/auth) and report reachability, TLS, status and time; its nonce and cookie are never shown",
+  });
+
+export async function handler(flags: Readonly<Record<string, unknown>>): Promise<void> {
+  const { checkConfiguration } = await import('../service/check.js');
+  let report;
+  try {
+    // Sockets a service manager would pass are not there to check: their absence is no problem here.
+    const settings = loadSettings(flags, [], { socketsFromManager: true });
+    report = await checkConfiguration(settings, { probe: flags.probe === true, log: createLogger({ level: 'silent' }) });
+  } catch (err) {
+    if (!isAproxyError(err)) throw err;
+    report = { lines: [], problems: [describeError(err)] };
+  }
+  for (const line of report.lines) console.log(line);
+  for (const p of report.problems) console.error(`aproxy check: ${p}`);
+  console.log(report.problems.length === 0 ? 'aproxy check: the configuration would start' : `aproxy check: ${report.problems.length} problem${report.problems.length === 1 ? '' : 's'}; the configuration would not start`);
+  process.exitCode = report.problems.length === 0 ? 0 : 2;
+}
