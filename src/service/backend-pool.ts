@@ -37,6 +37,8 @@ interface Resource {
 export class BackendPool {
   private readonly entries = new Map<string, Entry>();
   private readonly resources = new Map<string, Resource>();
+  /** Closes in progress (a backend whose last holder let go), awaited by close(). */
+  private readonly closing = new Set<Promise<void>>();
 
   constructor(
     private readonly callTimeoutMs: number,
@@ -87,6 +89,11 @@ export class BackendPool {
     for (const e of made) this.entries.set(e.key, e);
   }
 
+  /** A hold on the backend for `key` if the pool has it (its release function), else undefined. */
+  tryHold(key: string): (() => void) | undefined {
+    return this.entries.has(key) ? this.hold(key).release : undefined;
+  }
+
   /** Takes a hold on the backend for `key`; the function returned lets go, once. */
   hold(key: string): { readonly name: string; readonly backend: Backend; readonly release: () => void } {
     const e = this.entries.get(key);
@@ -112,18 +119,22 @@ export class BackendPool {
     for (const e of this.entries.values()) e.backend.warm?.();
   }
 
-  /** Closes every backend and shared resource, held or not (shutdown). */
+  /** Closes every backend and shared resource, held or not, and waits for closes already under way (shutdown). */
   async close(): Promise<void> {
     const all = [...this.entries.values()];
     this.entries.clear();
-    await Promise.all(all.map((e) => this.closeEntry(e)));
+    await Promise.all([...all.map((e) => this.closeEntry(e)), ...this.closing]);
   }
 
   private closeEntry(e: Entry): Promise<void> {
-    e.closed ??= withDeadline(e.name, 'close', this.callTimeoutMs, async () => e.backend.close())
-      .catch((err: unknown) => this.log.error({ backend: e.name, err: { message: describeError(err) } }, `backend close failed: ${describeError(err)}`))
-      .then(() => Promise.all([...e.acquired].map((k) => this.release(k))))
-      .then(() => undefined);
+    if (e.closed === undefined) {
+      const closed = withDeadline(e.name, 'close', this.callTimeoutMs, async () => e.backend.close())
+        .catch((err: unknown) => this.log.error({ backend: e.name, err: { message: describeError(err) } }, `backend close failed: ${describeError(err)}`))
+        .then(() => Promise.all([...e.acquired].map((k) => this.release(k))))
+        .then(() => void this.closing.delete(closed));
+      this.closing.add(closed);
+      e.closed = closed;
+    }
     return e.closed;
   }
 

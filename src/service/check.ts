@@ -27,14 +27,13 @@ export async function checkConfiguration(settings: ServeSettings, o: { readonly 
   const problems: string[] = [];
   const config = { ...settings.proxy, log: o.log };
   const configured = config.unix !== undefined || config.vsock !== undefined || (config.listeners ?? []).length > 0;
-  let plans: PlannedListener[] = [];
   if (!configured) lines.push('listeners: none configured; the service manager must pass sockets (systemd), which are checked at start');
-  else {
-    try {
-      plans = planListeners(config);
-    } catch (err) {
-      return { lines, problems: [describeError(err)] };
-    }
+  let plans: PlannedListener[];
+  try {
+    // Without listeners of its own, the proxy serves the sockets systemd passes from fd 3 on, with the proxy-wide backend.
+    plans = planListeners(configured ? config : { ...config, listenFds: [3] });
+  } catch (err) {
+    return { lines, problems: [describeError(err)] };
   }
   for (const plan of plans) {
     lines.push(`listener ${plan.name}: ${describeAddress(plan)} → ${describeBackend(plan)}`);
@@ -112,7 +111,7 @@ function describeAddress(plan: PlannedListener): string {
   const c = plan.config;
   if (c.unix !== undefined) return `unix ${c.unix} (mode ${(c.socketMode ?? 0o600).toString(8).padStart(4, '0')}${c.socketGid === undefined ? '' : `, group ${c.socketGid}`})`;
   if (c.vsock !== undefined) return `vsock port ${c.vsock}`;
-  return `fd ${String(c.fd)}`;
+  return `fd ${String(c.fd)} and on (passed by systemd)`;
 }
 
 function describeUrl(plan: PlannedListener): string {

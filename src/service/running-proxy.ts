@@ -93,7 +93,7 @@ export class RunningProxy {
 
   /** Graceful stop: in-flight sessions get `graceMs`, then everything closes. */
   close(graceMs = 0): Promise<void> {
-    this.state = 'closing';
+    if (this.state === 'running') this.state = 'closing';
     this.closing ??= this.server.close(graceMs).finally(async () => {
       this.metrics?.server.closeAllConnections();
       this.metrics?.server.close();
@@ -107,6 +107,17 @@ export class RunningProxy {
   private async apply(config: ProxyConfig): Promise<ReloadResult> {
     // Everything that can fail happens before anything running is touched.
     const plans = planListeners(config);
+    // Backends the new plans reuse stay alive until the diff is applied, even
+    // if their last session ends meanwhile (one a removed listener left running).
+    const pins = plans.map((p) => this.backends.tryHold(p.backendKey));
+    try {
+      return await this.applyPlans(plans);
+    } finally {
+      for (const pin of pins) pin?.();
+    }
+  }
+
+  private async applyPlans(plans: PlannedListener[]): Promise<ReloadResult> {
     const diff = diffPlans(
       [...this.listeners.values()].map((l) => l.plan),
       plans,

@@ -98,6 +98,12 @@ describe('aproxy check', () => {
     const r = await runCli(['check', '--config', await configFile(dir, { protocol: 'kbs', url: 'http://kbs:8080' })]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /listeners: none configured; the service manager must pass sockets/);
+    assert.match(r.stdout, /^listener fd:3: fd 3 and on \(passed by systemd\) → kbs http:\/\/kbs:8080\/$/m);
+    assert.match(r.stdout, /^backend kbs for fd:3: options checked$/m);
+    // The backend's options are checked all the same.
+    const bad = await runCli(['check', '--config', await configFile(dir, { protocol: 'kbs', url: 'http://kbs:8080', resource: 'a/{nope}' })]);
+    assert.equal(bad.code, 2, bad.stdout);
+    assert.match(bad.stderr, /unknown field \{nope\}/);
   });
 });
 
