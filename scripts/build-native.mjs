@@ -35,7 +35,7 @@ function build() {
 function fittingPrebuild() {
   try {
     const path = require('node-gyp-build').path(dir);
-    if (!path.includes(`${join('prebuilds', '')}`)) return undefined;
+    if (!path.includes(join('prebuilds', ''))) return undefined;
     require(path);
     return path;
   } catch {

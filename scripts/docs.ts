@@ -1,7 +1,6 @@
 // Generates docs/cli.md from the option table, docs/errors.md from the
 // reason codes and docs/metrics.md from the metrics a proxy registers. `npm run docs` writes them; test/docs/generated-docs.test.ts
 // fails when a committed file differs from what this renders.
-import { EventEmitter } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -11,8 +10,7 @@ import * as qemuArgs from '../src/cli/qemu-args.js';
 import * as simulateGuest from '../src/cli/simulate-guest.js';
 import * as testKbs from '../src/cli/test-kbs.js';
 import { ERROR_REASONS, REFUSAL_REASONS, WAIT_REASONS } from '../src/protocol/reason-codes.js';
-import type { ProxyServer } from '../src/frontend/server.js';
-import { ProxyMetrics } from '../src/service/metrics.js';
+import { metricCatalogue } from '../src/service/metrics.js';
 import { LISTENER_ONLY_KEYS, OPTIONS, OPTION_NAMES, type OptionSpec } from '../src/service/options.js';
 
 const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
@@ -135,12 +133,7 @@ export function renderErrorsDoc(): string {
 }
 
 export async function renderMetricsDoc(): Promise<string> {
-  // The metrics a proxy registers, read from a proxy's own registry (no guests needed).
-  const server = Object.assign(new EventEmitter(), { connectionCounts: () => [], waitingCounts: () => [] }) as unknown as ProxyServer;
-  const registry = new ProxyMetrics(server).registry;
-  const all = (await registry.getMetricsAsJSON()) as unknown as Array<{ name: string; help: string; type: string }>;
-  const labels = new Map((registry.getMetricsAsArray() as unknown as Array<{ name: string; labelNames?: readonly string[] }>).map((m) => [m.name, m.labelNames ?? []]));
-  const own = all.filter((m) => !/^aproxy_(process|nodejs)_/.test(m.name));
+  const own = (await metricCatalogue()).filter((m) => !/^aproxy_(process|nodejs)_/.test(m.name));
   const out = [
     '# Metrics',
     '',
@@ -153,7 +146,7 @@ export async function renderMetricsDoc(): Promise<string> {
     '',
     '| metric | type | labels | what it counts |',
     '| --- | --- | --- | --- |',
-    ...own.map((m) => `| \`${m.name}\` | ${m.type} | ${(labels.get(m.name) ?? []).map((l) => `\`${l}\``).join(', ')} | ${cell(m.help)} |`),
+    ...own.map((m) => `| \`${m.name}\` | ${m.type} | ${m.labels.map((l) => `\`${l}\``).join(', ')} | ${cell(m.help)} |`),
     '',
     // Their number varies with the Node line, so it is not listed.
     'Besides these, the process metrics of prom-client, prefixed `aproxy_` (e.g. `aproxy_process_resident_memory_bytes`, `aproxy_process_cpu_seconds_total`, `aproxy_nodejs_eventloop_lag_seconds`).',

@@ -2,7 +2,7 @@ import type { Argv } from 'yargs';
 import { describeError, isAproxyError } from '../protocol/errors.js';
 import { createLogger } from '../service/log.js';
 import { serveFlags } from './serve-flags.js';
-import { loadSettings } from './serve.js';
+import { loadSettings } from '../service/config-file.js';
 
 export const command = 'check';
 export const describe =

@@ -1,24 +1,15 @@
 import type { Argv } from 'yargs';
 import { describeError } from '../protocol/errors.js';
-import { readConfigFile } from '../service/config-file.js';
+import { loadSettings } from '../service/config-file.js';
 import { createLogger, type Logger } from '../service/log.js';
 import { startProxy, type RunningProxy } from '../service/proxy.js';
-import { needsRestart, resolveSettings, type ServeSettings } from '../service/settings.js';
+import { needsRestart, type ServeSettings } from '../service/settings.js';
 import { socketActivationFds } from '../service/systemd.js';
 import { serveFlags } from './serve-flags.js';
 
 export const command = '$0';
 export const describe = 'run the proxy';
 export const builder = <T>(y: Argv<T>) => serveFlags(y);
-
-/**
- * Flags (and the config file they name, read anew each call) → checked
- * settings. Start-up and every reload call this; the flags never change.
- */
-export function loadSettings(flags: Readonly<Record<string, unknown>>, listenFds: readonly number[], o: { socketsFromManager?: boolean } = {}): ServeSettings {
-  const path = flags.config;
-  return resolveSettings({ flags, listenFds, ...o, ...(typeof path === 'string' ? { file: readConfigFile(path) } : {}) });
-}
 
 export async function handler(flags: Readonly<Record<string, unknown>>): Promise<void> {
   const listenFds = socketActivationFds();

@@ -5,13 +5,7 @@ import { encodeFrame } from '../protocol/framing.js';
 import { parseStrictJson, type JsonValue } from '../protocol/json.js';
 import { FrameReader } from './frame-reader.js';
 import type { GuestAccount } from './guest-limits.js';
-import {
-  runSession,
-  type GuestFrame,
-  type SessionControl,
-  type SessionLink,
-  type SessionOutcome,
-} from './session.js';
+import { runSession, type SessionLink, type SessionOutcome } from './session.js';
 import { SessionSlot } from './session-slot.js';
 import type { GuestPeer } from './transport.js';
 

@@ -9,6 +9,8 @@ export const MAX_SOCKET_PATH_BYTES = 107;
 
 /** The private directory a socket is bound in before it is linked into place (UnixListener): `mkdtemp` adds six characters. */
 export const TEMP_DIR_PREFIX = '.aproxy-';
+/** The socket's name inside that directory. */
+export const TEMP_SOCKET_NAME = 's';
 
 /**
  * What binding a socket at `path` would meet, changing nothing: `free`,
@@ -43,7 +45,7 @@ export async function socketPathState(path: string, force: boolean): Promise<'fr
 /** The socket's directory: it exists, this process may create entries in it, and it is shallow enough for the temporary socket path. */
 export async function checkSocketDirectory(path: string): Promise<void> {
   const dir = dirname(path);
-  const tmp = join(dir, `${TEMP_DIR_PREFIX}XXXXXX`, 's');
+  const tmp = join(dir, `${TEMP_DIR_PREFIX}XXXXXX`, TEMP_SOCKET_NAME);
   if (Buffer.byteLength(tmp) > MAX_SOCKET_PATH_BYTES) {
     throw new SocketPathError(path, `the directory is too deep: the temporary socket ${tmp} would be over ${MAX_SOCKET_PATH_BYTES} bytes; use a shorter directory`);
   }

@@ -3,7 +3,7 @@ import { chmod, chown, link, mkdtemp, rmdir, stat, unlink } from 'node:fs/promis
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { SocketInUseError, SocketPathError } from '../protocol/errors.js';
-import { MAX_SOCKET_PATH_BYTES, TEMP_DIR_PREFIX, checkSocketDirectory, prepareSocketPath } from './socket-path.js';
+import { TEMP_DIR_PREFIX, TEMP_SOCKET_NAME, checkSocketDirectory, prepareSocketPath } from './socket-path.js';
 import { ServerListener, type GuestPeer } from './transport.js';
 
 export interface UnixListenerOptions {
@@ -51,12 +51,9 @@ export class UnixListener extends ServerListener {
     const dir = await mkdtemp(join(dirname(path), TEMP_DIR_PREFIX)).catch((err: Error) => {
       throw new SocketPathError(path, `cannot create a temporary directory beside it: ${err.message}`);
     });
-    const tmp = join(dir, 's');
+    // checkSocketDirectory made sure this path fits: the kernel would silently cut an over-long one.
+    const tmp = join(dir, TEMP_SOCKET_NAME);
     try {
-      // The path bound is the temporary one; the kernel would silently cut an over-long one.
-      if (Buffer.byteLength(tmp) > MAX_SOCKET_PATH_BYTES) {
-        throw new SocketPathError(path, `the directory is too deep: the temporary socket ${tmp} is over ${MAX_SOCKET_PATH_BYTES} bytes; use a shorter directory`);
-      }
       // A host that boots hundreds of VMs at once connects them all at once:
       // ask for a deep accept queue (the kernel caps it at net.core.somaxconn).
       this.server.listen({ path: tmp, backlog: 4096 });

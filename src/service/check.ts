@@ -6,8 +6,7 @@ import { describeError } from '../protocol/errors.js';
 import { BackendPool } from './backend-pool.js';
 import { DEFAULT_BACKEND_CALL_TIMEOUT_MS, DEFAULT_GUEST_LIMITS } from './config.js';
 import { planListeners, type PlannedListener } from './listener-plan.js';
-import type { Logger } from './log.js';
-import { redactUrl } from './proxy.js';
+import { redactUrl, type Logger } from './log.js';
 import type { ServeSettings } from './settings.js';
 
 /** What `aproxy check` found: what would run, and each problem named. */

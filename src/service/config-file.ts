@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../protocol/errors.js';
+import { resolveSettings, type ServeSettings } from './settings.js';
 
 /**
  * Reads the config file named by the option `config`: JSON whose keys are
@@ -18,4 +19,14 @@ export function readConfigFile(path: string): { readonly path: string; readonly 
   } catch (err) {
     throw new ConfigError(`config file ${path}: not JSON (${(err as Error).message})`);
   }
+}
+
+/**
+ * Flags, and the config file they name read anew, as checked settings: what
+ * `aproxy` runs with at start and on each reload, and what `aproxy check`
+ * checks.
+ */
+export function loadSettings(flags: Readonly<Record<string, unknown>>, listenFds: readonly number[], o: { socketsFromManager?: boolean } = {}): ServeSettings {
+  const path = flags.config;
+  return resolveSettings({ flags, listenFds, ...o, ...(typeof path === 'string' ? { file: readConfigFile(path) } : {}) });
 }

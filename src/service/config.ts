@@ -2,9 +2,9 @@ import { readFileSync } from 'node:fs';
 import { ConfigError } from '../protocol/errors.js';
 
 /**
- * Defaults, and parsers of operator-written values that the option table
- * (options.ts) and startProxy() share. Each error names the option, in
- * words an operator can act on; the CLI turns them into exit code 2.
+ * Defaults of the proxy's own settings (the option table, options.ts, shows
+ * them), and the two value parsers used outside the settings: the metrics
+ * address and the group lookup. The CLI turns a ConfigError into exit code 2.
  */
 
 /** A frame that has started must finish within this; SVSM writes a frame in milliseconds, a UART in ~200 ms. */
@@ -32,13 +32,6 @@ export const DEFAULT_GUEST_LIMITS = Object.freeze({
 /** Bytes of log lines waiting for a slow stdout before new lines are dropped (and counted). */
 export const DEFAULT_LOG_BUFFER_BYTES = 1024 * 1024;
 
-/** Option vsock: bare (true, or an empty string) or a port. */
-export function parseVsockPort(value: string | number | boolean): number {
-  if (value === true || value === '') return 1995;
-  const port = typeof value === 'number' ? value : Number(value);
-  if (!Number.isInteger(port) || port < 1 || port > 0xffffffff - 1) throw new ConfigError(`option vsock takes a port number (1995 when bare), got ${String(value)}`);
-  return port;
-}
 export const DEFAULT_SOCKET_MODE = '0600';
 
 /** `ADDR:PORT` (or `[v6]:PORT`, or `:PORT` for loopback) → host and port. */
@@ -47,12 +40,6 @@ export function parseListenAddress(text: string): { host: string; port: number }
   const port = Number(m?.[3]);
   if (!m || port > 65535) throw new ConfigError(`expected ADDR:PORT, e.g. 127.0.0.1:9464, got ${JSON.stringify(text)}`);
   return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
-}
-
-/** An octal permission such as `0660`. */
-export function parseSocketMode(text: string): number {
-  if (!/^0?[0-7]{3}$/.test(text)) throw new ConfigError(`option socket-mode must be an octal mode such as 0600 or 0660, got ${text}`);
-  return parseInt(text, 8);
 }
 
 /** A numeric gid, or a group name looked up in /etc/group. */
@@ -69,11 +56,4 @@ export function resolveGroup(group: string, groupFile = '/etc/group'): number {
     if (name === group && gid !== undefined && /^\d+$/.test(gid)) return Number(gid);
   }
   throw new ConfigError(`option socket-group ${group}: no such group`);
-}
-
-/** `key=value` from `--backend-option`, repeatable. */
-export function parseBackendOption(text: string): [string, string] {
-  const i = text.indexOf('=');
-  if (i <= 0) throw new ConfigError(`option backend-option expects key=value, got ${JSON.stringify(text)}`);
-  return [text.slice(0, i), text.slice(i + 1)];
 }

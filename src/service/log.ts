@@ -113,3 +113,15 @@ function formatRecord(line: string): string {
     .join(' ');
   return `${time} ${level}${where} ${String(rec.msg ?? '')}${fields ? `  ${fields}` : ''}`;
 }
+
+/** URLs may carry credentials; logs get them without. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = '';
+    u.password = '';
+    return u.toString();
+  } catch {
+    return '(invalid url)';
+  }
+}

@@ -1,4 +1,4 @@
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -140,6 +140,24 @@ export class ProxyMetrics {
   metrics(): Promise<string> {
     return this.registry.metrics();
   }
+}
+
+/** One metric as a proxy registers it. */
+export interface MetricDefinition {
+  readonly name: string;
+  readonly type: string;
+  readonly help: string;
+  readonly labels: readonly string[];
+}
+
+/** Every metric a proxy registers (its own, then prom-client's process metrics), for docs/metrics.md and for checking contrib/ against. */
+export async function metricCatalogue(): Promise<MetricDefinition[]> {
+  // A server that never has guests: only the registrations matter here.
+  const inert = Object.assign(new EventEmitter(), { connectionCounts: () => [], waitingCounts: () => [] }) as unknown as ProxyServer;
+  const registry = new ProxyMetrics(inert).registry;
+  const labels = new Map((registry.getMetricsAsArray() as unknown as Array<{ name: string; labelNames?: readonly string[] }>).map((m) => [m.name, m.labelNames ?? []]));
+  const all = (await registry.getMetricsAsJSON()) as unknown as Array<{ name: string; type: string; help: string }>;
+  return all.map((m) => ({ name: m.name, type: m.type, help: m.help, labels: labels.get(m.name) ?? [] }));
 }
 
 /** Serves GET /metrics (text exposition format) and nothing else. */

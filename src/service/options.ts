@@ -1,5 +1,6 @@
 import { DEFAULT_AUTH_RETRY_BUDGET_MS, DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_RESOURCE_PATH } from '../backends/kbs/options.js';
 import { BUILTIN_BACKEND_NAMES } from '../backends/registry.js';
+import { DEFAULT_VSOCK_PORT } from '../frontend/vsock-native.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/framing.js';
 import {
   DEFAULT_BACKEND_CALL_TIMEOUT_MS,
@@ -138,7 +139,7 @@ export const OPTIONS = {
     to: { proxy: 'vsock' },
     reload: true,
     group: 'listening',
-    help: 'serve guests over AF_VSOCK on this port (1995, what SVSM uses, when given bare or as true); repeatable; may be combined with unix',
+    help: `serve guests over AF_VSOCK on this port (${DEFAULT_VSOCK_PORT}, what SVSM uses, when given bare or as true); repeatable; may be combined with unix`,
   },
   unix: {
     type: 'strings',

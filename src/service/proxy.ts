@@ -4,12 +4,14 @@ import { BackendPool } from './backend-pool.js';
 import { DEFAULT_BACKEND_CALL_TIMEOUT_MS, DEFAULT_GUEST_LIMITS } from './config.js';
 import { listenerFor } from './guest-listeners.js';
 import { planListeners } from './listener-plan.js';
+import { redactUrl } from './log.js';
 import type { ProxyMetrics } from './metrics.js';
 import type { ProxyConfig } from './proxy-config.js';
 import { RunningProxy } from './running-proxy.js';
 
 export type { ListenerConfig, ListenerSettings, ProxyConfig, ReloadResult } from './proxy-config.js';
 export { RunningProxy } from './running-proxy.js';
+export { redactUrl } from './log.js';
 
 /** Binds the guest listeners, loads the backends, and returns the running proxy. */
 export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
@@ -59,16 +61,4 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
 /** What the ready line says about the backend's options: the URL without credentials, nothing else. */
 function describeOptions(raw: Readonly<Record<string, unknown>>): Record<string, string> {
   return typeof raw.url === 'string' ? { url: redactUrl(raw.url) } : {};
-}
-
-/** URLs may carry credentials; logs get them without. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    u.username = '';
-    u.password = '';
-    return u.toString();
-  } catch {
-    return '(invalid url)';
-  }
 }

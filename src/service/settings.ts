@@ -1,7 +1,8 @@
 import type { RawBackendOptions } from '../backends/contract.js';
 import type { GuestLimitOptions } from '../frontend/guest-limits.js';
+import { DEFAULT_VSOCK_PORT } from '../frontend/vsock-native.js';
 import { ConfigError } from '../protocol/errors.js';
-import { parseBackendOption, parseListenAddress, parseSocketMode, parseVsockPort, resolveGroup } from './config.js';
+import { parseListenAddress, resolveGroup } from './config.js';
 import type { LogFormat, LogLevel } from './log.js';
 import { LISTENER_ONLY_KEYS, OPTIONS, OPTION_NAMES, optionNamed, type OptionName, type OptionSpec } from './options.js';
 import type { ListenerConfig, ProxyConfig } from './proxy-config.js';
@@ -52,7 +53,7 @@ export function resolveSettings(input: SettingsInput, lookupGroup: GroupLookup =
     const raw = flag ?? fromFile ?? spec.default;
     if (raw === undefined) continue;
     const where = flag !== undefined ? '' : fromFile !== undefined ? filePrefix : '';
-    values[name] = name === 'listeners' ? parseListeners(raw, where, lookupGroup) : parseValue(name, spec, raw, where, lookupGroup);
+    values[name] = parseValue(name, spec, raw, where, lookupGroup);
   }
   if (values.protocol === undefined) throw new ConfigError(`option protocol is required: kbs, kbs-test, or a path to a backend module`);
   const listenFds = input.listenFds ?? [];
@@ -62,16 +63,16 @@ export function resolveSettings(input: SettingsInput, lookupGroup: GroupLookup =
   }
   const proxy: Record<string, unknown> = { listenFds, backendOptions: backendOptionsOf(values) };
   const limits: Record<string, unknown> = {};
-  const process: Record<string, unknown> = {};
+  const processSettings: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(values) as Array<[OptionName, unknown]>) {
     const to: OptionSpec['to'] = OPTIONS[name].to;
     if (typeof to !== 'object') continue;
     if ('proxy' in to) proxy[to.proxy] = value;
     else if ('limits' in to) limits[to.limits] = value;
-    else if ('process' in to) process[to.process] = value;
+    else if ('process' in to) processSettings[to.process] = value;
   }
   proxy.guestLimits = limits as Partial<GuestLimitOptions>;
-  return { proxy: proxy as unknown as ServeSettings['proxy'], process: process as unknown as ProcessSettings, values };
+  return { proxy: proxy as unknown as ServeSettings['proxy'], process: processSettings as unknown as ProcessSettings, values };
 }
 
 /** The options that changed between two configurations and that a reload does not apply. */
@@ -138,10 +139,8 @@ function parseListener(entry: unknown, where: string, lookupGroup: GroupLookup):
 /** The backend's options: the `backend` object, then `backend-option` pairs, then the shorthand options, later ones winning. */
 function backendOptionsOf(values: Partial<Record<OptionName, unknown>>): RawBackendOptions {
   const out: Record<string, unknown> = { ...(values.backend as RawBackendOptions | undefined) };
-  for (const pair of (values['backend-option'] as string[] | undefined) ?? []) {
-    const [k, v] = parseBackendOption(pair);
-    out[k] = v;
-  }
+  // key=value pairs, split (and checked) by parseValue.
+  for (const [k, v] of (values['backend-option'] as Array<[string, string]> | undefined) ?? []) out[k] = v;
   for (const name of OPTION_NAMES) {
     const to: OptionSpec['to'] = OPTIONS[name].to;
     if (typeof to === 'object' && 'backend' in to && values[name] !== undefined) out[to.backend] = values[name];
@@ -167,26 +166,28 @@ export function parseValue(name: string, spec: OptionSpec, raw: unknown, where: 
       return typeof raw === 'boolean' ? raw : bad('true or false');
     case 'choice':
       return typeof raw === 'string' && (spec.choices ?? []).includes(raw) ? raw : bad(`one of ${(spec.choices ?? []).join(', ')}`);
-    case 'strings':
-      return (Array.isArray(raw) ? raw : [raw]).map(nonEmpty);
-    case 'ports': {
-      // A bare flag (`--vsock`) parses as an empty list: the default port.
-      const list = Array.isArray(raw) ? (raw.length === 0 ? [true] : raw) : [raw];
-      return list.map((p: unknown) => {
-        try {
-          if (p === true || typeof p === 'number' || typeof p === 'string') return parseVsockPort(p);
-        } catch {
-          // refused below, naming the value
-        }
-        throw new ConfigError(`${where}option ${name} must be a port number, or true for 1995, got ${JSON.stringify(p) ?? String(p)}`);
+    case 'strings': {
+      const list = (Array.isArray(raw) ? raw : [raw]).map(nonEmpty);
+      if (name !== 'backend-option') return list;
+      return list.map((pair) => {
+        const i = pair.indexOf('=');
+        return i > 0 ? [pair.slice(0, i), pair.slice(i + 1)] : bad('key=value pairs');
       });
     }
-    case 'mode':
-      try {
-        return parseSocketMode(nonEmpty(raw));
-      } catch {
-        return bad('an octal mode such as "0600" or "0660"');
-      }
+    case 'ports': {
+      // A bare flag (`--vsock`) parses as an empty list, `true` in the file: the default port.
+      const list = Array.isArray(raw) ? (raw.length === 0 ? [true] : raw) : [raw];
+      return list.map((p: unknown) => {
+        if (p === true || p === '') return DEFAULT_VSOCK_PORT;
+        const port = typeof p === 'number' ? p : typeof p === 'string' && /^\d+$/.test(p) ? Number(p) : Number.NaN;
+        if (Number.isSafeInteger(port) && port >= 1 && port < 0xffffffff) return port;
+        throw new ConfigError(`${where}option ${name} must be a port number, or true for ${DEFAULT_VSOCK_PORT}, got ${JSON.stringify(p) ?? String(p)}`);
+      });
+    }
+    case 'mode': {
+      const text = nonEmpty(raw);
+      return /^0?[0-7]{3}$/.test(text) ? parseInt(text, 8) : bad('an octal mode such as "0600" or "0660"');
+    }
     case 'group':
       if (typeof raw === 'number' && Number.isSafeInteger(raw) && raw >= 0) return raw;
       return lookupGroup(nonEmpty(raw));
@@ -200,7 +201,7 @@ export function parseValue(name: string, spec: OptionSpec, raw: unknown, where: 
     case 'object':
       return isPlainObject(raw) ? raw : bad('a JSON object');
     case 'listeners':
-      return bad('a list of listener objects');
+      return parseListeners(raw, where, lookupGroup);
   }
 }
 

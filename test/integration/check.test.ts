@@ -121,6 +121,15 @@ describe('aproxy check --probe', () => {
     for (const secret of [...faulty.cookies, 'kbs-session-id', 'nonce']) assert.ok(!`${r.stdout}${r.stderr}`.includes(secret), `output does not show ${secret.slice(0, 8)}…`);
   });
 
+  test('a backend without a probe is named as not contacted, and that is no problem', async (t) => {
+    const dir = await tempDir(t);
+    const plugin = join(dir, 'no-probe.mjs');
+    await writeFile(plugin, "export default { apiVersion: 2, name: 'no-probe', create: () => ({ openSession() { throw new Error('unused'); }, async close() {} }) };\n");
+    const r = await runCli(['check', '--probe', '--protocol', plugin, '--unix', join(dir, 'a.sock')]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^probe no-probe \(no url\): the backend has no probe; not contacted$/m);
+  });
+
   test('a KBS that is down: exit 2, unreachable, named', async (t) => {
     const dir = await tempDir(t);
     const free = createServer().listen(0, '127.0.0.1');

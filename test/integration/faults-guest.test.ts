@@ -2,16 +2,11 @@ import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import {
   encodeStd,
-  generateP521KeyPair,
   parseAttestationResponse,
   parseNegotiationResponse,
-  serializeAttestationRequest,
-  buildSyntheticReport,
-  reportDataDigest,
 } from '../../src/protocol/index.js';
 import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 import { startRig, tempDir, type Rig, startTestKbs } from '../support/harness.js';
-import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { spawnCli, waitForOutput } from '../support/cli.js';

@@ -9,12 +9,7 @@ import { describe, test, type TestContext } from 'node:test';
 import { defineBackend, type BackendSession } from '../../src/backends/contract.js';
 import {
   NEGOTIATION_PARAMS,
-  buildSyntheticReport,
-  generateP521KeyPair,
   parseAttestationResponse,
-  parseNegotiationResponse,
-  reportDataDigest,
-  serializeAttestationRequest,
 } from '../../src/protocol/index.js';
 import { SimulatedGuest, runGuestFleet } from '../../src/testkit/guest-simulator.js';
 import { startFaultyRig, startRig, tempDir, type Rig } from '../support/harness.js';

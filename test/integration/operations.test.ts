@@ -76,6 +76,24 @@ describe('configuration file', () => {
     assert.equal((await finished(p)).code, 0);
   });
 
+  test('a reload applies what it can and names the changed options only a restart applies', { timeout: 60_000 }, async (t) => {
+    const dir = await tempDir(t);
+    const { url } = await startTestKbs(t);
+    const config = join(dir, 'aproxy.json');
+    const unix = join(dir, 'r.sock');
+    const write = (extra: Record<string, unknown>) => writeFile(config, JSON.stringify({ protocol: 'kbs', url, unix, 'log-format': 'json', ...extra }));
+    await write({ 'session-burst': 10 });
+    const p = spawnCli(['--config', config]);
+    t.after(() => p.kill('SIGKILL'));
+    await waitForOutput(p, /"msg":"aproxy ready"/);
+    await write({ 'session-burst': 3, 'phase-timeout-ms': 5000 });
+    p.kill('SIGHUP');
+    await waitForOutput(p, /changed options that only a restart applies: session-burst"/);
+    assert.match(p.output.stdout, /configuration reloaded: 0 listeners added, 0 removed, 1 changed/);
+    p.kill('SIGTERM');
+    assert.equal((await finished(p)).code, 0);
+  });
+
   test("the file's backend object carries the backend's options", async (t) => {
     const dir = await tempDir(t);
     const { url } = await startTestKbs(t);
