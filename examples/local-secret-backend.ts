@@ -13,13 +13,13 @@ import { readFileSync } from 'node:fs';
 import { jweEncrypt, jweToAttestationResponse, parseKbsJwe, serializeKbsJwe } from 'aproxy/jwe';
 import {
   AttestationRejectedError,
+  type BackendSession,
   ConfigError,
+  defineBackend,
   NEGOTIATION_PARAMS,
   OutOfOrderError,
-  defineBackend,
   parseSnpReport,
   reportDataDigest,
-  type BackendSession,
 } from 'aproxy/plugin';
 
 interface Options {
@@ -40,7 +40,8 @@ export default defineBackend<Options>({
     const { policy, ...rest } = raw;
     const unknown = Object.keys(rest);
     if (unknown.length > 0) throw new ConfigError(`local-secret takes only the option "policy", not ${unknown.join(', ')}`);
-    if (typeof policy !== 'string' || policy === '') throw new ConfigError('local-secret needs --backend-option policy=/path/to/policy.json');
+    if (typeof policy !== 'string' || policy === '')
+      throw new ConfigError('local-secret needs --backend-option policy=/path/to/policy.json');
     return { policy };
   },
   create(options, { log }) {

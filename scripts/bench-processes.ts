@@ -3,7 +3,7 @@
  * and to read what a process spent: spawning (killed with the driver),
  * waiting for a line, and CPU time from /proc.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';

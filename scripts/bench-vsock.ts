@@ -9,10 +9,16 @@
 import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { SimulatedGuest, type ProxyAddress } from '../src/testkit/guest-simulator.js';
+import { type ProxyAddress, SimulatedGuest } from '../src/testkit/guest-simulator.js';
 import { cpuMsOf, spawnAproxy, waitFor } from './bench-processes.js';
 
-const { values } = parseArgs({ options: { sessions: { type: 'string', default: '40' }, concurrency: { type: 'string', default: '4' }, rounds: { type: 'string', default: '3' } } });
+const { values } = parseArgs({
+  options: {
+    sessions: { type: 'string', default: '40' },
+    concurrency: { type: 'string', default: '4' },
+    rounds: { type: 'string', default: '3' },
+  },
+});
 const N = Number(values.sessions);
 const C = Number(values.concurrency);
 const ROUNDS = Number(values.rounds);
@@ -45,7 +51,25 @@ for (let i = 0; i < 3; i++) {
 
 const kbs = spawnAproxy(['test-kbs', '--measurement', measurement.toString('hex'), '--secret', secret.toString('hex'), '--port', '0']);
 const url = (await waitFor(kbs, /http:\/\/127\.0\.0\.1:\d+/))[0];
-const proxy = spawnAproxy(['--protocol', 'kbs', '--url', url, '--unix', unix, '--force', '--vsock', String(PORT), '--log-format', 'json', '--phase-timeout-ms', '300000', '--sessions-per-minute', '100000000', '--session-burst', '100000000']);
+const proxy = spawnAproxy([
+  '--protocol',
+  'kbs',
+  '--url',
+  url,
+  '--unix',
+  unix,
+  '--force',
+  '--vsock',
+  String(PORT),
+  '--log-format',
+  'json',
+  '--phase-timeout-ms',
+  '300000',
+  '--sessions-per-minute',
+  '100000000',
+  '--session-burst',
+  '100000000',
+]);
 await waitFor(proxy, /"msg":"aproxy ready"/);
 const pid = proxy.pid as number;
 
@@ -65,14 +89,17 @@ async function run(address: ProxyAddress): Promise<{ ms: number; cpu: number; fa
   );
   const ms = performance.now() - t0;
   const cpu = (await cpuMsOf(pid)) - cpu0;
-  guests.forEach((g) => g.close());
+  for (const g of guests) g.close();
   return { ms, cpu, failed };
 }
 
 const totals = { unix: { ms: 0, cpu: 0, failed: 0 }, vsock: { ms: 0, cpu: 0, failed: 0 } };
 await run(unix); // warm-up: JIT, the KBS connection pool
 for (let r = 0; r < ROUNDS; r++) {
-  for (const [name, address] of [['unix', unix], ['vsock', { cid: 1, port: PORT }]] as const) {
+  for (const [name, address] of [
+    ['unix', unix],
+    ['vsock', { cid: 1, port: PORT }],
+  ] as const) {
     const x = await run(address);
     totals[name].ms += x.ms;
     totals[name].cpu += x.cpu;
@@ -90,12 +117,15 @@ async function idleKiB(n: number, address: ProxyAddress): Promise<number> {
   // One more boot on the last link: every connection has been accepted and served by now.
   await sockets[n - 1]?.boot({ measurement });
   const after = await rssMiB(pid);
-  sockets.forEach((g) => g.close());
+  for (const g of sockets) g.close();
   return ((after - before) * 1024) / n;
 }
 const idle = { unix: await idleKiB(500, unix), vsock: await idleKiB(500, { cid: 1, port: PORT }) };
 
-const per = (t: { ms: number; cpu: number }) => ({ sessionsPerSecond: (N * ROUNDS * 1000) / t.ms, proxyCpuMsPerSession: t.cpu / (N * ROUNDS) });
+const per = (t: { ms: number; cpu: number }) => ({
+  sessionsPerSecond: (N * ROUNDS * 1000) / t.ms,
+  proxyCpuMsPerSession: t.cpu / (N * ROUNDS),
+});
 const u = per(totals.unix);
 const v = per(totals.vsock);
 console.log(

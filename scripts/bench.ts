@@ -17,7 +17,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -25,28 +25,27 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { KbsClient } from '../src/backends/kbs/client.js';
-import { APROXY_BIN, cpuMsOf, spawnAproxy, spawnTracked, waitFor } from './bench-processes.js';
-import { findQemuKit, runInVsockVm } from './qemu/vm.js';
 import { FrameReader } from '../src/frontend/frame-reader.js';
 import { vsockAddonPath } from '../src/frontend/vsock-native.js';
-
 import {
-  KBS_NEGOTIATION_PARAMS,
+  type AttestationRequest,
+  type AttestationResponse,
   buildSyntheticReport,
   decryptSecret,
   encodeFrame,
   FrameDecoder,
   generateP521KeyPair,
   jweToAttestationResponse,
+  KBS_NEGOTIATION_PARAMS,
+  type P521KeyPair,
   parseAttestationResponse,
   parseNegotiationResponse,
   reportDataDigest,
   serializeAttestationRequest,
   serializeNegotiationRequest,
-  type AttestationRequest,
-  type AttestationResponse,
-  type P521KeyPair,
 } from '../src/protocol/index.js';
+import { APROXY_BIN, cpuMsOf, spawnAproxy, spawnTracked, waitFor } from './bench-processes.js';
+import { findQemuKit, runInVsockVm } from './qemu/vm.js';
 
 /** The benchmark's guests boot many times a second per link, which no VM does: a session budget they never meet (the check itself still runs per session). */
 const UNPACED = ['--sessions-per-minute', '100000000', '--session-burst', '100000000'];
@@ -80,7 +79,10 @@ async function scrape(url: string): Promise<Record<string, number>> {
   const text = await res.body.text();
   const out: Record<string, number> = {};
   for (const line of text.split('\n')) {
-    const m = /^(aproxy_nodejs_active_(?:handles|resources)_total|aproxy_sessions_total\{[^}]*\}|aproxy_guest_connections|aproxy_process_cpu_seconds_total|aproxy_process_resident_memory_bytes)(\{[^}]*\})? (\S+)$/.exec(line);
+    const m =
+      /^(aproxy_nodejs_active_(?:handles|resources)_total|aproxy_sessions_total\{[^}]*\}|aproxy_guest_connections|aproxy_process_cpu_seconds_total|aproxy_process_resident_memory_bytes)(\{[^}]*\})? (\S+)$/.exec(
+        line,
+      );
     // Labelled series of one name are summed (aproxy_guest_connections per listener).
     if (m?.[1] && m[3]) out[m[1]] = (out[m[1]] ?? 0) + Number(m[3]);
   }
@@ -133,7 +135,12 @@ async function proxiedWorker(path: string, keys: P521KeyPair[], take: () => numb
 
 /** The proxy's HTTP work for one session, with the proxy's client, and nothing else. */
 async function directWorker(client: KbsClient, keys: P521KeyPair[], take: () => number | undefined, done: Done[]): Promise<void> {
-  const ctx = { signal: new AbortController().signal, observe: () => undefined, annotate: () => undefined, deadline: Number.POSITIVE_INFINITY };
+  const ctx = {
+    signal: new AbortController().signal,
+    observe: () => undefined,
+    annotate: () => undefined,
+    deadline: Number.POSITIVE_INFINITY,
+  };
   for (let i = take(); i !== undefined; i = take()) {
     const key = keys[i % keys.length] as P521KeyPair;
     const t0 = performance.now();
@@ -214,7 +221,10 @@ async function compare(c: number, sides: Side[], rounds = 4) {
     }
   }
   return Object.fromEntries(
-    [...acc].map(([name, a]) => [name, { ...summarize(a.done, a.ms, N), cpuMsPerSession: Object.fromEntries(Object.entries(a.cpu).map(([k, v]) => [k, v / N])) }]),
+    [...acc].map(([name, a]) => [
+      name,
+      { ...summarize(a.done, a.ms, N), cpuMsPerSession: Object.fromEntries(Object.entries(a.cpu).map(([k, v]) => [k, v / N])) },
+    ]),
   ) as Record<Side['name'], RunResult & { cpuMsPerSession: Record<'aproxy' | 'relay' | 'kbs' | 'driver', number> }>;
 }
 
@@ -222,7 +232,11 @@ async function compare(c: number, sides: Side[], rounds = 4) {
 async function profileProxy(c: number, n: number): Promise<Array<[string, number]>> {
   const profDir = join(dir, 'prof');
   const sock = join(dir, 'prof.sock');
-  const child = spawnTracked(APROXY_BIN, ['--protocol', 'kbs', '--url', kbsUrl, '--unix', sock, '--log-format', 'json', ...UNPACED], ['--cpu-prof', '--cpu-prof-dir', profDir]);
+  const child = spawnTracked(
+    APROXY_BIN,
+    ['--protocol', 'kbs', '--url', kbsUrl, '--unix', sock, '--log-format', 'json', ...UNPACED],
+    ['--cpu-prof', '--cpu-prof-dir', profDir],
+  );
   await waitForListening(sock);
   // Twice the sessions, so that start-up (module loading) is a small part; it is its own line below.
   await batch(c, 2 * n, (take, done) => proxiedWorker(sock, keys, take, done));
@@ -243,7 +257,10 @@ async function profileProxy(c: number, n: number): Promise<Array<[string, number
     totals.set(part, (totals.get(part) ?? 0) + (prof.timeDeltas[i] ?? 0));
   });
   const all = [...totals.values()].reduce((a, b) => a + b, 0);
-  return [...totals].filter(([k]) => k !== 'idle').map(([k, v]) => [k, (100 * v) / (all - (totals.get('idle') ?? 0))] as [string, number]).sort((a, b) => b[1] - a[1]);
+  return [...totals]
+    .filter(([k]) => k !== 'idle')
+    .map(([k, v]) => [k, (100 * v) / (all - (totals.get('idle') ?? 0))] as [string, number])
+    .sort((a, b) => b[1] - a[1]);
 }
 
 function partOf(url: string, fn: string): string {
@@ -255,7 +272,10 @@ function partOf(url: string, fn: string): string {
     [/\/src\/backends\//, 'aproxy backend (KBS client)'],
     [/\/src\/service\//, 'aproxy service (composition, metrics, log)'],
     [/node_modules\/undici\//, 'HTTP client (undici)'],
-    [/node_modules\/(pino|sonic-boom|thread-stream|fast-redact|quick-format-unescaped|atomic-sleep|on-exit-leak-free|safe-stable-stringify)\//, 'logging (pino)'],
+    [
+      /node_modules\/(pino|sonic-boom|thread-stream|fast-redact|quick-format-unescaped|atomic-sleep|on-exit-leak-free|safe-stable-stringify)\//,
+      'logging (pino)',
+    ],
     [/node_modules\/(prom-client|tdigest|bintrees)\//, 'metrics (prom-client)'],
     [/node_modules\/zod\//, 'schemas (zod)'],
     [/^node:internal\/modules\//, 'module loading (start-up)'],
@@ -265,7 +285,10 @@ function partOf(url: string, fn: string): string {
   ] as const) {
     if (re.test(url)) return name;
   }
-  if (url === '') return /^(write|writev|writeString|writeBuffer|writeLatin1String|writeUtf8String)$/.test(fn) ? 'socket and pipe writes (native)' : 'native / builtins';
+  if (url === '')
+    return /^(write|writev|writeString|writeBuffer|writeLatin1String|writeUtf8String)$/.test(fn)
+      ? 'socket and pipe writes (native)'
+      : 'native / builtins';
   return 'other';
 }
 
@@ -292,7 +315,16 @@ function decodeThroughput(chunkSize: number): number {
 const dir = await mkdtemp(join(tmpdir(), 'aproxy-bench-'));
 const unix = join(dir, 'p.sock');
 // The KBS must not be the bottleneck: it encrypts once per guest key (every check still runs per session).
-const kbs = spawnAproxy(['test-kbs', '--measurement', measurement.toString('hex'), '--secret', secret.toString('hex'), '--port', '0', '--reuse-jwe-per-key']);
+const kbs = spawnAproxy([
+  'test-kbs',
+  '--measurement',
+  measurement.toString('hex'),
+  '--secret',
+  secret.toString('hex'),
+  '--port',
+  '0',
+  '--reuse-jwe-per-key',
+]);
 const kbsUrl = (await waitFor(kbs, /http:\/\/127\.0\.0\.1:\d+/))[0];
 
 // Start-up: process spawn to listening socket, against a bare `node -e` as baseline.
@@ -302,7 +334,23 @@ await once(bare, 'exit');
 const nodeStartMs = performance.now() - tNode;
 const tProxy = performance.now();
 // As an operator runs it: JSON logs with the one line per session, metrics on.
-const proxy = spawnAproxy(['--protocol', 'kbs', '--url', kbsUrl, '--unix', unix, '--log-format', 'json', '--log-level', 'info', '--metrics', '127.0.0.1:0', '--phase-timeout-ms', '120000', ...UNPACED]);
+const proxy = spawnAproxy([
+  '--protocol',
+  'kbs',
+  '--url',
+  kbsUrl,
+  '--unix',
+  unix,
+  '--log-format',
+  'json',
+  '--log-level',
+  'info',
+  '--metrics',
+  '127.0.0.1:0',
+  '--phase-timeout-ms',
+  '120000',
+  ...UNPACED,
+]);
 await waitForListening(unix);
 const startMs = performance.now() - tProxy;
 const metricsUrl = await metricsUrlOf();
@@ -311,7 +359,9 @@ const relay = spawnTracked(join(dirname(fileURLToPath(import.meta.url)), 'bare-r
 await waitFor(relay, /listening/);
 proxy.stdout?.removeAllListeners('data').resume(); // the driver reads and drops the proxy's log lines
 
-console.log(`aproxy benchmark: ${N} sessions per run, sweep ${SWEEP.join(', ')}, ${process.arch}, node ${process.version}, 2 cores shared by KBS, proxy, relay and driver`);
+console.log(
+  `aproxy benchmark: ${N} sessions per run, sweep ${SWEEP.join(', ')}, ${process.arch}, node ${process.version}, 2 cores shared by KBS, proxy, relay and driver`,
+);
 const keys = Array.from({ length: 16 }, () => generateP521KeyPair());
 const client = new KbsClient({ url: kbsUrl, requestTimeoutMs: 60_000 });
 const sides: Side[] = [
@@ -365,7 +415,9 @@ const decodeWhole = decodeThroughput(64 * 1024 + 8);
 
 const f = (n: number, d = 1, w = 8) => n.toFixed(d).padStart(w);
 console.log('\nthroughput (sessions/s) and ratio to direct; p50 latency ms; CPU ms per session of each process');
-console.log('   C  direct/s  aproxy/s ratio  relay/s ratio   p50 dir/aprx/relay   aproxy CPU  relay CPU  aproxy/relay  KBS CPU  guests CPU  errors');
+console.log(
+  '   C  direct/s  aproxy/s ratio  relay/s ratio   p50 dir/aprx/relay   aproxy CPU  relay CPU  aproxy/relay  KBS CPU  guests CPU  errors',
+);
 for (const r of rows) {
   console.log(
     `${String(r.c).padStart(4)} ${f(r.directPerSec!)}  ${f(r.aproxyPerSec!)} ${f(r.aproxyRatio!, 3, 5)} ${f(r.relayPerSec!)} ${f(r.relayRatio!, 3, 5)}  ${f(r.directP50!, 1, 6)}/${f(r.aproxyP50!, 1, 0)}/${f(r.relayP50!, 1, 0)}   ${f(r.aproxyCpuMsPerSession!, 3, 10)} ${f(r.relayCpuMsPerSession!, 3, 10)} ${f(r.cpuVsRelay!, 2, 12)} ${f(r.kbsCpuMsPerSession!, 3, 8)} ${f(r.driverCpuMsPerSession!, 3, 11)} ${f(r.errors!, 0, 7)}`,
@@ -374,10 +426,18 @@ for (const r of rows) {
 console.log(`\nwhere aproxy's CPU goes (a --cpu-prof run, C=32, ${N} sessions; self time, idle excluded):`);
 for (const [part, pct] of profile) console.log(`  ${pct.toFixed(1).padStart(5)} %  ${part}`);
 const perConnKiB = ((idleFull.rssMiB - idleBase.rssMiB) * 1024) / IDLE;
-console.log(`\nstart to listening: ${startMs.toFixed(0)} ms (bare node start ${nodeStartMs.toFixed(0)} ms, ratio ${(startMs / nodeStartMs).toFixed(2)})`);
-console.log(`idle links: RSS ${idleBase.rssMiB.toFixed(1)} MiB idle, ${idleFull.rssMiB.toFixed(1)} MiB with ${IDLE} open (+${(idleFull.rssMiB - idleBase.rssMiB).toFixed(1)} MiB, ${perConnKiB.toFixed(2)} KiB per connection)`);
-console.log(`frame decode, 64 KiB frame: ${decode1.toFixed(1)} MiB/s in 1-byte chunks, ${decodeWhole.toFixed(0)} MiB/s whole (ratio ${(decodeWhole / decode1).toFixed(0)})`);
-console.log(`proxy handles before/after the sweep: ${JSON.stringify(handlesBefore.aproxy_nodejs_active_handles_total)} / ${JSON.stringify(handlesAfter.aproxy_nodejs_active_handles_total)}`);
+console.log(
+  `\nstart to listening: ${startMs.toFixed(0)} ms (bare node start ${nodeStartMs.toFixed(0)} ms, ratio ${(startMs / nodeStartMs).toFixed(2)})`,
+);
+console.log(
+  `idle links: RSS ${idleBase.rssMiB.toFixed(1)} MiB idle, ${idleFull.rssMiB.toFixed(1)} MiB with ${IDLE} open (+${(idleFull.rssMiB - idleBase.rssMiB).toFixed(1)} MiB, ${perConnKiB.toFixed(2)} KiB per connection)`,
+);
+console.log(
+  `frame decode, 64 KiB frame: ${decode1.toFixed(1)} MiB/s in 1-byte chunks, ${decodeWhole.toFixed(0)} MiB/s whole (ratio ${(decodeWhole / decode1).toFixed(0)})`,
+);
+console.log(
+  `proxy handles before/after the sweep: ${JSON.stringify(handlesBefore.aproxy_nodejs_active_handles_total)} / ${JSON.stringify(handlesAfter.aproxy_nodejs_active_handles_total)}`,
+);
 
 // The vsock row: inside a QEMU guest with the vsock loopback transport (see scripts/bench-vsock.ts).
 const vsock = await vsockRow();
@@ -433,7 +493,12 @@ async function vsockRow(): Promise<VsockRow | string> {
   if (vsockAddonPath() === undefined) return 'no vsock addon (none built at npm ci)';
   const scratch = await mkdtemp(join(tmpdir(), 'aproxy-bench-vsock-'));
   try {
-    const run = await runInVsockVm({ kit, scratch, workDir: root, command: `${process.execPath} dist/scripts/bench-vsock.js --sessions 30 --concurrency 4 --rounds 3` });
+    const run = await runInVsockVm({
+      kit,
+      scratch,
+      workDir: root,
+      command: `${process.execPath} dist/scripts/bench-vsock.js --sessions 30 --concurrency 4 --rounds 3`,
+    });
     const line = run.output.split('\n').find((l) => l.startsWith('{'));
     if (run.code !== 0 || line === undefined) return `the in-VM run failed: ${run.output.slice(-500)}`;
     return JSON.parse(line) as VsockRow;

@@ -28,7 +28,12 @@ function build() {
   const local = process.env.npm_config_nodedir === undefined && existsSync(join(prefix, 'include', 'node', 'node_api.h'));
   const r = spawnSync(process.execPath, [gyp, 'rebuild', ...(local ? [`--nodedir=${prefix}`] : [])], { cwd: dir, encoding: 'utf8' });
   if (r.status === 0) return undefined;
-  return `${r.stderr}\n${r.stdout}`.split('\n').find((l) => /error|not found|No such/i.test(l))?.trim() ?? `node-gyp exited ${r.status}`;
+  return (
+    `${r.stderr}\n${r.stdout}`
+      .split('\n')
+      .find((l) => /error|not found|No such/i.test(l))
+      ?.trim() ?? `node-gyp exited ${r.status}`
+  );
 }
 
 /** The prebuilt binary that fits and loads here, if any. */
@@ -62,6 +67,9 @@ if (platform() !== 'linux') {
   else {
     const why = build();
     if (why === undefined) console.log('aproxy: vsock addon built from source');
-    else console.log(`aproxy: vsock addon not built (${why}); --vsock needs a prebuilt binary for this platform, or python3, make, a C compiler and Node headers; --unix works without it`);
+    else
+      console.log(
+        `aproxy: vsock addon not built (${why}); --vsock needs a prebuilt binary for this platform, or python3, make, a C compiler and Node headers; --unix works without it`,
+      );
   }
 }

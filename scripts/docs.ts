@@ -11,7 +11,7 @@ import * as simulateGuest from '../src/cli/simulate-guest.js';
 import * as testKbs from '../src/cli/test-kbs.js';
 import { ERROR_REASONS, REFUSAL_REASONS, WAIT_REASONS } from '../src/protocol/reason-codes.js';
 import { metricCatalogue } from '../src/service/metrics.js';
-import { LISTENER_ONLY_KEYS, OPTIONS, OPTION_NAMES, type OptionSpec } from '../src/service/options.js';
+import { LISTENER_ONLY_KEYS, OPTION_NAMES, OPTIONS, type OptionSpec } from '../src/service/options.js';
 
 const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 
@@ -46,21 +46,29 @@ export function renderCliDoc(): string {
     '* **reload**: SIGHUP re-reads the file and applies the option; `restart`: it',
     '  needs a restart, and a reload that changes it says so in the log.',
     '',
-    'Options that set the backend\'s options (`url` → `url`, …) are merged over the',
-    'file\'s `backend` object and `--backend-option` pairs; an option set in a',
+    "Options that set the backend's options (`url` → `url`, …) are merged over the",
+    "file's `backend` object and `--backend-option` pairs; an option set in a",
     'listener is merged over the top-level value.',
     '',
   ];
   const groups = [...new Set(OPTION_NAMES.map((n) => OPTIONS[n].group))];
   for (const group of groups) {
-    out.push(`## ${group[0]?.toUpperCase()}${group.slice(1)}`, '', '| option | type | default | where | listener | reload | what it does |', '| --- | --- | --- | --- | --- | --- | --- |');
+    out.push(
+      `## ${group[0]?.toUpperCase()}${group.slice(1)}`,
+      '',
+      '| option | type | default | where | listener | reload | what it does |',
+      '| --- | --- | --- | --- | --- | --- | --- |',
+    );
     for (const name of OPTION_NAMES) {
       const o: OptionSpec = OPTIONS[name];
       if (o.group !== group) continue;
       const type = o.type === 'choice' ? `one of ${(o.choices ?? []).join(', ')}` : TYPE_WORDS[o.type];
-      const dflt = o.default !== undefined ? `\`${String(o.default)}\`` : o.defaultText !== undefined ? `\`${o.defaultText}\` (backend's)` : '';
+      const dflt =
+        o.default !== undefined ? `\`${String(o.default)}\`` : o.defaultText !== undefined ? `\`${o.defaultText}\` (backend's)` : '';
       const names = `\`${name}\`${o.alias === undefined ? '' : ` (also \`${o.alias}\`)`}`;
-      out.push(`| ${names} | ${cell(type)} | ${dflt} | ${o.where ?? 'both'} | ${o.listener === true ? 'yes' : ''} | ${o.reload ? 'reload' : 'restart'} | ${cell(o.help)} |`);
+      out.push(
+        `| ${names} | ${cell(type)} | ${dflt} | ${o.where ?? 'both'} | ${o.listener === true ? 'yes' : ''} | ${o.reload ? 'reload' : 'restart'} | ${cell(o.help)} |`,
+      );
     }
     out.push('');
   }
@@ -80,7 +88,10 @@ export function renderCliDoc(): string {
         vsock: true,
         'socket-group': 'kvm',
         'socket-mode': '0660',
-        listeners: [{ name: 'vm-a', unix: '/run/aproxy/vm-a.sock' }, { name: 'vm-b', unix: '/run/aproxy/vm-b.sock', resource: 'vtpm/keys/vm-b' }],
+        listeners: [
+          { name: 'vm-a', unix: '/run/aproxy/vm-a.sock' },
+          { name: 'vm-b', unix: '/run/aproxy/vm-b.sock', resource: 'vtpm/keys/vm-b' },
+        ],
         metrics: '127.0.0.1:9464',
       },
       null,
@@ -111,22 +122,35 @@ export function renderErrorsDoc(): string {
     '',
     'Every code aproxy writes into a log line (`reason`, `err.code`) or a metric',
     'label is listed here: when it happens and what to do. A session that ends',
-    'short of success is `failure` (the guest got the protocol\'s one failure',
+    "short of success is `failure` (the guest got the protocol's one failure",
     'answer, `{"success":false,…}`, and its link stays) or `aborted` (the guest',
     'could not be answered: it left, or rebooted). In metrics the code is the',
     '`reason` label of `aproxy_sessions_total` and the `kind` label of',
     '`aproxy_backend_errors_total`.',
     '',
   ];
-  const areas = { guest: 'Sent by the guest', server: 'From the attestation server', session: 'How a session ended', setup: 'Configuration and host (start-up or reload; exit code 2)', proxy: 'Backends and the proxy itself' } as const;
+  const areas = {
+    guest: 'Sent by the guest',
+    server: 'From the attestation server',
+    session: 'How a session ended',
+    setup: 'Configuration and host (start-up or reload; exit code 2)',
+    proxy: 'Backends and the proxy itself',
+  } as const;
   for (const [area, title] of Object.entries(areas)) {
     out.push(`## ${title}`, '', '| code | when | what to do |', '| --- | --- | --- |');
-    for (const [code, r] of Object.entries(ERROR_REASONS)) if (r.area === area) out.push(`| \`${code}\` | ${cell(r.when)} | ${cell(r.action)} |`);
+    for (const [code, r] of Object.entries(ERROR_REASONS))
+      if (r.area === area) out.push(`| \`${code}\` | ${cell(r.when)} | ${cell(r.action)} |`);
     out.push('');
   }
   out.push('## vsock refusals (`aproxy_guest_refusals_total{reason}`)', '', '| reason | when | what to do |', '| --- | --- | --- |');
   for (const [code, r] of Object.entries(REFUSAL_REASONS)) out.push(`| \`${code}\` | ${cell(r.when)} | ${cell(r.action)} |`);
-  out.push('', '## Links not being read (`aproxy_guest_links_waiting{reason}`)', '', '| reason | when | what to do |', '| --- | --- | --- |');
+  out.push(
+    '',
+    '## Links not being read (`aproxy_guest_links_waiting{reason}`)',
+    '',
+    '| reason | when | what to do |',
+    '| --- | --- | --- |',
+  );
   for (const [code, r] of Object.entries(WAIT_REASONS)) out.push(`| \`${code}\` | ${cell(r.when)} | ${cell(r.action)} |`);
   out.push('');
   return out.join('\n');
@@ -140,7 +164,7 @@ export async function renderMetricsDoc(): Promise<string> {
     '<!-- Generated by `npm run docs` from src/service/metrics.ts; edit the metrics there, not this file. -->',
     '',
     '`--metrics ADDR:PORT` serves these at `/metrics` (Prometheus text format). Every label value comes',
-    "from the configuration (listener names, the resource template, reason codes), never from a guest.",
+    'from the configuration (listener names, the resource template, reason codes), never from a guest.',
     'Reason codes and the `reason` labels are explained in [errors.md](errors.md); alert rules and a',
     'dashboard built on these are in `contrib/prometheus` and `contrib/grafana`.',
     '',

@@ -69,7 +69,8 @@ async function attack(kind: Attack, path: string, secs: number): Promise<void> {
     return;
   }
   s.pause();
-  const frame = kind === 'small-frames' ? encodeFrame('garbage!!') : kind === 'large-frames' ? encodeFrame(Buffer.alloc(1 << 20, 0x41)) : negotiate;
+  const frame =
+    kind === 'small-frames' ? encodeFrame('garbage!!') : kind === 'large-frames' ? encodeFrame(Buffer.alloc(1 << 20, 0x41)) : negotiate;
   const batch = Buffer.concat(Array.from({ length: Math.max(1, Math.floor(65536 / frame.length)) }, () => frame));
   while (Date.now() < until) {
     if (!s.write(batch)) await Promise.race([once(s, 'drain'), new Promise((r) => setTimeout(r, until - Date.now()))]);
@@ -100,7 +101,10 @@ async function run(kind: Attack, dir: string): Promise<Result> {
   const proxy = spawnAproxy(['--protocol', 'kbs', '--url', url, '--unix', good, '--unix', bad, '--log-format', 'json']);
   await waitFor(proxy, /"msg":"aproxy ready"/);
   const before = { ...kbs.stats };
-  const attacker = kind === 'quiet' ? undefined : spawnTracked(fileURLToPath(import.meta.url), ['--role', 'attacker', '--attack', kind, '--path', bad, '--seconds', String(seconds)]);
+  const attacker =
+    kind === 'quiet'
+      ? undefined
+      : spawnTracked(fileURLToPath(import.meta.url), ['--role', 'attacker', '--attack', kind, '--path', bad, '--seconds', String(seconds)]);
   const latencies: number[] = [];
   let failed = 0;
   const until = Date.now() + seconds * 1000;
@@ -139,14 +143,18 @@ async function run(kind: Attack, dir: string): Promise<Result> {
 
 const dir = await mkdtemp(join(tmpdir(), 'aproxy-hostile-'));
 try {
-  console.log(`aproxy under hostile guests: ${seconds} s per attack, ${values['good-links']} good guests booting on their own links (each boot a new link), default limits`);
+  console.log(
+    `aproxy under hostile guests: ${seconds} s per attack, ${values['good-links']} good guests booting on their own links (each boot a new link), default limits`,
+  );
   const results: Result[] = [];
   for (const kind of Object.keys(ATTACKS) as Attack[]) results.push(await run(kind, dir));
   const quiet = results[0] as Result;
   const f = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : '-');
   // A good boot is three KBS requests and one log line; start-up lines are what the quiet run wrote beyond its boots.
   const startupLines = quiet.logLines - quiet.boots - quiet.failed;
-  console.log('| attack | proxy peak RSS MiB | good boots (failed) | good p50 ms (× quiet) | good p99 ms (× quiet) | KBS requests, the attacker\'s | KBS connections | log lines, the attacker\'s |');
+  console.log(
+    "| attack | proxy peak RSS MiB | good boots (failed) | good p50 ms (× quiet) | good p99 ms (× quiet) | KBS requests, the attacker's | KBS connections | log lines, the attacker's |",
+  );
   console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const r of results) {
     console.log(

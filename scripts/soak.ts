@@ -15,8 +15,8 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createLogger } from '../src/service/log.js';
 import { encodeFrame } from '../src/protocol/index.js';
+import { createLogger } from '../src/service/log.js';
 import { startProxy } from '../src/service/proxy.js';
 import { SimulatedGuest } from '../src/testkit/guest-simulator.js';
 import { TestKbs } from '../src/testkit/test-kbs.js';
@@ -125,11 +125,16 @@ const after = snapshot();
 const elapsed = (performance.now() - t0) / 1000;
 
 const kinds = [...new Set([...Object.keys(before.handles), ...Object.keys(after.handles)])].sort();
-console.log(`soak: ${total} sessions (${good} well-behaved, ${bad} misbehaving or refused) at concurrency ${concurrency} in ${elapsed.toFixed(1)} s`);
+console.log(
+  `soak: ${total} sessions (${good} well-behaved, ${bad} misbehaving or refused) at concurrency ${concurrency} in ${elapsed.toFixed(1)} s`,
+);
 console.log(`well-behaved guests that failed: ${goodFailed}`);
 console.log('handle type            before  after');
-for (const k of kinds) console.log(`${k.padEnd(22)} ${String(before.handles[k] ?? 0).padStart(6)} ${String(after.handles[k] ?? 0).padStart(6)}`);
-console.log(`heap used MiB          ${before.heapMiB.toFixed(1).padStart(6)} ${after.heapMiB.toFixed(1).padStart(6)}${(globalThis as { gc?: unknown }).gc ? '' : '  (run with --expose-gc for a settled heap)'}`);
+for (const k of kinds)
+  console.log(`${k.padEnd(22)} ${String(before.handles[k] ?? 0).padStart(6)} ${String(after.handles[k] ?? 0).padStart(6)}`);
+console.log(
+  `heap used MiB          ${before.heapMiB.toFixed(1).padStart(6)} ${after.heapMiB.toFixed(1).padStart(6)}${(globalThis as { gc?: unknown }).gc ? '' : '  (run with --expose-gc for a settled heap)'}`,
+);
 console.log(`RSS MiB                ${before.rssMiB.toFixed(1).padStart(6)} ${after.rssMiB.toFixed(1).padStart(6)}`);
 console.log(`KBS sessions still held by the test KBS: ${kbs.sessionCount} (expire after their TTL)`);
 
@@ -143,7 +148,9 @@ await proxy.close();
 await kbs.close();
 await rm(dir, { recursive: true, force: true });
 if (leaked.length > 0 || goodFailed > 0) {
-  console.log(`FAIL: ${leaked.length > 0 ? `leaked ${leaked.join(', ')}` : ''} ${goodFailed > 0 ? `${goodFailed} good guests failed` : ''}`);
+  console.log(
+    `FAIL: ${leaked.length > 0 ? `leaked ${leaked.join(', ')}` : ''} ${goodFailed > 0 ? `${goodFailed} good guests failed` : ''}`,
+  );
   process.exitCode = 1;
 } else {
   console.log('OK: no leaked handles, every well-behaved guest got its secret');

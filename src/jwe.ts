@@ -2,5 +2,6 @@
 // JWE turns it into the guest's answer here; a backend or test that makes its
 // own secrets seals them to the guest's P-521 key. Loads P-521 and the
 // schema library, so it is kept apart from `aproxy/plugin`.
-export { parseKbsJwe, serializeKbsJwe, jweToAttestationResponse, type KbsJwe } from './protocol/kbs.js';
-export { jweEncrypt, decryptSecret, generateP521KeyPair, type JweParts, type P521KeyPair } from './protocol/jwe.js';
+
+export { decryptSecret, generateP521KeyPair, type JweParts, jweEncrypt, type P521KeyPair } from './protocol/jwe.js';
+export { jweToAttestationResponse, type KbsJwe, parseKbsJwe, serializeKbsJwe } from './protocol/kbs.js';

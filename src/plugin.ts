@@ -4,19 +4,20 @@
 // guest's evidence. JWE helpers are in `aproxy/jwe`.
 export {
   BACKEND_API_VERSION,
-  defineBackend,
   type Backend,
   type BackendContext,
   type BackendDefinition,
   type BackendLogger,
   type BackendRequestEvent,
   type BackendSession,
+  defineBackend,
   type PhaseContext,
   type RawBackendOptions,
   type SessionInfo,
 } from './backends/contract.js';
 export {
   AproxyError,
+  type AproxyErrorCode,
   AttestationRejectedError,
   BackendHttpError,
   BackendProtocolError,
@@ -24,15 +25,13 @@ export {
   BackendUnreachableError,
   ConfigError,
   CryptoError,
+  describeError,
+  ERROR_CODES,
   InvalidReportError,
+  isAproxyError,
   OutOfOrderError,
   UnsupportedTeeError,
-  ERROR_CODES,
-  describeError,
-  isAproxyError,
-  type AproxyErrorCode,
 } from './protocol/errors.js';
-export { ATTESTATION_FAILURE, NEGOTIATION_PARAMS, PROTOCOL_VERSION, TEE_NAMES } from './protocol/messages.js';
 export type {
   AesGcmData,
   AttestationRequest,
@@ -46,5 +45,6 @@ export type {
   SnpEvidence,
   Tee,
 } from './protocol/messages.js';
-export { parseSnpReport, SNP_REPORT_BYTES, SNP_MEASUREMENT_BYTES, SNP_REPORT_DATA_BYTES, type SnpReport } from './protocol/snp-report.js';
+export { ATTESTATION_FAILURE, NEGOTIATION_PARAMS, PROTOCOL_VERSION, TEE_NAMES } from './protocol/messages.js';
 export { reportDataDigest } from './protocol/report-data.js';
+export { parseSnpReport, SNP_MEASUREMENT_BYTES, SNP_REPORT_BYTES, SNP_REPORT_DATA_BYTES, type SnpReport } from './protocol/snp-report.js';

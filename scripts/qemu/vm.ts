@@ -4,7 +4,7 @@
  * aproxy on COM3 through QEMU's real 16550 UART emulation and socket chardev.
  * Used by test/qemu; parameterised by paths; stop() ends what start() began.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readdirSync, watch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -24,18 +24,24 @@ const BUILD_INITRAMFS = join(dirname(fileURLToPath(import.meta.url)), '..', '..'
 export function findQemuKit(): QemuKit | { missing: string } {
   // .ci/run runs the QEMU suites on one Node line only.
   const off = process.env.APROXY_QEMU_SUITES;
-  if (off !== undefined && off.startsWith('off')) return { missing: `APROXY_QEMU_SUITES=${off}` };
+  if (off?.startsWith('off')) return { missing: `APROXY_QEMU_SUITES=${off}` };
   const qemu = ['/usr/bin/qemu-system-x86_64', '/usr/local/bin/qemu-system-x86_64'].find((p) => existsSync(p));
   if (qemu === undefined) return { missing: 'qemu-system-x86_64 not installed (apt-get install qemu-system-x86)' };
-  const kernels = existsSync('/boot') ? readdirSync('/boot').filter((f) => f.startsWith('vmlinuz-')).sort() : [];
+  const kernels = existsSync('/boot')
+    ? readdirSync('/boot')
+        .filter((f) => f.startsWith('vmlinuz-'))
+        .sort()
+    : [];
   const kernel = process.env.APROXY_QEMU_KERNEL ?? (kernels.length > 0 ? join('/boot', kernels[kernels.length - 1] as string) : undefined);
-  if (kernel === undefined || !existsSync(kernel)) return { missing: 'no kernel in /boot (apt-get install linux-image-amd64) and APROXY_QEMU_KERNEL unset' };
+  if (kernel === undefined || !existsSync(kernel))
+    return { missing: 'no kernel in /boot (apt-get install linux-image-amd64) and APROXY_QEMU_KERNEL unset' };
   const busybox = '/bin/busybox';
   const file = spawnSync('file', ['-L', busybox], { encoding: 'utf8' });
   if (!existsSync(busybox) || (file.status === 0 && !/statically linked/.test(file.stdout))) {
     return { missing: 'no static busybox (apt-get install busybox-static)' };
   }
-  if (spawnSync('sh', ['-c', 'command -v cpio'], { encoding: 'utf8' }).status !== 0) return { missing: 'cpio not installed (apt-get install cpio)' };
+  if (spawnSync('sh', ['-c', 'command -v cpio'], { encoding: 'utf8' }).status !== 0)
+    return { missing: 'cpio not installed (apt-get install cpio)' };
   const v = spawnSync(qemu, ['--version'], { encoding: 'utf8' });
   const version = /version (\d+\.\d+(?:\.\d+)?)/.exec(v.stdout)?.[1] ?? '0.0';
   return { qemu, version, kernel, busybox };
@@ -69,11 +75,24 @@ export class QemuVm {
   /** Starts QEMU and resolves once the guest's relay is running. */
   async start(): Promise<void> {
     const args = [
-      '-nodefaults', '-display', 'none', '-no-reboot', '-accel', 'tcg', '-m', '256',
-      '-kernel', this.o.kit.kernel, '-initrd', this.o.initrd,
-      '-append', 'console=ttyS1 quiet panic=-1',
-      '-serial', `unix:${this.com1},server=on,wait=off`,
-      '-serial', `file:${this.consoleLog}`,
+      '-nodefaults',
+      '-display',
+      'none',
+      '-no-reboot',
+      '-accel',
+      'tcg',
+      '-m',
+      '256',
+      '-kernel',
+      this.o.kit.kernel,
+      '-initrd',
+      this.o.initrd,
+      '-append',
+      'console=ttyS1 quiet panic=-1',
+      '-serial',
+      `unix:${this.com1},server=on,wait=off`,
+      '-serial',
+      `file:${this.consoleLog}`,
       ...this.o.com3,
     ];
     const child = spawn(this.o.kit.qemu, args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -146,7 +165,13 @@ export interface VsockVmRun {
  * loopback transport, with the host's / mounted read-only (plus a tmpfs
  * overlay). No vhost-vsock device: nothing in the guest reaches this host.
  */
-export async function runInVsockVm(o: { kit: QemuKit; scratch: string; workDir: string; command: string; limitMs?: number }): Promise<VsockVmRun> {
+export async function runInVsockVm(o: {
+  kit: QemuKit;
+  scratch: string;
+  workDir: string;
+  command: string;
+  limitMs?: number;
+}): Promise<VsockVmRun> {
   const kver = /vmlinuz-(.+)$/.exec(o.kit.kernel)?.[1];
   if (kver === undefined || !existsSync(join('/lib/modules', kver))) throw new Error(`no modules for ${o.kit.kernel} in /lib/modules`);
   const initrd = join(o.scratch, 'vsock-initrd.cpio.gz');
@@ -159,11 +184,32 @@ export async function runInVsockVm(o: { kit: QemuKit; scratch: string; workDir: 
   const child = spawn(
     o.kit.qemu,
     [
-      '-accel', 'tcg,thread=multi', '-cpu', 'max', '-smp', '2', '-m', '2048', '-nodefaults', '-nic', 'none', '-display', 'none', '-no-reboot',
-      '-kernel', o.kit.kernel, '-initrd', initrd, '-append', 'console=ttyS0 quiet panic=-1',
-      '-serial', `file:${consoleLog}`,
-      '-virtfs', 'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',
-      '-virtfs', `local,path=${results},mount_tag=results,security_model=none`,
+      '-accel',
+      'tcg,thread=multi',
+      '-cpu',
+      'max',
+      '-smp',
+      '2',
+      '-m',
+      '2048',
+      '-nodefaults',
+      '-nic',
+      'none',
+      '-display',
+      'none',
+      '-no-reboot',
+      '-kernel',
+      o.kit.kernel,
+      '-initrd',
+      initrd,
+      '-append',
+      'console=ttyS0 quiet panic=-1',
+      '-serial',
+      `file:${consoleLog}`,
+      '-virtfs',
+      'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',
+      '-virtfs',
+      `local,path=${results},mount_tag=results,security_model=none`,
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
@@ -177,8 +223,15 @@ export async function runInVsockVm(o: { kit: QemuKit; scratch: string; workDir: 
   const output = await readFile(join(results, 'out'), 'utf8').catch(() => '');
   if (rc === undefined) {
     const console = await readFile(consoleLog, 'utf8').catch(() => '');
-    throw new Error(`the vsock VM ended (QEMU exit ${String(exitCode)}) without running the command; QEMU: ${stderr.trim()}; console: ${console.slice(-2000)}`);
+    throw new Error(
+      `the vsock VM ended (QEMU exit ${String(exitCode)}) without running the command; QEMU: ${stderr.trim()}; console: ${console.slice(-2000)}`,
+    );
   }
   const uptime = /APROXY-VM-READY (\d+\.\d+)/.exec(await readFile(consoleLog, 'utf8').catch(() => ''))?.[1];
-  return { code: Number(rc.trim()), output, bootToReadyMs: uptime === undefined ? NaN : Number(uptime) * 1000, totalMs: performance.now() - t0 };
+  return {
+    code: Number(rc.trim()),
+    output,
+    bootToReadyMs: uptime === undefined ? NaN : Number(uptime) * 1000,
+    totalMs: performance.now() - t0,
+  };
 }

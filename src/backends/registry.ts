@@ -22,6 +22,7 @@ const BUILTINS: Readonly<Record<string, BuiltinEntry>> = Object.freeze({
 });
 
 /** A definition whose options type is not known here: the registry only passes them through. */
+// biome-ignore lint/suspicious/noExplicitAny: the options type is the backend's own; `unknown` would make every definition unassignable (create is contravariant in it)
 export type AnyBackendDefinition = BackendDefinition<any>;
 
 export const BUILTIN_BACKEND_NAMES: readonly string[] = Object.freeze(Object.keys(BUILTINS));
@@ -49,7 +50,8 @@ export function assertBackendDefinition(value: unknown, specifier: string): AnyB
   }
   if (typeof d.name !== 'string' || d.name === '') throw new PluginInvalidError(specifier, '`name` must be a non-empty string');
   if (typeof d.create !== 'function') throw new PluginInvalidError(specifier, '`create(options, context)` must be a function');
-  if (d.parseOptions !== undefined && typeof d.parseOptions !== 'function') throw new PluginInvalidError(specifier, '`parseOptions`, when present, must be a function');
+  if (d.parseOptions !== undefined && typeof d.parseOptions !== 'function')
+    throw new PluginInvalidError(specifier, '`parseOptions`, when present, must be a function');
   return d as AnyBackendDefinition;
 }
 
@@ -60,17 +62,30 @@ export function assertBackendDefinition(value: unknown, specifier: string): AnyB
  * a top-level `await` that never settles fails start-up with a clear error
  * instead of hanging it with nothing logged.
  */
-export async function resolveBackend(spec: string, cwd = process.cwd(), loadTimeoutMs = DEFAULT_BACKEND_CALL_TIMEOUT_MS): Promise<AnyBackendDefinition> {
+export async function resolveBackend(
+  spec: string,
+  cwd = process.cwd(),
+  loadTimeoutMs = DEFAULT_BACKEND_CALL_TIMEOUT_MS,
+): Promise<AnyBackendDefinition> {
   const builtin = BUILTINS[spec];
   if (builtin) return builtin.load();
   if (!isPluginSpecifier(spec)) {
-    throw new PluginInvalidError(spec, `is neither a built-in backend (${BUILTIN_BACKEND_NAMES.join(', ')}) nor a module path (use ./name.js)`);
+    throw new PluginInvalidError(
+      spec,
+      `is neither a built-in backend (${BUILTIN_BACKEND_NAMES.join(', ')}) nor a module path (use ./name.js)`,
+    );
   }
   const hung = () =>
-    new PluginInvalidError(spec, `did not finish loading within ${loadTimeoutMs} ms (backendCallTimeoutMs): does its top-level code await something that never settles?`);
+    new PluginInvalidError(
+      spec,
+      `did not finish loading within ${loadTimeoutMs} ms (backendCallTimeoutMs): does its top-level code await something that never settles?`,
+    );
   let mod: Record<string, unknown>;
   try {
-    mod = (await withDeadline(spec, 'import', loadTimeoutMs, () => import(pathToFileURL(resolve(cwd, spec)).href), hung)) as Record<string, unknown>;
+    mod = (await withDeadline(spec, 'import', loadTimeoutMs, () => import(pathToFileURL(resolve(cwd, spec)).href), hung)) as Record<
+      string,
+      unknown
+    >;
   } catch (err) {
     if (err instanceof PluginInvalidError) throw err;
     throw new PluginInvalidError(spec, `cannot be loaded: ${(err as Error).message}`, { cause: err });

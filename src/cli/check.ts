@@ -1,8 +1,9 @@
 import type { Argv } from 'yargs';
 import { describeError, isAproxyError } from '../protocol/errors.js';
+import type { CheckReport } from '../service/check.js';
+import { loadSettings } from '../service/config-file.js';
 import { createLogger } from '../service/log.js';
 import { serveFlags } from './serve-flags.js';
-import { loadSettings } from '../service/config-file.js';
 
 export const command = 'check';
 export const describe =
@@ -12,12 +13,13 @@ export const builder = <T>(y: Argv<T>) =>
   serveFlags(y).option('probe', {
     type: 'boolean',
     default: false,
-    describe: "also contact each configured attestation server once (the KBS backends: POST /kbs/v0/auth) and report reachability, TLS, status and time; its nonce and cookie are never shown",
+    describe:
+      'also contact each configured attestation server once (the KBS backends: POST /kbs/v0/auth) and report reachability, TLS, status and time; its nonce and cookie are never shown',
   });
 
 export async function handler(flags: Readonly<Record<string, unknown>>): Promise<void> {
   const { checkConfiguration } = await import('../service/check.js');
-  let report;
+  let report: CheckReport;
   try {
     // Sockets a service manager would pass are not there to check: their absence is no problem here.
     const settings = loadSettings(flags, [], { socketsFromManager: true });
@@ -28,6 +30,10 @@ export async function handler(flags: Readonly<Record<string, unknown>>): Promise
   }
   for (const line of report.lines) console.log(line);
   for (const p of report.problems) console.error(`aproxy check: ${p}`);
-  console.log(report.problems.length === 0 ? 'aproxy check: the configuration would start' : `aproxy check: ${report.problems.length} problem${report.problems.length === 1 ? '' : 's'}; the configuration would not start`);
+  console.log(
+    report.problems.length === 0
+      ? 'aproxy check: the configuration would start'
+      : `aproxy check: ${report.problems.length} problem${report.problems.length === 1 ? '' : 's'}; the configuration would not start`,
+  );
   process.exitCode = report.problems.length === 0 ? 0 : 2;
 }

@@ -6,7 +6,8 @@ import { UsageError } from './usage.js';
 export const report = {
   command: 'inspect-report <file>',
   describe: 'print a parsed SEV-SNP attestation report (raw, hex or base64; - for stdin)',
-  builder: <T>(y: Argv<T>) => y.positional('file', { type: 'string', demandOption: true, describe: 'report file, or - for standard input' }),
+  builder: <T>(y: Argv<T>) =>
+    y.positional('file', { type: 'string', demandOption: true, describe: 'report file, or - for standard input' }),
   async handler(argv: { file: string }): Promise<void> {
     const { inspectReport } = await import('../tools/inspect.js');
     const input = argv.file === '-' ? readFileSync(0) : readInput(argv.file);
@@ -36,4 +37,5 @@ function readInput(path: string): Buffer {
   }
 }
 
-const bigintSafe = (_k: string, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v);
+const bigintSafe = (_k: string, v: unknown) =>
+  typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v;

@@ -41,7 +41,11 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<void
   try {
     await cli.parseAsync();
   } catch (err) {
-    if (err instanceof UsageError || (err instanceof Error && err.name === 'YError') || (isAproxyError(err) && (err.code === 'CONFIG' || err.code === 'PLUGIN_INVALID'))) {
+    if (
+      err instanceof UsageError ||
+      (err instanceof Error && err.name === 'YError') ||
+      (isAproxyError(err) && (err.code === 'CONFIG' || err.code === 'PLUGIN_INVALID'))
+    ) {
       console.error(`aproxy: ${err.message.split('\n')[0]} (see aproxy --help)`);
       process.exit(2);
     }

@@ -1,13 +1,18 @@
 import type { Argv } from 'yargs';
-import { UsageError, positiveInt } from './usage.js';
+import { positiveInt, UsageError } from './usage.js';
 
 export const command = 'qemu-args';
-export const describe = 'print the QEMU arguments that connect a guest to the proxy: a vsock device (--vsock CID) or COM3 on the socket (--unix PATH)';
+export const describe =
+  'print the QEMU arguments that connect a guest to the proxy: a vsock device (--vsock CID) or COM3 on the socket (--unix PATH)';
 
 export const builder = <T>(y: Argv<T>) =>
   y
     .option('vsock', { type: 'number', describe: "the guest's vsock CID (3 or above, unique on the host)" })
-    .option('vsock-device', { choices: ['mmio', 'pci'] as const, default: 'mmio' as const, describe: 'vhost-vsock-device (SVSM, as launch_guest.sh) or vhost-vsock-pci' })
+    .option('vsock-device', {
+      choices: ['mmio', 'pci'] as const,
+      default: 'mmio' as const,
+      describe: 'vhost-vsock-device (SVSM, as launch_guest.sh) or vhost-vsock-pci',
+    })
     .option('unix', { type: 'string', describe: 'proxy socket path for COM3 (COM1/COM2 untouched)' })
     .option('reconnect-ms', { type: 'number', default: 1000, describe: 'how often QEMU retries while no proxy listens' })
     .option('qemu-version', { type: 'string', describe: 'target QEMU version (before 9.2 the option is reconnect=SECONDS)' })
@@ -28,7 +33,13 @@ export async function handler(argv: Args): Promise<void> {
   }
   try {
     if (argv.unix !== undefined) {
-      args.push(...qemuSerialArgs({ unix: argv.unix, reconnectMs: positiveInt('reconnect-ms', argv['reconnect-ms']), qemuVersion: argv['qemu-version'] }));
+      args.push(
+        ...qemuSerialArgs({
+          unix: argv.unix,
+          reconnectMs: positiveInt('reconnect-ms', argv['reconnect-ms']),
+          qemuVersion: argv['qemu-version'],
+        }),
+      );
     }
   } catch (err) {
     throw new UsageError(`--qemu-version: ${(err as Error).message}`);

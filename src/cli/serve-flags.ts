@@ -1,5 +1,5 @@
 import type { Argv, Options } from 'yargs';
-import { OPTIONS, OPTION_NAMES, type OptionSpec } from '../service/options.js';
+import { OPTION_NAMES, OPTIONS, type OptionSpec } from '../service/options.js';
 
 /**
  * The serve command's flags, one per option of the table that a flag may
@@ -16,7 +16,12 @@ export function serveFlags<T>(y: Argv<T>): Argv<T> {
 }
 
 function flagOf(spec: OptionSpec): Options {
-  const shown = spec.default !== undefined ? { defaultDescription: String(spec.default) } : spec.defaultText !== undefined ? { defaultDescription: spec.defaultText } : {};
+  const shown =
+    spec.default !== undefined
+      ? { defaultDescription: String(spec.default) }
+      : spec.defaultText !== undefined
+        ? { defaultDescription: spec.defaultText }
+        : {};
   const alias = spec.alias === undefined ? {} : { alias: spec.alias };
   const describe = spec.listener === true ? `${spec.help} [listener]` : spec.help;
   switch (spec.type) {

@@ -2,7 +2,7 @@ import type { Argv } from 'yargs';
 import { describeError } from '../protocol/errors.js';
 import { loadSettings } from '../service/config-file.js';
 import { createLogger, type Logger } from '../service/log.js';
-import { startProxy, type RunningProxy } from '../service/proxy.js';
+import { type RunningProxy, startProxy } from '../service/proxy.js';
 import { needsRestart, type ServeSettings } from '../service/settings.js';
 import { socketActivationFds } from '../service/systemd.js';
 import { serveFlags } from './serve-flags.js';
@@ -38,10 +38,18 @@ export async function handler(flags: Readonly<Record<string, unknown>>): Promise
         (r) => {
           const restart = needsRestart(settings, next);
           settings = next;
-          log.info({ signal: 'SIGHUP', ...r }, `configuration reloaded: ${r.added.length} listeners added, ${r.removed.length} removed, ${r.changed.length} changed`);
-          if (restart.length > 0) log.warn({ signal: 'SIGHUP', options: restart }, `changed options that only a restart applies: ${restart.join(', ')}`);
+          log.info(
+            { signal: 'SIGHUP', ...r },
+            `configuration reloaded: ${r.added.length} listeners added, ${r.removed.length} removed, ${r.changed.length} changed`,
+          );
+          if (restart.length > 0)
+            log.warn({ signal: 'SIGHUP', options: restart }, `changed options that only a restart applies: ${restart.join(', ')}`);
         },
-        (err: unknown) => log.error({ signal: 'SIGHUP', err: { message: describeError(err) } }, `configuration reload refused, the running configuration stays: ${describeError(err)}`),
+        (err: unknown) =>
+          log.error(
+            { signal: 'SIGHUP', err: { message: describeError(err) } },
+            `configuration reload refused, the running configuration stays: ${describeError(err)}`,
+          ),
       );
   });
   lifecycle.started(await startProxy({ ...settings.proxy, log }));

@@ -1,6 +1,6 @@
 import type { Argv } from 'yargs';
 import { SNP_MEASUREMENT_BYTES } from '../protocol/snp-report.js';
-import { UsageError, parseHex, parseVsockAddress, positiveInt } from './usage.js';
+import { parseHex, parseVsockAddress, positiveInt, UsageError } from './usage.js';
 
 export const command = 'simulate-guest';
 export const describe = 'act as SVSM guests: attest through the proxy and decrypt the secret';
@@ -9,12 +9,20 @@ export const builder = <T>(y: Argv<T>) =>
   y
     .option('unix', { type: 'string', describe: 'proxy socket path (as QEMU connects COM3)' })
     .option('vsock', { type: 'string', describe: 'proxy vsock address CID:PORT (as SVSM connects, e.g. 2:1995 from a guest)' })
-    .option('measurement', { type: 'string', demandOption: true, describe: `launch measurement to report, ${SNP_MEASUREMENT_BYTES * 2} hex digits` })
+    .option('measurement', {
+      type: 'string',
+      demandOption: true,
+      describe: `launch measurement to report, ${SNP_MEASUREMENT_BYTES * 2} hex digits`,
+    })
     .option('expect-secret', { type: 'string', describe: 'hex secret the guest must decrypt' })
     .option('sessions', { type: 'number', default: 1, describe: 'number of boots' })
     .option('concurrency', { type: 'number', default: 1, describe: 'links open at once' })
     .option('host-data', { type: 'string', describe: 'HOST_DATA for the report, 64 hex digits (what QEMU host-data= sets per VM)' })
-    .option('answer-timeout-ms', { type: 'number', default: 30_000, describe: 'how long to wait for each answer before reporting a timeout' })
+    .option('answer-timeout-ms', {
+      type: 'number',
+      default: 30_000,
+      describe: 'how long to wait for each answer before reporting a timeout',
+    })
     .conflicts('unix', 'vsock')
     .check((a) => {
       if (a.unix === undefined && a.vsock === undefined) throw new UsageError('simulate-guest needs --unix PATH or --vsock CID:PORT');

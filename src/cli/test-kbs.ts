@@ -8,12 +8,20 @@ export const describe = "run aproxy's own KBS 0.4.0 test server (per-session sta
 
 export const builder = <T>(y: Argv<T>) =>
   y
-    .option('measurement', { type: 'string', demandOption: true, describe: `expected launch measurement, ${SNP_MEASUREMENT_BYTES * 2} hex digits` })
+    .option('measurement', {
+      type: 'string',
+      demandOption: true,
+      describe: `expected launch measurement, ${SNP_MEASUREMENT_BYTES * 2} hex digits`,
+    })
     .option('secret', { type: 'string', demandOption: true, describe: 'secret to release, hex' })
     .option('host', { type: 'string', default: '127.0.0.1', describe: 'address to listen on' })
     .option('port', { type: 'number', default: 8080, describe: 'TCP port (0 picks a free one)' })
     .option('resource', { type: 'string', default: DEFAULT_RESOURCE_PATH, describe: 'resource path that holds the secret' })
-    .option('reuse-jwe-per-key', { type: 'boolean', default: false, describe: 'benchmarks: encrypt once per guest key (all checks still run per session)' });
+    .option('reuse-jwe-per-key', {
+      type: 'boolean',
+      default: false,
+      describe: 'benchmarks: encrypt once per guest key (all checks still run per session)',
+    });
 
 type Args = Awaited<ReturnType<typeof builder>['argv']>;
 

@@ -5,13 +5,15 @@ export function parseHex(flag: string, text: string, bytes?: number): Buffer {
   const clean = text.startsWith('0x') ? text.slice(2) : text;
   if (!/^([0-9a-fA-F]{2})*$/.test(clean)) throw new UsageError(`--${flag} must be hex digits (an even number of 0-9a-f)`);
   const b = Buffer.from(clean, 'hex');
-  if (bytes !== undefined && b.length !== bytes) throw new UsageError(`--${flag} must be ${bytes} bytes (${bytes * 2} hex digits), got ${b.length}`);
+  if (bytes !== undefined && b.length !== bytes)
+    throw new UsageError(`--${flag} must be ${bytes} bytes (${bytes * 2} hex digits), got ${b.length}`);
   if (b.length === 0) throw new UsageError(`--${flag} must not be empty`);
   return b;
 }
 
 export function positiveInt(flag: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new UsageError(`--${flag} must be a positive integer, got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)
+    throw new UsageError(`--${flag} must be a positive integer, got ${String(v)}`);
   return v;
 }
 

@@ -1,8 +1,8 @@
 import type { Socket } from 'node:net';
 import type { Backend, BackendLogger, BackendRequestEvent } from '../backends/contract.js';
-import { GuestGoneError, SessionSupersededError, codeOf, describeError, type WaitReason } from '../protocol/errors.js';
+import { codeOf, describeError, GuestGoneError, SessionSupersededError, type WaitReason } from '../protocol/errors.js';
 import { encodeFrame } from '../protocol/framing.js';
-import { parseStrictJson, type JsonValue } from '../protocol/json.js';
+import { type JsonValue, parseStrictJson } from '../protocol/json.js';
 import { FrameReader } from './frame-reader.js';
 import type { GuestAccount } from './guest-limits.js';
 import { runSession, type SessionLink, type SessionOutcome } from './session.js';
@@ -132,7 +132,11 @@ export class GuestConnection {
     } catch (err) {
       // Framing and transport faults: byte sync is lost, nothing sensible can be said to the guest.
       const fields = errFields(err);
-      this.account.logs.warn(`link:${fields.code}`, { conn: this.id, err: fields, buffered: this.reader.buffered }, `closing guest connection: ${fields.message}`);
+      this.account.logs.warn(
+        `link:${fields.code}`,
+        { conn: this.id, err: fields, buffered: this.reader.buffered },
+        `closing guest connection: ${fields.message}`,
+      );
     } finally {
       const last = this.current;
       last?.end(new GuestGoneError('guest connection closed'));

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { readFileSync, readlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { ConfigError } from '../protocol/errors.js';
-import { ServerListener, type GuestPeer } from './transport.js';
+import { type GuestPeer, ServerListener } from './transport.js';
 import { describeSocket } from './vsock-native.js';
 
 /**
@@ -19,8 +19,11 @@ export function inheritedSocketKind(fd: number): 'unix' | 'vsock' {
   } catch {
     d = undefined; // the kernel would not describe it: not a socket (or not open)
   }
-  const what = d === undefined ? 'not a socket' : `${d.listening ? 'a listening' : 'a non-listening'} ${familyName(d.family)} ${d.stream ? 'stream' : 'non-stream'} socket`;
-  if (d !== undefined && d.stream && d.listening && (d.family === 'unix' || d.family === 'vsock')) return d.family;
+  const what =
+    d === undefined
+      ? 'not a socket'
+      : `${d.listening ? 'a listening' : 'a non-listening'} ${familyName(d.family)} ${d.stream ? 'stream' : 'non-stream'} socket`;
+  if (d?.stream && d.listening && (d.family === 'unix' || d.family === 'vsock')) return d.family;
   throw new ConfigError(
     `inherited fd ${fd} is ${what}; aproxy serves only listening Unix or vsock stream sockets (check ListenStream= in the .socket unit: a path, or vsock::1995)`,
   );

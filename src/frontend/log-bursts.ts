@@ -71,7 +71,10 @@ export class LogBursts {
 
   private summarise(key: string, b: Burst): void {
     if (b.suppressed === 0) return;
-    this.log.warn({ ...b.fields, repeated: b.suppressed, kind: key }, `${b.message} (and ${b.suppressed} more like it, counted but not logged)`);
+    this.log.warn(
+      { ...b.fields, repeated: b.suppressed, kind: key },
+      `${b.message} (and ${b.suppressed} more like it, counted but not logged)`,
+    );
     b.suppressed = 0;
   }
 }

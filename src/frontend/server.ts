@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
-import { GuestConnection, type ConnectionLogger, type LinkWait, type ListenerProfile } from './connection.js';
+import { type ConnectionLogger, GuestConnection, type LinkWait, type ListenerProfile } from './connection.js';
 import type { GuestLimits, Refusal } from './guest-limits.js';
 import type { SessionOutcome } from './session.js';
 import type { GuestListener, GuestPeer } from './transport.js';
@@ -137,7 +137,12 @@ export class ProxyServer extends EventEmitter {
         `refusing a guest over its limit of ${what}; further refusals in this burst are only counted (aproxy_guest_refusals_total)`,
       );
     }
-    const event: RefusalEvent = { transport: peer.transport, listener: peer.listener, reason: r.reason, ...(r.cid === undefined ? {} : { cid: r.cid }) };
+    const event: RefusalEvent = {
+      transport: peer.transport,
+      listener: peer.listener,
+      reason: r.reason,
+      ...(r.cid === undefined ? {} : { cid: r.cid }),
+    };
     this.emit('refusal', event);
   }
 
@@ -157,7 +162,10 @@ export class ProxyServer extends EventEmitter {
     const id = `c${this.nextId++}`;
     const log = this.options.log.child({ conn: id });
     // Warnings a guest can cause at will go through its account's bursts, on the proxy's logger with the guest named.
-    const account = limits.account(peer, this.options.log.child({ transport: peer.transport, listener: peer.listener, ...(peer.cid === undefined ? {} : { cid: peer.cid }) }));
+    const account = limits.account(
+      peer,
+      this.options.log.child({ transport: peer.transport, listener: peer.listener, ...(peer.cid === undefined ? {} : { cid: peer.cid }) }),
+    );
     const conn = new GuestConnection(
       id,
       peer,

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { codeOf, describeError, type AproxyErrorCode } from '../protocol/errors.js';
+import { type AproxyErrorCode, codeOf, describeError } from '../protocol/errors.js';
 import type { GuestPeer } from './transport.js';
 
 export type PhaseName = 'negotiate' | 'attest';
@@ -67,7 +67,12 @@ export async function classify(end: SessionEnd, ended: AbortSignal, answerFailur
     return { outcome: 'aborted', reason, detail, phase };
   }
   if (!(await answerFailure())) {
-    return { outcome: 'aborted', reason: ended.aborted ? codeOf(ended.reason) : 'GUEST_GONE', detail: `guest left before the failure answer (${detail})`, phase };
+    return {
+      outcome: 'aborted',
+      reason: ended.aborted ? codeOf(ended.reason) : 'GUEST_GONE',
+      detail: `guest left before the failure answer (${detail})`,
+      phase,
+    };
   }
   return { outcome: 'failure', reason, detail, phase };
 }

@@ -3,11 +3,11 @@ import { withDeadline } from '../backends/deadline.js';
 import {
   AttestationRejectedError,
   ChallengeMismatchError,
+  codeOf,
+  describeError,
   GuestGoneError,
   OutOfOrderError,
   UnsupportedVersionError,
-  codeOf,
-  describeError,
 } from '../protocol/errors.js';
 import type { JsonValue } from '../protocol/json.js';
 import {
@@ -18,16 +18,16 @@ import {
   parseNegotiationRequest,
 } from '../protocol/message-parsers.js';
 import {
+  type AttestationRequest,
   FAILURE_ANSWER,
+  type NegotiationRequest,
+  type NegotiationResponse,
   PROTOCOL_VERSION,
   serializeAttestationResponse,
   serializeNegotiationResponse,
-  type AttestationRequest,
-  type NegotiationRequest,
-  type NegotiationResponse,
 } from '../protocol/messages.js';
-import { SNP_REPORT_BYTES, parseSnpReport } from '../protocol/snp-report.js';
-import { runPhase, type PhaseHost, type PhaseReporting } from './backend-phase.js';
+import { parseSnpReport, SNP_REPORT_BYTES } from '../protocol/snp-report.js';
+import { type PhaseHost, type PhaseReporting, runPhase } from './backend-phase.js';
 import { classify, fingerprint, type PhaseName, type SessionFacts, type SessionOutcome, type SessionStop } from './session-outcome.js';
 import type { GuestPeer } from './transport.js';
 
@@ -66,7 +66,10 @@ export interface GuestFrame {
 }
 
 /** A phase's result: it went through with a value, or how it stopped; either way what it found out. */
-type PhaseResult<T> = { readonly facts: SessionFacts } & ({ readonly ok: true; readonly value: T } | { readonly ok: false; readonly stop: SessionStop });
+type PhaseResult<T> = { readonly facts: SessionFacts } & (
+  | { readonly ok: true; readonly value: T }
+  | { readonly ok: false; readonly stop: SessionStop }
+);
 
 interface Negotiated {
   readonly request: NegotiationRequest;
@@ -166,11 +169,19 @@ async function attest(link: SessionLink, control: SessionControl, n: Negotiated,
     const response = await runPhase(link, control.ended, 'attest', reporting, async (ctx) =>
       checkAttestationResponse(await n.session.attest(request, ctx), link.backendName),
     );
-    if (!response.success) return { facts: { ...facts, attestMs: since(t1) }, ...stop(new AttestationRejectedError('the backend answered success:false')) };
+    if (!response.success)
+      return { facts: { ...facts, attestMs: since(t1) }, ...stop(new AttestationRejectedError('the backend answered success:false')) };
     if (!(await answer(link, control, serializeAttestationResponse(response)))) {
-      return { facts: { ...facts, attestMs: since(t1) }, ...stop(control.ended.reason ?? new GuestGoneError(), 'guest left before the attestation answer was written') };
+      return {
+        facts: { ...facts, attestMs: since(t1) },
+        ...stop(control.ended.reason ?? new GuestGoneError(), 'guest left before the attestation answer was written'),
+      };
     }
-    return { ok: true, value: undefined, facts: { ...facts, attestMs: since(t1), ...(response.token === undefined ? {} : { token: fingerprint(response.token.value) }) } };
+    return {
+      ok: true,
+      value: undefined,
+      facts: { ...facts, attestMs: since(t1), ...(response.token === undefined ? {} : { token: fingerprint(response.token.value) }) },
+    };
   } catch (err) {
     return { facts: { ...facts, attestMs: since(t1) }, ...stop(err) };
   }

@@ -1,6 +1,6 @@
-import { connect } from 'node:net';
-import { constants } from 'node:fs';
+import { constants, type Stats } from 'node:fs';
 import { access, lstat, stat, unlink } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { SocketInUseError, SocketPathError } from '../protocol/errors.js';
 
@@ -22,7 +22,7 @@ export async function socketPathState(path: string, force: boolean): Promise<'fr
   if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) {
     throw new SocketPathError(path, `Unix socket paths are limited to ${MAX_SOCKET_PATH_BYTES} bytes`);
   }
-  let st;
+  let st: Stats;
   try {
     st = await lstat(path);
   } catch (err) {
@@ -31,14 +31,18 @@ export async function socketPathState(path: string, force: boolean): Promise<'fr
   }
   if (!st.isSocket()) {
     if (!force) throw new SocketInUseError(path, 'already exists; remove it, or set option force to replace a stale socket');
-    throw new SocketPathError(path, `exists and is a ${st.isDirectory() ? 'directory' : 'regular file or other non-socket'}; force only replaces sockets`);
+    throw new SocketPathError(
+      path,
+      `exists and is a ${st.isDirectory() ? 'directory' : 'regular file or other non-socket'}; force only replaces sockets`,
+    );
   }
   // Only a socket that refuses connections is stale: a live one belongs to
   // another process, and one we cannot probe (permissions) is not ours to judge.
   const probe = await probeSocket(path);
   if (probe === 'listening') return 'live';
   if (!force) throw new SocketInUseError(path, 'already exists; remove it, or set option force to replace a stale socket');
-  if (probe !== 'ECONNREFUSED') throw new SocketPathError(path, `force removes only a socket that refuses connections; connecting gave ${probe}`);
+  if (probe !== 'ECONNREFUSED')
+    throw new SocketPathError(path, `force removes only a socket that refuses connections; connecting gave ${probe}`);
   return 'stale';
 }
 
@@ -47,7 +51,10 @@ export async function checkSocketDirectory(path: string): Promise<void> {
   const dir = dirname(path);
   const tmp = join(dir, `${TEMP_DIR_PREFIX}XXXXXX`, TEMP_SOCKET_NAME);
   if (Buffer.byteLength(tmp) > MAX_SOCKET_PATH_BYTES) {
-    throw new SocketPathError(path, `the directory is too deep: the temporary socket ${tmp} would be over ${MAX_SOCKET_PATH_BYTES} bytes; use a shorter directory`);
+    throw new SocketPathError(
+      path,
+      `the directory is too deep: the temporary socket ${tmp} would be over ${MAX_SOCKET_PATH_BYTES} bytes; use a shorter directory`,
+    );
   }
   try {
     if (!(await stat(dir)).isDirectory()) throw new SocketPathError(path, `${dir} is not a directory`);
@@ -55,7 +62,10 @@ export async function checkSocketDirectory(path: string): Promise<void> {
   } catch (err) {
     if (err instanceof SocketPathError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
-    throw new SocketPathError(path, code === 'ENOENT' ? `the directory ${dir} does not exist` : `cannot create the socket in ${dir}: ${code ?? (err as Error).message}`);
+    throw new SocketPathError(
+      path,
+      code === 'ENOENT' ? `the directory ${dir} does not exist` : `cannot create the socket in ${dir}: ${code ?? (err as Error).message}`,
+    );
   }
 }
 

@@ -3,8 +3,8 @@ import { chmod, chown, link, mkdtemp, rmdir, stat, unlink } from 'node:fs/promis
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { SocketInUseError, SocketPathError } from '../protocol/errors.js';
-import { TEMP_DIR_PREFIX, TEMP_SOCKET_NAME, checkSocketDirectory, prepareSocketPath } from './socket-path.js';
-import { ServerListener, type GuestPeer } from './transport.js';
+import { checkSocketDirectory, prepareSocketPath, TEMP_DIR_PREFIX, TEMP_SOCKET_NAME } from './socket-path.js';
+import { type GuestPeer, ServerListener } from './transport.js';
 
 export interface UnixListenerOptions {
   readonly path: string;
@@ -61,7 +61,8 @@ export class UnixListener extends ServerListener {
       await chmod(tmp, mode);
       if (gid !== undefined) await chown(tmp, -1, gid);
       await link(tmp, path).catch((err: NodeJS.ErrnoException) => {
-        if (err.code === 'EEXIST') throw new SocketInUseError(path, 'appeared while binding (another aproxy starting on the same path?); nothing was replaced');
+        if (err.code === 'EEXIST')
+          throw new SocketInUseError(path, 'appeared while binding (another aproxy starting on the same path?); nothing was replaced');
         throw err;
       });
       this.socketIno = (await stat(path)).ino;
@@ -69,7 +70,9 @@ export class UnixListener extends ServerListener {
       await unlink(tmp);
     } catch (err) {
       if (this.server.listening) this.server.close();
-      throw err instanceof SocketPathError || err instanceof SocketInUseError ? err : new SocketPathError(path, `cannot listen: ${(err as Error).message}`);
+      throw err instanceof SocketPathError || err instanceof SocketInUseError
+        ? err
+        : new SocketPathError(path, `cannot listen: ${(err as Error).message}`);
     } finally {
       await unlink(tmp).catch(() => undefined);
       await rmdir(dir).catch(() => undefined);
@@ -81,7 +84,6 @@ export class UnixListener extends ServerListener {
   protected peerOf(): GuestPeer {
     return { transport: 'unix', listener: this.name };
   }
-
 
   /** Removes the socket file, but only if it is still ours (not replaced by another proxy). */
   protected override async afterClose(): Promise<void> {

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { VsockUnavailableError } from '../protocol/errors.js';
-import { ServerListener, type GuestPeer } from './transport.js';
+import { type GuestPeer, ServerListener } from './transport.js';
 import { DEFAULT_VSOCK_PORT, peerCidOf, streamHandle, vsockSupport } from './vsock-native.js';
 
 export interface VsockListenerOptions {
@@ -57,13 +57,18 @@ export class VsockListener extends ServerListener {
     // kernel says it is a listening vsock stream socket, and libuv takes it.
     const what = addon.describe(fd);
     if (what.family !== 'vsock' || !what.stream || !what.listening) {
-      throw new VsockUnavailableError(`fd ${fd} is not a listening vsock stream socket (family ${String(what.family)}, listening ${what.listening})`);
+      throw new VsockUnavailableError(
+        `fd ${fd} is not a listening vsock stream socket (family ${String(what.family)}, listening ${what.listening})`,
+      );
     }
     this.server.listen(streamHandle(fd, 'server'));
     await once(this.server, 'listening');
     this.boundPort = what.port;
     if (!existsSync('/dev/vhost-vsock')) {
-      this.options.onWarning?.({ port: what.port }, 'no /dev/vhost-vsock: VMs cannot reach this host over vsock until the vhost_vsock module is loaded');
+      this.options.onWarning?.(
+        { port: what.port },
+        'no /dev/vhost-vsock: VMs cannot reach this host over vsock until the vhost_vsock module is loaded',
+      );
     }
     this.options.onListening?.(
       { transport: 'vsock', port: what.port, ...(this.options.fd === undefined ? {} : { fd }), startupMs: Math.round(performance.now()) },
@@ -79,9 +84,11 @@ export class VsockListener extends ServerListener {
 
 function explain(err: unknown, port: number): Error {
   const code = (err as { code?: string }).code;
-  if (code === 'EAFNOSUPPORT') return new VsockUnavailableError('this kernel has no AF_VSOCK: load the vhost_vsock module (modprobe vhost_vsock)');
+  if (code === 'EAFNOSUPPORT')
+    return new VsockUnavailableError('this kernel has no AF_VSOCK: load the vhost_vsock module (modprobe vhost_vsock)');
   if (code === 'EADDRINUSE') return new VsockUnavailableError(`port ${port} is already bound (another aproxy?)`);
-  if (code === 'ENODEV' || code === 'EADDRNOTAVAIL') return new VsockUnavailableError('no vsock transport: load the vhost_vsock module (modprobe vhost_vsock)');
+  if (code === 'ENODEV' || code === 'EADDRNOTAVAIL')
+    return new VsockUnavailableError('no vsock transport: load the vhost_vsock module (modprobe vhost_vsock)');
   if (code === 'EACCES') return new VsockUnavailableError(`not allowed to bind port ${port} (ports below 1024 need CAP_NET_BIND_SERVICE)`);
   return new VsockUnavailableError((err as Error).message);
 }

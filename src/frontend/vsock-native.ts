@@ -75,7 +75,9 @@ export function vsockSupport(): { addon: VsockAddon; tcp: TcpWrap } {
     // upgrade takes it away.
     tcp = (process as unknown as { binding(name: string): TcpWrap }).binding('tcp_wrap');
   } catch (err) {
-    throw new VsockUnavailableError(`this Node.js does not expose its TCP handle (${(err as Error).message}); vsock needs Node 20–26 without --permission`);
+    throw new VsockUnavailableError(
+      `this Node.js does not expose its TCP handle (${(err as Error).message}); vsock needs Node 20–26 without --permission`,
+    );
   }
   loaded = { addon, tcp };
   return loaded;

@@ -1,6 +1,6 @@
 import { ERROR_REASONS, type ErrorCode } from './reason-codes.js';
 
-export { ERROR_REASONS, REFUSAL_REASONS, WAIT_REASONS, type ErrorCode, type RefusalReason, type WaitReason } from './reason-codes.js';
+export { ERROR_REASONS, type ErrorCode, REFUSAL_REASONS, type RefusalReason, WAIT_REASONS, type WaitReason } from './reason-codes.js';
 
 /**
  * Every error aproxy raises on purpose carries a string `code` and a brand
@@ -30,7 +30,12 @@ export class AproxyError extends Error {
    */
   static override [Symbol.hasInstance](value: unknown): boolean {
     if (typeof value !== 'object' || value === null || (value as { [BRAND]?: unknown })[BRAND] !== true) return false;
-    for (let p = Object.getPrototypeOf(value) as { constructor?: { name?: string } } | null; p !== null; p = Object.getPrototypeOf(p) as typeof p) {
+    for (
+      let p = Object.getPrototypeOf(value) as { constructor?: { name?: string } } | null;
+      p !== null;
+      p = Object.getPrototypeOf(p) as typeof p
+    ) {
+      // biome-ignore lint/complexity/noThisInStatic: `this` is the subclass `instanceof` was asked about
       if (p.constructor?.name === this.name) return true;
     }
     return false;
@@ -39,7 +44,10 @@ export class AproxyError extends Error {
 
 /** A frame header announced more bytes than the configured maximum. */
 export class FrameTooLargeError extends AproxyError {
-  constructor(readonly announced: bigint, readonly limit: number) {
+  constructor(
+    readonly announced: bigint,
+    readonly limit: number,
+  ) {
     super('FRAME_TOO_LARGE', `frame header announces ${announced} bytes, above the limit of ${limit} (option max-frame-bytes)`);
   }
 }
@@ -53,21 +61,31 @@ export class FrameTruncatedError extends AproxyError {
 
 /** A frame was started but not completed within the read deadline. */
 export class FrameTimeoutError extends AproxyError {
-  constructor(readonly timeoutMs: number, readonly buffered: number) {
+  constructor(
+    readonly timeoutMs: number,
+    readonly buffered: number,
+  ) {
     super('FRAME_TIMEOUT', `incomplete frame (${buffered} bytes so far) not finished within ${timeoutMs} ms`);
   }
 }
 
 /** The payload is not JSON as serde_json would accept it. */
 export class InvalidJsonError extends AproxyError {
-  constructor(message: string, readonly offset: number) {
+  constructor(
+    message: string,
+    readonly offset: number,
+  ) {
     super('INVALID_JSON', `invalid JSON at byte ${offset}: ${message}`);
   }
 }
 
 /** JSON that does not have the shape of the expected message; `field` names the culprit. */
 export class InvalidMessageError extends AproxyError {
-  constructor(readonly messageType: string, readonly field: string, detail: string) {
+  constructor(
+    readonly messageType: string,
+    readonly field: string,
+    detail: string,
+  ) {
     super('INVALID_MESSAGE', `${messageType}: ${field === '' ? '(root)' : field}: ${detail}`);
   }
 }
@@ -85,7 +103,10 @@ export class UnsupportedVersionError extends AproxyError {
 }
 
 export class UnsupportedTeeError extends AproxyError {
-  constructor(readonly tee: string, readonly by: string) {
+  constructor(
+    readonly tee: string,
+    readonly by: string,
+  ) {
     super('UNSUPPORTED_TEE', `tee "${tee}" is not supported by ${by}`);
   }
 }
@@ -116,27 +137,42 @@ export class CryptoError extends AproxyError {
 
 /** The attestation server answered with an HTTP status the protocol treats as an error. */
 export class BackendHttpError extends AproxyError {
-  constructor(readonly endpoint: string, readonly status: number, detail: string) {
+  constructor(
+    readonly endpoint: string,
+    readonly status: number,
+    detail: string,
+  ) {
     super('BACKEND_HTTP', `${endpoint} answered HTTP ${status}${detail ? `: ${detail}` : ''}`);
   }
 }
 
 /** The attestation server answered, but not in the protocol's shape. */
 export class BackendProtocolError extends AproxyError {
-  constructor(readonly endpoint: string, detail: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly endpoint: string,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
     super('BACKEND_PROTOCOL', `${endpoint}: ${detail}`, options);
   }
 }
 
 /** The attestation server could not be reached (refused, reset, DNS, TLS). */
 export class BackendUnreachableError extends AproxyError {
-  constructor(readonly endpoint: string, detail: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly endpoint: string,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
     super('BACKEND_UNREACHABLE', `${endpoint}: ${detail}`, options);
   }
 }
 
 export class BackendTimeoutError extends AproxyError {
-  constructor(readonly endpoint: string, readonly timeoutMs: number) {
+  constructor(
+    readonly endpoint: string,
+    readonly timeoutMs: number,
+  ) {
     super('BACKEND_TIMEOUT', `${endpoint}: no complete answer within ${timeoutMs} ms`);
   }
 }
@@ -146,32 +182,49 @@ export class BackendTimeoutError extends AproxyError {
  * protocol's failure response; this is an outcome, not a fault of the proxy.
  */
 export class AttestationRejectedError extends AproxyError {
-  constructor(readonly reason: string, readonly status?: number) {
+  constructor(
+    readonly reason: string,
+    readonly status?: number,
+  ) {
     super('ATTESTATION_REJECTED', `attestation rejected: ${reason}`);
   }
 }
 
 export class PluginInvalidError extends AproxyError {
-  constructor(readonly specifier: string, detail: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly specifier: string,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
     super('PLUGIN_INVALID', `backend plugin ${specifier}: ${detail}`, options);
   }
 }
 
 export class SocketInUseError extends AproxyError {
-  constructor(readonly path: string, detail: string) {
+  constructor(
+    readonly path: string,
+    detail: string,
+  ) {
     super('SOCKET_IN_USE', `${path}: ${detail}`);
   }
 }
 
 export class SocketPathError extends AproxyError {
-  constructor(readonly path: string, detail: string) {
+  constructor(
+    readonly path: string,
+    detail: string,
+  ) {
     super('SOCKET_PATH', `${path}: ${detail}`);
   }
 }
 
 /** A backend broke the contract: a call past its deadline, or a result of the wrong shape. The guest gets the failure answer. */
 export class PluginFaultError extends AproxyError {
-  constructor(readonly backend: string, detail: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly backend: string,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
     super('PLUGIN_FAULT', `backend ${backend}: ${detail}`, options);
   }
 }

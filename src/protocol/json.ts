@@ -1,4 +1,4 @@
-import { InvalidJsonError, cut } from './errors.js';
+import { cut, InvalidJsonError } from './errors.js';
 
 /**
  * A JSON number written with a fraction or an exponent. serde_json refuses
@@ -6,17 +6,13 @@ import { InvalidJsonError, cut } from './errors.js';
  * distinction is kept to reject what the guest's peer would reject.
  */
 export class JsonFloat {
-  constructor(readonly value: number, readonly source: string) {}
+  constructor(
+    readonly value: number,
+    readonly source: string,
+  ) {}
 }
 
-export type JsonValue =
-  | null
-  | boolean
-  | number
-  | JsonFloat
-  | string
-  | JsonValue[]
-  | { [key: string]: JsonValue };
+export type JsonValue = null | boolean | number | JsonFloat | string | JsonValue[] | { [key: string]: JsonValue };
 
 const MAX_DEPTH = 128; // serde_json's default recursion limit
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
@@ -187,15 +183,33 @@ class Parser {
       const e = s[this.pos];
       this.pos++;
       switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
-        case 'u': out += this.unicodeEscape(); break;
+        case '"':
+          out += '"';
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '/':
+          out += '/';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'u':
+          out += this.unicodeEscape();
+          break;
         default:
           this.pos--;
           this.fail('invalid escape');

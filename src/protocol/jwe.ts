@@ -129,7 +129,8 @@ export function aesGcmEncrypt(cek: Uint8Array, iv: Uint8Array, aad: Uint8Array, 
 
 /** AES-256-GCM with a 96-bit IV and a full 128-bit tag, as A256GCM requires (RFC 7518 §5.3): a short tag is refused, not accepted. */
 export function aesGcmDecrypt(cek: Uint8Array, iv: Uint8Array, aad: Uint8Array, ciphertext: Uint8Array, tag: Uint8Array): Uint8Array {
-  if (iv.length !== 12 || tag.length !== 16) throw new CryptoError(`A256GCM needs a 12-byte IV and a 16-byte tag, got ${iv.length} and ${tag.length}`);
+  if (iv.length !== 12 || tag.length !== 16)
+    throw new CryptoError(`A256GCM needs a 12-byte IV and a 16-byte tag, got ${iv.length} and ${tag.length}`);
   try {
     const d = createDecipheriv('aes-256-gcm', cek, iv, { authTagLength: 16 });
     d.setAAD(aad);

@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { encodeStd, encodeUrl } from './base64.js';
+import { InvalidMessageError } from './errors.js';
 import type { AttestationRequest, AttestationResponse, EcPublicKey, Tee } from './messages.js';
 import { NEGOTIATION_PARAMS, type NegotiationParam } from './messages.js';
-import { InvalidMessageError } from './errors.js';
 import { b64Std, b64Url, validate } from './schema.js';
 
 /**
@@ -145,14 +145,25 @@ export function parseKbsJwe(json: unknown): KbsJwe {
   const header = validate('KBS resource JWE protected header', jweProtectedHeaderSchema, headerJson);
   // What the guest will accept, checked here so a bad JWE is the server's fault in the log, not a guest panic.
   const h = headerJson as Record<string, unknown>;
-  if ('zip' in h) throw new InvalidMessageError('KBS resource JWE protected header', 'zip', 'compression is not supported (the guest does not decompress)');
-  if ('crit' in h) throw new InvalidMessageError('KBS resource JWE protected header', 'crit', 'critical header extensions are not supported');
+  if ('zip' in h)
+    throw new InvalidMessageError(
+      'KBS resource JWE protected header',
+      'zip',
+      'compression is not supported (the guest does not decompress)',
+    );
+  if ('crit' in h)
+    throw new InvalidMessageError('KBS resource JWE protected header', 'crit', 'critical header extensions are not supported');
   for (const [field, bytes, want] of [
     ['iv', jwe.iv, 12],
     ['tag', jwe.tag, 16],
     ['encrypted_key', jwe.encrypted_key, 40],
   ] as const) {
-    if (bytes.length !== want) throw new InvalidMessageError('KBS resource JWE', field, `must be ${want} bytes (A256GCM / A256KW of a 256-bit key), got ${bytes.length}`);
+    if (bytes.length !== want)
+      throw new InvalidMessageError(
+        'KBS resource JWE',
+        field,
+        `must be ${want} bytes (A256GCM / A256KW of a 256-bit key), got ${bytes.length}`,
+      );
   }
   return {
     protectedWire: jwe.protected,

@@ -1,20 +1,20 @@
 import { z } from 'zod';
+import { PluginFaultError } from './errors.js';
+import type { JsonValue } from './json.js';
 import {
-  NEGOTIATION_PARAMS,
-  TEE_NAMES,
   type AesGcmData,
   type AttestationRequest,
   type AttestationResponse,
   type AttestationToken,
   type EcPublicKey,
   type Evidence,
+  NEGOTIATION_PARAMS,
   type NegotiationRequest,
   type NegotiationResponse,
   type SnpEvidence,
+  TEE_NAMES,
   type Tee,
 } from './messages.js';
-import { PluginFaultError } from './errors.js';
-import type { JsonValue } from './json.js';
 import { b64Std, parseWith, taggedUnion, u32, validate } from './schema.js';
 
 /**
@@ -80,10 +80,10 @@ export const parseNegotiationResponse = (payload: Uint8Array | string): Negotiat
 export const parseAttestationRequest = (payload: Uint8Array | string): AttestationRequest =>
   parseWith('AttestationRequest', attestationRequestSchema, payload);
 /** The same, for a frame whose JSON was already parsed (with parseStrictJson): each frame is parsed once. */
-export const attestationRequestFromJson = (json: JsonValue): AttestationRequest => validate('AttestationRequest', attestationRequestSchema, json);
+export const attestationRequestFromJson = (json: JsonValue): AttestationRequest =>
+  validate('AttestationRequest', attestationRequestSchema, json);
 export const parseAttestationResponse = (payload: Uint8Array | string): AttestationResponse =>
   parseWith('AttestationResponse', attestationResponseSchema, payload);
-
 
 // Compile-time: what each schema outputs is a value of its message type.
 export const schemaTypesMatch: [
@@ -128,7 +128,8 @@ export function checkAttestationResponse(value: unknown, backend: string): Attes
   if (!isRecord(decryption) || !isRecord(decryption.epk) || !isBytes(decryption.epk.x) || !isBytes(decryption.epk.y)) {
     throw fault(backend, 'success:true without `decryption.epk` {x, y} as Uint8Arrays');
   }
-  for (const k of ['wrapped_cek', 'aad', 'iv', 'tag'] as const) if (!isBytes(decryption[k])) throw fault(backend, `decryption.${k} that is not a Uint8Array`);
+  for (const k of ['wrapped_cek', 'aad', 'iv', 'tag'] as const)
+    if (!isBytes(decryption[k])) throw fault(backend, `decryption.${k} that is not a Uint8Array`);
   if (token !== undefined && !(isRecord(token) && (token.tag === 'Jwt' || token.tag === 'Cwt') && typeof token.value === 'string')) {
     throw fault(backend, "a token other than { tag: 'Jwt' | 'Cwt', value: string }");
   }

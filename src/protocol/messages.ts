@@ -9,8 +9,20 @@ import { encodeStd } from './base64.js';
 
 /** kbs_types::Tee names as they appear on the wire. */
 export const TEE_NAMES = [
-  'azsnpvtpm', 'aztdxvtpm', 'nvidia', 'sev', 'sgx', 'snp', 'tdx',
-  'cca', 'csv', 'se', 'hygondcu', 'tpm', 'sample', 'sampledevice',
+  'azsnpvtpm',
+  'aztdxvtpm',
+  'nvidia',
+  'sev',
+  'sgx',
+  'snp',
+  'tdx',
+  'cca',
+  'csv',
+  'se',
+  'hygondcu',
+  'tpm',
+  'sample',
+  'sampledevice',
 ] as const;
 export type Tee = (typeof TEE_NAMES)[number];
 

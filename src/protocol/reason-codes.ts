@@ -46,7 +46,7 @@ export const ERROR_REASONS = {
   UNSUPPORTED_VERSION: {
     area: 'guest',
     when: 'the NegotiationRequest asks for a protocol version other than 0.1.0.',
-    action: 'Run an aproxy that speaks that SVSM build\'s version.',
+    action: "Run an aproxy that speaks that SVSM build's version.",
   },
   UNSUPPORTED_TEE: {
     area: 'guest',
@@ -80,7 +80,7 @@ export const ERROR_REASONS = {
   },
   BACKEND_PROTOCOL: {
     area: 'server',
-    when: 'the server answered, but not in the protocol\'s shape (not JSON, a missing field or cookie, an answer over 1 MiB).',
+    when: "the server answered, but not in the protocol's shape (not JSON, a missing field or cookie, an answer over 1 MiB).",
     action: 'Check that url points at a KBS speaking protocol 0.4.0, not a proxy or another service.',
   },
   BACKEND_UNREACHABLE: {
@@ -91,7 +91,7 @@ export const ERROR_REASONS = {
   BACKEND_TIMEOUT: {
     area: 'server',
     when: 'an exchange got no complete answer within request-timeout-ms, or a phase missed phase-timeout-ms.',
-    action: 'Check the server\'s load and the network; raise the deadlines only if the server is slow by design.',
+    action: "Check the server's load and the network; raise the deadlines only if the server is slow by design.",
   },
   ATTESTATION_REJECTED: {
     area: 'server',
@@ -131,12 +131,13 @@ export const ERROR_REASONS = {
   CONFIG: {
     area: 'setup',
     when: 'an option, a config-file key or a backend option has a bad value; the message names the option.',
-    action: 'Fix the value named in the message; `aproxy check` finds it without starting, and a shipped unit\'s reload runs it first.',
+    action: "Fix the value named in the message; `aproxy check` finds it without starting, and a shipped unit's reload runs it first.",
   },
   VSOCK_UNAVAILABLE: {
     area: 'setup',
     when: 'AF_VSOCK cannot be served: no vsock module in the host kernel, or no addon: the prebuilt binary in the package does not fit this platform (it is linux-x64, glibc) and none was built at install.',
-    action: 'The message says which; load vhost_vsock, or rebuild the addon where python3, make and a C compiler are available (`npm rebuild aproxy`).',
+    action:
+      'The message says which; load vhost_vsock, or rebuild the addon where python3, make and a C compiler are available (`npm rebuild aproxy`).',
   },
   INTERNAL: {
     area: 'proxy',
@@ -164,7 +165,7 @@ export type RefusalReason = keyof typeof REFUSAL_REASONS;
 export const WAIT_REASONS = {
   answer_untaken: {
     when: 'the guest has not read its last answer; its link is not read until it does.',
-    action: 'None; it costs one answer and a socket. A VM stuck here is not running SVSM\'s attestation.',
+    action: "None; it costs one answer and a socket. A VM stuck here is not running SVSM's attestation.",
   },
   session_budget: {
     when: 'the guest started more sessions than sessions-per-minute and session-burst allow; it is paced.',
@@ -172,7 +173,7 @@ export const WAIT_REASONS = {
   },
   backend_busy: {
     when: "the link's previous session left server work running (the guest rebooted mid-exchange); the next session waits for it, up to its deadline.",
-    action: 'None; persistent, check the server\'s latency.',
+    action: "None; persistent, check the server's latency.",
   },
 } as const satisfies Record<string, Omit<Reason, 'area'>>;
 export type WaitReason = keyof typeof WAIT_REASONS;

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { decodeStd, decodeUrl } from './base64.js';
-import { InvalidMessageError, cut, isAproxyError } from './errors.js';
+import { cut, InvalidMessageError, isAproxyError } from './errors.js';
 import { JsonFloat, parseStrictJson } from './json.js';
 
 /** Building blocks shared by the frontend and KBS message schemas. */
@@ -54,7 +54,10 @@ export function taggedUnion<T extends Record<string, z.ZodType>>(variants: T) {
     const keys = Object.keys(v);
     const tag = keys[0];
     if (keys.length !== 1 || tag === undefined) {
-      ctx.addIssue({ code: 'custom', message: `expected exactly one of ${names.map((n) => `"${n}"`).join(', ')} as the only key, got ${keys.length} keys` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected exactly one of ${names.map((n) => `"${n}"`).join(', ')} as the only key, got ${keys.length} keys`,
+      });
       return z.NEVER;
     }
     const schema = variants[tag];

@@ -1,6 +1,6 @@
 import type { Backend, SharedResources } from '../backends/contract.js';
 import { withDeadline } from '../backends/deadline.js';
-import { prepareBackend, type PreparedBackend } from '../backends/registry.js';
+import { type PreparedBackend, prepareBackend } from '../backends/registry.js';
 import { ConfigError, describeError } from '../protocol/errors.js';
 import type { PlannedListener } from './listener-plan.js';
 import type { Logger } from './log.js';
@@ -129,7 +129,9 @@ export class BackendPool {
   private closeEntry(e: Entry): Promise<void> {
     if (e.closed === undefined) {
       const closed = withDeadline(e.name, 'close', this.callTimeoutMs, async () => e.backend.close())
-        .catch((err: unknown) => this.log.error({ backend: e.name, err: { message: describeError(err) } }, `backend close failed: ${describeError(err)}`))
+        .catch((err: unknown) =>
+          this.log.error({ backend: e.name, err: { message: describeError(err) } }, `backend close failed: ${describeError(err)}`),
+        )
         .then(() => Promise.all([...e.acquired].map((k) => this.release(k))))
         .then(() => void this.closing.delete(closed));
       this.closing.add(closed);
@@ -162,7 +164,10 @@ export class BackendPool {
     try {
       await r.close((await r.value) as never);
     } catch (err) {
-      this.log.error({ resource: key, err: { message: describeError(err) } }, `shared backend resource close failed: ${describeError(err)}`);
+      this.log.error(
+        { resource: key, err: { message: describeError(err) } },
+        `shared backend resource close failed: ${describeError(err)}`,
+      );
     }
   }
 }

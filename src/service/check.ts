@@ -1,12 +1,12 @@
 import { existsSync } from 'node:fs';
 import type { Backend, BackendRequestEvent } from '../backends/contract.js';
-import { socketPathState, checkSocketDirectory } from '../frontend/socket-path.js';
+import { checkSocketDirectory, socketPathState } from '../frontend/socket-path.js';
 import { vsockSupport } from '../frontend/vsock-native.js';
 import { describeError } from '../protocol/errors.js';
 import { BackendPool } from './backend-pool.js';
 import { DEFAULT_BACKEND_CALL_TIMEOUT_MS, DEFAULT_GUEST_LIMITS } from './config.js';
-import { planListeners, type PlannedListener } from './listener-plan.js';
-import { redactUrl, type Logger } from './log.js';
+import { type PlannedListener, planListeners } from './listener-plan.js';
+import { type Logger, redactUrl } from './log.js';
 import type { ServeSettings } from './settings.js';
 
 /** What `aproxy check` found: what would run, and each problem named. */
@@ -21,7 +21,10 @@ export interface CheckReport {
  * templates, its CA file) and plugin module. With `probe`, each backend
  * that can also contacts its server once. Changes nothing on the host.
  */
-export async function checkConfiguration(settings: ServeSettings, o: { readonly probe: boolean; readonly log: Logger }): Promise<CheckReport> {
+export async function checkConfiguration(
+  settings: ServeSettings,
+  o: { readonly probe: boolean; readonly log: Logger },
+): Promise<CheckReport> {
   const lines: string[] = [];
   const problems: string[] = [];
   const config = { ...settings.proxy, log: o.log };
@@ -43,7 +46,13 @@ export async function checkConfiguration(settings: ServeSettings, o: { readonly 
   const pool = new BackendPool(config.backendCallTimeoutMs ?? DEFAULT_BACKEND_CALL_TIMEOUT_MS, o.log);
   try {
     const prepared = await pool.prepare(plans);
-    for (const [key, p] of prepared) lines.push(`backend ${p.name} for ${plans.filter((l) => l.backendKey === key).map((l) => l.name).join(', ')}: options checked`);
+    for (const [key, p] of prepared)
+      lines.push(
+        `backend ${p.name} for ${plans
+          .filter((l) => l.backendKey === key)
+          .map((l) => l.name)
+          .join(', ')}: options checked`,
+      );
     if (o.probe) {
       await pool.create(prepared);
       for (const b of pool.backends) {
@@ -73,12 +82,14 @@ async function checkAddress(plan: PlannedListener, lines: string[]): Promise<str
   try {
     if (c.unix !== undefined) {
       const state = await socketPathState(c.unix, c.force ?? false);
-      if (state === 'live') lines.push(`  ${c.unix} accepts connections now: fine for a reload of the proxy serving it; a new start would meet SOCKET_IN_USE`);
+      if (state === 'live')
+        lines.push(`  ${c.unix} accepts connections now: fine for a reload of the proxy serving it; a new start would meet SOCKET_IN_USE`);
       else await checkSocketDirectory(c.unix);
       if (state === 'stale') lines.push(`  ${c.unix} is a stale socket: force replaces it`);
     } else if (c.vsock !== undefined) {
       vsockSupport();
-      if (!existsSync('/dev/vhost-vsock')) lines.push('  no /dev/vhost-vsock: VMs cannot reach this host over vsock until the vhost_vsock module is loaded');
+      if (!existsSync('/dev/vhost-vsock'))
+        lines.push('  no /dev/vhost-vsock: VMs cannot reach this host over vsock until the vhost_vsock module is loaded');
     }
     return undefined;
   } catch (err) {
@@ -108,7 +119,8 @@ async function probe(run: Backend['probe'], plan: PlannedListener): Promise<{ ok
 
 function describeAddress(plan: PlannedListener): string {
   const c = plan.config;
-  if (c.unix !== undefined) return `unix ${c.unix} (mode ${(c.socketMode ?? 0o600).toString(8).padStart(4, '0')}${c.socketGid === undefined ? '' : `, group ${c.socketGid}`})`;
+  if (c.unix !== undefined)
+    return `unix ${c.unix} (mode ${(c.socketMode ?? 0o600).toString(8).padStart(4, '0')}${c.socketGid === undefined ? '' : `, group ${c.socketGid}`})`;
   if (c.vsock !== undefined) return `vsock port ${c.vsock}`;
   return `fd ${String(c.fd)} and on (passed by systemd)`;
 }

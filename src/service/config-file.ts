@@ -26,7 +26,11 @@ export function readConfigFile(path: string): { readonly path: string; readonly 
  * `aproxy` runs with at start and on each reload, and what `aproxy check`
  * checks.
  */
-export function loadSettings(flags: Readonly<Record<string, unknown>>, listenFds: readonly number[], o: { socketsFromManager?: boolean } = {}): ServeSettings {
+export function loadSettings(
+  flags: Readonly<Record<string, unknown>>,
+  listenFds: readonly number[],
+  o: { socketsFromManager?: boolean } = {},
+): ServeSettings {
   const path = flags.config;
   return resolveSettings({ flags, listenFds, ...o, ...(typeof path === 'string' ? { file: readConfigFile(path) } : {}) });
 }

@@ -46,8 +46,15 @@ export function faultOrigin(err: unknown): string | undefined {
 export function guardProcessFaults(log: Logger): () => void {
   const bursts = new LogBursts(log);
   const report = (kind: 'unhandled rejection' | 'uncaught exception', err: unknown, origin: string | undefined) => {
-    const fields = { fault: kind, plugin: origin, err: { message: describeError(err), name: err instanceof Error ? err.name : typeof err } };
-    const message = origin === undefined ? `${kind} with no plugin in its stack: ${describeError(err)}` : `${kind} in plugin ${origin}: ${describeError(err)}; the proxy carries on`;
+    const fields = {
+      fault: kind,
+      plugin: origin,
+      err: { message: describeError(err), name: err instanceof Error ? err.name : typeof err },
+    };
+    const message =
+      origin === undefined
+        ? `${kind} with no plugin in its stack: ${describeError(err)}`
+        : `${kind} in plugin ${origin}: ${describeError(err)}; the proxy carries on`;
     bursts.warn(`${kind}:${origin ?? '-'}`, fields, message);
   };
   const onRejection = (reason: unknown) => report('unhandled rejection', reason, faultOrigin(reason));
@@ -57,7 +64,10 @@ export function guardProcessFaults(log: Logger): () => void {
       report('uncaught exception', err, origin);
       return;
     }
-    log.fatal({ err: { message: describeError(err), stack: err instanceof Error ? err.stack : undefined } }, `internal fault, exiting: ${describeError(err)}`);
+    log.fatal(
+      { err: { message: describeError(err), stack: err instanceof Error ? err.stack : undefined } },
+      `internal fault, exiting: ${describeError(err)}`,
+    );
     log.flush();
     process.exit(EXIT_INTERNAL_FAULT);
   };

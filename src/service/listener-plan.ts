@@ -25,7 +25,21 @@ export interface PlanDiff {
   readonly changed: readonly PlannedListener[];
 }
 
-type ListenerSource = Pick<ProxyConfig, 'protocol' | 'unix' | 'vsock' | 'listenFds' | 'listeners' | 'force' | 'socketMode' | 'socketGid' | 'backendOptions' | 'maxFrameBytes' | 'frameTimeoutMs' | 'phaseTimeoutMs'>;
+type ListenerSource = Pick<
+  ProxyConfig,
+  | 'protocol'
+  | 'unix'
+  | 'vsock'
+  | 'listenFds'
+  | 'listeners'
+  | 'force'
+  | 'socketMode'
+  | 'socketGid'
+  | 'backendOptions'
+  | 'maxFrameBytes'
+  | 'frameTimeoutMs'
+  | 'phaseTimeoutMs'
+>;
 
 /** The listeners a configuration asks for, with their effective settings; checks names and addresses. */
 export function planListeners(config: ListenerSource): PlannedListener[] {
@@ -47,7 +61,9 @@ export function planListeners(config: ListenerSource): PlannedListener[] {
     const key = c.unix !== undefined ? `unix:${c.unix}` : c.vsock !== undefined ? `vsock:${c.vsock}` : `fd:${c.fd}`;
     const name = c.name ?? (c.unix !== undefined ? c.unix : key);
     if (c.name !== undefined && !LISTENER_NAME.test(c.name)) {
-      throw new ConfigError(`listener name ${JSON.stringify(c.name)}: use 1 to 64 letters, digits, ".", "_" or "-" (it goes into metrics and resource paths)`);
+      throw new ConfigError(
+        `listener name ${JSON.stringify(c.name)}: use 1 to 64 letters, digits, ".", "_" or "-" (it goes into metrics and resource paths)`,
+      );
     }
     if (keys.has(key)) throw new ConfigError(`two listeners on ${key}`);
     if (names.has(name)) throw new ConfigError(`two listeners named ${JSON.stringify(name)}`);

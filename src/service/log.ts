@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream';
-import { pino, type DestinationStream, type Logger, type LevelWithSilent } from 'pino';
+import { type DestinationStream, type LevelWithSilent, type Logger, pino } from 'pino';
 import { DEFAULT_LOG_BUFFER_BYTES } from './config.js';
 
 export type { Logger };
@@ -45,7 +45,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     (boom as unknown as NodeJS.EventEmitter).on('drop', () => counter.lines++);
     out = boom;
   }
-  const pretty = options.format === 'pretty' || (options.format !== 'json' && options.destination === undefined && process.stdout.isTTY === true);
+  const pretty =
+    options.format === 'pretty' || (options.format !== 'json' && options.destination === undefined && process.stdout.isTTY === true);
   const logger = pino(
     {
       name: options.name ?? 'aproxy',
@@ -82,6 +83,7 @@ export class PrettyLines extends Writable {
  * lines), DEL, the Unicode line and paragraph separators, and bidirectional
  * overrides that reorder what the operator reads.
  */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const UNSAFE_FOR_TERMINAL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 
 /** Shows text from a guest or a server on a terminal as visible escapes, so one event stays one line. */

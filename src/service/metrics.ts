@@ -1,7 +1,7 @@
 import { EventEmitter, once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { BackendRequestEvent } from '../backends/contract.js';
 import type { PacedEvent, ProxyServer, RefusalEvent } from '../frontend/server.js';
 import type { SessionOutcome } from '../frontend/session.js';
@@ -155,7 +155,12 @@ export async function metricCatalogue(): Promise<MetricDefinition[]> {
   // A server that never has guests: only the registrations matter here.
   const inert = Object.assign(new EventEmitter(), { connectionCounts: () => [], waitingCounts: () => [] }) as unknown as ProxyServer;
   const registry = new ProxyMetrics(inert).registry;
-  const labels = new Map((registry.getMetricsAsArray() as unknown as Array<{ name: string; labelNames?: readonly string[] }>).map((m) => [m.name, m.labelNames ?? []]));
+  const labels = new Map(
+    (registry.getMetricsAsArray() as unknown as Array<{ name: string; labelNames?: readonly string[] }>).map((m) => [
+      m.name,
+      m.labelNames ?? [],
+    ]),
+  );
   const all = (await registry.getMetricsAsJSON()) as unknown as Array<{ name: string; type: string; help: string }>;
   return all.map((m) => ({ name: m.name, type: m.type, help: m.help, labels: labels.get(m.name) ?? [] }));
 }

@@ -40,7 +40,21 @@ export interface OptionSpec {
   readonly listener?: boolean;
   /** Where the value goes (service/settings.ts). */
   readonly to:
-    | { readonly proxy: 'protocol' | 'unix' | 'vsock' | 'listeners' | 'force' | 'socketMode' | 'socketGid' | 'maxFrameBytes' | 'frameTimeoutMs' | 'phaseTimeoutMs' | 'backendCallTimeoutMs' | 'metrics' }
+    | {
+        readonly proxy:
+          | 'protocol'
+          | 'unix'
+          | 'vsock'
+          | 'listeners'
+          | 'force'
+          | 'socketMode'
+          | 'socketGid'
+          | 'maxFrameBytes'
+          | 'frameTimeoutMs'
+          | 'phaseTimeoutMs'
+          | 'backendCallTimeoutMs'
+          | 'metrics';
+      }
     | { readonly limits: 'maxPerCid' | 'maxTotal' | 'sessionsPerMinute' | 'sessionBurst' }
     | { readonly process: 'logLevel' | 'logFormat' | 'logBufferBytes' | 'shutdownGraceMs' | 'config' }
     | { readonly backend: string }
@@ -78,7 +92,7 @@ export const OPTIONS = {
     defaultText: DEFAULT_RESOURCE_PATH,
     help:
       'KBS resource path <repository>/<type>/<tag> holding the secret (backend option resource); a template per guest: ' +
-      '{host_data}, {measurement}, {report_id}, {chip_id} come from the attested report; {cid} (vsock) and {listener} are the host\'s say-so, not attested',
+      "{host_data}, {measurement}, {report_id}, {chip_id} come from the attested report; {cid} (vsock) and {listener} are the host's say-so, not attested",
   },
   'ca-cert': {
     type: 'string',
@@ -313,4 +327,6 @@ export function optionNamed(name: string): OptionName | undefined {
 }
 
 /** Keys a `listeners` entry may hold besides the options marked `listener`. */
-export const LISTENER_ONLY_KEYS = { name: "the listener's name, for logs, metrics and the {listener} template field; default: its address" } as const;
+export const LISTENER_ONLY_KEYS = {
+  name: "the listener's name, for logs, metrics and the {listener} template field; default: its address",
+} as const;

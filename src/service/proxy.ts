@@ -9,9 +9,9 @@ import type { ProxyMetrics } from './metrics.js';
 import type { ProxyConfig } from './proxy-config.js';
 import { RunningProxy } from './running-proxy.js';
 
+export { redactUrl } from './log.js';
 export type { ListenerConfig, ListenerSettings, ProxyConfig, ReloadResult } from './proxy-config.js';
 export { RunningProxy } from './running-proxy.js';
-export { redactUrl } from './log.js';
 
 /** Binds the guest listeners, loads the backends, and returns the running proxy. */
 export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
@@ -42,7 +42,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
       log.info({ url: served.url }, 'serving metrics');
     }
     const proxy = new RunningProxy(server, backends, callTimeoutMs, log, metrics);
-    plans.forEach((plan, i) => proxy.attach(plan, listeners[i]!));
+    for (const [i, plan] of plans.entries()) proxy.attach(plan, listeners[i]!);
     const first = plans[0]!;
     log.info({ backend: proxy.backendName, listeners: plans.length, ...describeOptions(first.backendOptions) }, 'aproxy ready');
     // Load what the first guest will need (HTTP client) now that the sockets are up.

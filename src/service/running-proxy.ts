@@ -5,7 +5,7 @@ import type { ProxyServer } from '../frontend/server.js';
 import type { GuestListener } from '../frontend/transport.js';
 import type { BackendPool } from './backend-pool.js';
 import { listenerFor } from './guest-listeners.js';
-import { diffPlans, planListeners, type PlannedListener } from './listener-plan.js';
+import { diffPlans, type PlannedListener, planListeners } from './listener-plan.js';
 import type { Logger } from './log.js';
 import type { ProxyMetrics } from './metrics.js';
 import type { ProxyConfig, ReloadResult } from './proxy-config.js';
@@ -145,7 +145,7 @@ export class RunningProxy {
       this.listeners.set(plan.key, this.live(plan, l.listener));
       l.release();
     }
-    diff.added.forEach((plan, i) => this.attach(plan, fresh[i] as GuestListener));
+    for (const [i, plan] of diff.added.entries()) this.attach(plan, fresh[i] as GuestListener);
     // Keep configuration order.
     const ordered = plans.map((p) => [p.key, this.listeners.get(p.key) as LiveListener] as const);
     this.listeners.clear();

@@ -4,7 +4,7 @@ import { DEFAULT_VSOCK_PORT } from '../frontend/vsock-native.js';
 import { ConfigError } from '../protocol/errors.js';
 import { parseListenAddress, resolveGroup } from './config.js';
 import type { LogFormat, LogLevel } from './log.js';
-import { LISTENER_ONLY_KEYS, OPTIONS, OPTION_NAMES, optionNamed, type OptionName, type OptionSpec } from './options.js';
+import { LISTENER_ONLY_KEYS, OPTION_NAMES, OPTIONS, type OptionName, type OptionSpec, optionNamed } from './options.js';
 import type { ListenerConfig, ProxyConfig } from './proxy-config.js';
 
 /**
@@ -58,8 +58,16 @@ export function resolveSettings(input: SettingsInput, lookupGroup: GroupLookup =
   if (values.protocol === undefined) throw new ConfigError(`option protocol is required: kbs, kbs-test, or a path to a backend module`);
   const listenFds = input.listenFds ?? [];
   const listeners = (values.listeners as ListenerConfig[] | undefined) ?? [];
-  if (input.socketsFromManager !== true && listenFds.length === 0 && values.unix === undefined && values.vsock === undefined && listeners.length === 0) {
-    throw new ConfigError('no listener: give unix PATH or vsock [PORT] (flags or config file), a `listeners` list, or sockets from systemd');
+  if (
+    input.socketsFromManager !== true &&
+    listenFds.length === 0 &&
+    values.unix === undefined &&
+    values.vsock === undefined &&
+    listeners.length === 0
+  ) {
+    throw new ConfigError(
+      'no listener: give unix PATH or vsock [PORT] (flags or config file), a `listeners` list, or sockets from systemd',
+    );
   }
   const proxy: Record<string, unknown> = { listenFds, backendOptions: backendOptionsOf(values) };
   const limits: Record<string, unknown> = {};
@@ -77,7 +85,9 @@ export function resolveSettings(input: SettingsInput, lookupGroup: GroupLookup =
 
 /** The options that changed between two configurations and that a reload does not apply. */
 export function needsRestart(before: ServeSettings, after: ServeSettings): OptionName[] {
-  return OPTION_NAMES.filter((n) => !OPTIONS[n].reload && n !== 'config' && JSON.stringify(before.values[n]) !== JSON.stringify(after.values[n]));
+  return OPTION_NAMES.filter(
+    (n) => !OPTIONS[n].reload && n !== 'config' && JSON.stringify(before.values[n]) !== JSON.stringify(after.values[n]),
+  );
 }
 
 function flagValue(flags: Readonly<Record<string, unknown>>, name: string, spec: OptionSpec): unknown {
@@ -91,7 +101,9 @@ function fileOptions(path: string, json: unknown): Partial<Record<OptionName, un
   for (const [key, value] of Object.entries(json)) {
     const name = optionNamed(key);
     if (name === undefined || (OPTIONS[name] as OptionSpec).where === 'flag') {
-      throw new ConfigError(`config file ${path}: unknown key ${JSON.stringify(key)} (keys are the option names, e.g. "max-frame-bytes"; docs/cli.md lists them)`);
+      throw new ConfigError(
+        `config file ${path}: unknown key ${JSON.stringify(key)} (keys are the option names, e.g. "max-frame-bytes"; docs/cli.md lists them)`,
+      );
     }
     if (out[name] !== undefined) throw new ConfigError(`config file ${path}: ${JSON.stringify(key)} and its other name both given`);
     out[name] = value;
@@ -122,15 +134,18 @@ function parseListener(entry: unknown, where: string, lookupGroup: GroupLookup):
       throw new ConfigError(`${where}unknown key ${JSON.stringify(key)} (a listener takes ${allowed.join(', ')})`);
     }
     // One address per listener: `unix` and `vsock` take a single value here.
-    if ((spec.type === 'strings' || spec.type === 'ports') && Array.isArray(raw)) throw new ConfigError(`${where}${key} takes one value in a listener`);
+    if ((spec.type === 'strings' || spec.type === 'ports') && Array.isArray(raw))
+      throw new ConfigError(`${where}${key} takes one value in a listener`);
     values[option] = parseValue(option, spec, raw, where, lookupGroup);
   }
-  if ((values.unix === undefined) === (values.vsock === undefined)) throw new ConfigError(`${where}each listener needs exactly one of "unix" or "vsock"`);
+  if ((values.unix === undefined) === (values.vsock === undefined))
+    throw new ConfigError(`${where}each listener needs exactly one of "unix" or "vsock"`);
   const backendOptions = backendOptionsOf(values);
   const config: Record<string, unknown> = { name };
   for (const [option, value] of Object.entries(values) as Array<[OptionName, unknown]>) {
     const to: OptionSpec['to'] = OPTIONS[option].to;
-    if (typeof to === 'object' && 'proxy' in to) config[to.proxy] = option === 'unix' || option === 'vsock' ? (value as unknown[])[0] : value;
+    if (typeof to === 'object' && 'proxy' in to)
+      config[to.proxy] = option === 'unix' || option === 'vsock' ? (value as unknown[])[0] : value;
   }
   if (Object.keys(backendOptions).length > 0) config.backendOptions = backendOptions;
   return Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined)) as ListenerConfig;
@@ -159,7 +174,8 @@ export function parseValue(name: string, spec: OptionSpec, raw: unknown, where: 
       return nonEmpty(raw);
     case 'integer': {
       const min = spec.min ?? 0;
-      if (typeof raw !== 'number' || !Number.isSafeInteger(raw) || raw < min) bad(min > 0 ? 'a positive integer' : 'a non-negative integer');
+      if (typeof raw !== 'number' || !Number.isSafeInteger(raw) || raw < min)
+        bad(min > 0 ? 'a positive integer' : 'a non-negative integer');
       return raw;
     }
     case 'boolean':
@@ -181,7 +197,9 @@ export function parseValue(name: string, spec: OptionSpec, raw: unknown, where: 
         if (p === true || p === '') return DEFAULT_VSOCK_PORT;
         const port = typeof p === 'number' ? p : typeof p === 'string' && /^\d+$/.test(p) ? Number(p) : Number.NaN;
         if (Number.isSafeInteger(port) && port >= 1 && port < 0xffffffff) return port;
-        throw new ConfigError(`${where}option ${name} must be a port number, or true for ${DEFAULT_VSOCK_PORT}, got ${JSON.stringify(p) ?? String(p)}`);
+        throw new ConfigError(
+          `${where}option ${name} must be a port number, or true for ${DEFAULT_VSOCK_PORT}, got ${JSON.stringify(p) ?? String(p)}`,
+        );
       });
     }
     case 'mode': {

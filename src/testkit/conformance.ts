@@ -4,12 +4,12 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BackendSession, RawBackendOptions } from '../backends/contract.js';
-import { assertBackendDefinition, resolveBackend, type AnyBackendDefinition } from '../backends/registry.js';
+import { type AnyBackendDefinition, assertBackendDefinition, resolveBackend } from '../backends/registry.js';
 import type { SessionOutcome } from '../frontend/session.js';
 import { describeError } from '../protocol/errors.js';
 import { encodeFrame } from '../protocol/framing.js';
 import { createLogger, type Logger } from '../service/log.js';
-import { startProxy, type RunningProxy } from '../service/proxy.js';
+import { type RunningProxy, startProxy } from '../service/proxy.js';
 import { SimulatedGuest } from './guest-simulator.js';
 
 export interface ConformanceOptions {
@@ -46,10 +46,10 @@ export interface ConformanceReport {
  */
 export async function runConformance(o: ConformanceOptions): Promise<ConformanceReport> {
   const checks: ConformanceCheck[] = [];
-  const check = async (name: string, run: () => Promise<string | undefined | void>) => {
+  const check = async (name: string, run: () => Promise<unknown>) => {
     try {
       const problem = await run();
-      checks.push(problem ? { name, ok: false, detail: problem } : { name, ok: true });
+      checks.push(typeof problem === 'string' && problem !== '' ? { name, ok: false, detail: problem } : { name, ok: true });
     } catch (err) {
       checks.push({ name, ok: false, detail: describeError(err) });
     }
@@ -68,7 +68,8 @@ export async function runConformance(o: ConformanceOptions): Promise<Conformance
   const outcomes: SessionOutcome[] = [];
   let proxy: RunningProxy | undefined;
   const guests: SimulatedGuest[] = [];
-  const boot = async (g: SimulatedGuest, measurement = o.measurement) => g.boot({ measurement, expectSecret: measurement === o.measurement ? o.expectSecret : undefined });
+  const boot = async (g: SimulatedGuest, measurement = o.measurement) =>
+    g.boot({ measurement, expectSecret: measurement === o.measurement ? o.expectSecret : undefined });
   const newGuest = async () => {
     const g = await SimulatedGuest.connect(unix);
     guests.push(g);
@@ -157,7 +158,10 @@ function lastDetail(outcomes: SessionOutcome[]): string {
 }
 
 /** Wraps a definition so the harness can count session opens and closes. */
-function countingDefinition(def: AnyBackendDefinition, counts: { opened: number; closed: number; doubleClosed: number }): AnyBackendDefinition {
+function countingDefinition(
+  def: AnyBackendDefinition,
+  counts: { opened: number; closed: number; doubleClosed: number },
+): AnyBackendDefinition {
   return {
     ...def,
     async create(options, context) {

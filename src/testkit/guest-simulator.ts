@@ -1,21 +1,21 @@
-import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
+import { FrameReader } from '../frontend/frame-reader.js';
+import { connectVsock } from '../frontend/vsock-native.js';
 import {
-  FAILURE_ANSWER,
-  PROTOCOL_VERSION,
   buildSyntheticReport,
   decryptSecret,
   describeError,
   encodeFrame,
+  FAILURE_ANSWER,
   generateP521KeyPair,
+  PROTOCOL_VERSION,
   parseAttestationResponse,
   parseNegotiationResponse,
   reportDataDigest,
   serializeAttestationRequest,
   serializeNegotiationRequest,
 } from '../protocol/index.js';
-import { FrameReader } from '../frontend/frame-reader.js';
-import { connectVsock } from '../frontend/vsock-native.js';
 
 /** Where the proxy is: a Unix socket path (QEMU's serial chardev), or a vsock address. */
 export type ProxyAddress = string | { readonly cid: number; readonly port: number };
@@ -124,7 +124,9 @@ export class SimulatedGuest {
       }
       const secret = decryptSecret(key.secretKey, resp.decryption, resp.secret);
       const secretMatches = o.expectSecret === undefined ? undefined : Buffer.from(secret).equals(o.expectSecret);
-      say(`guest: decrypted a ${secret.length}-byte secret${secretMatches === undefined ? '' : secretMatches ? ' — it matches the expected one' : ' — it does NOT match'}`);
+      say(
+        `guest: decrypted a ${secret.length}-byte secret${secretMatches === undefined ? '' : secretMatches ? ' — it matches the expected one' : ' — it does NOT match'}`,
+      );
       return done({ ok: secretMatches !== false, attested: true, secret, secretMatches });
     } catch (err) {
       return done({ ok: false, error: describeError(err) });
@@ -191,7 +193,12 @@ export async function runGuestFleet(o: GuestFleetOptions): Promise<GuestFleetSum
       guest = await SimulatedGuest.connect(o.address);
       while (next < o.sessions) {
         next++;
-        const r = await guest.boot({ measurement: o.measurement, expectSecret: o.expectSecret, hostData: o.hostData, answerTimeoutMs: o.answerTimeoutMs });
+        const r = await guest.boot({
+          measurement: o.measurement,
+          expectSecret: o.expectSecret,
+          hostData: o.hostData,
+          answerTimeoutMs: o.answerTimeoutMs,
+        });
         latencies.push(r.totalMs);
         if (r.ok) succeeded++;
         else errors.push(r.error ?? 'secret mismatch');

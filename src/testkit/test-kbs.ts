@@ -6,19 +6,20 @@ import type { AddressInfo } from 'node:net';
 import { DEFAULT_RESOURCE_PATH } from '../backends/kbs/options.js';
 import { fingerprint } from '../frontend/session-outcome.js';
 import {
+  type EcPublicKey,
+  encodeUrl,
+  jweEncrypt,
   KBS_COOKIE_NAME,
   KBS_NEGOTIATION_PARAMS,
   KBS_PROTOCOL_VERSION,
-  SNP_MEASUREMENT_BYTES,
-  encodeUrl,
-  jweEncrypt,
   kbsAttestationSchema,
   kbsRequestSchema,
   parseSnpReport,
   reportDataDigest,
+  SNP_MEASUREMENT_BYTES,
+  type SnpReport,
   serializeKbsChallenge,
   serializeKbsJwe,
-  type EcPublicKey,
 } from '../protocol/index.js';
 
 export interface TestKbsOptions {
@@ -191,20 +192,29 @@ export class TestKbs {
     }
     const a = r.data;
     const nonce = a['runtime-data'].nonce;
-    if (!safeEqual(nonce, s.state.nonce)) throw new Refusal(401, 'nonce-mismatch', 'runtime-data nonce is not the one this session was given');
-    let report;
+    if (!safeEqual(nonce, s.state.nonce))
+      throw new Refusal(401, 'nonce-mismatch', 'runtime-data nonce is not the one this session was given');
+    let report: SnpReport;
     try {
       report = parseSnpReport(a['tee-evidence'].primary_evidence['snp-report']);
     } catch (err) {
       throw new Refusal(400, 'invalid-evidence', (err as Error).message);
     }
     if (!safeEqual(report.measurement, this.options.measurement)) {
-      throw new Refusal(401, 'measurement-mismatch', `measurement ${hex(report.measurement)} is not the expected ${hex(this.options.measurement)}`);
+      throw new Refusal(
+        401,
+        'measurement-mismatch',
+        `measurement ${hex(report.measurement)} is not the expected ${hex(this.options.measurement)}`,
+      );
     }
     const key = { x: a['runtime-data']['tee-pubkey'].x, y: a['runtime-data']['tee-pubkey'].y };
     const expected = reportDataDigest(KBS_NEGOTIATION_PARAMS, s.state.nonce, key);
     if (!safeEqual(report.reportData, expected)) {
-      throw new Refusal(401, 'report-data-mismatch', 'report_data is not SHA-512(tee-pubkey x || y || nonce): the report is not bound to this key and nonce');
+      throw new Refusal(
+        401,
+        'report-data-mismatch',
+        'report_data is not SHA-512(tee-pubkey x || y || nonce): the report is not bound to this key and nonce',
+      );
     }
     s.state.key = key;
     s.state.hostData = hex(report.hostData);
@@ -297,7 +307,9 @@ function testToken(measurement: Uint8Array, ttlMs: number): string {
   const now = Math.floor(Date.now() / 1000);
   const header = encodeUrl(Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT' })));
   const claims = encodeUrl(
-    Buffer.from(JSON.stringify({ iss: 'aproxy-test-kbs', iat: now, exp: now + Math.floor(ttlMs / 1000), tee: 'snp', measurement: hex(measurement) })),
+    Buffer.from(
+      JSON.stringify({ iss: 'aproxy-test-kbs', iat: now, exp: now + Math.floor(ttlMs / 1000), tee: 'snp', measurement: hex(measurement) }),
+    ),
   );
   return `${header}.${claims}.`;
 }

@@ -109,7 +109,10 @@ export function inspectToken(token: string, now = Date.now()): TokenDescription 
       signatureBytes: Buffer.from(parts[2] ?? '', 'base64url').length,
     };
   }
-  const bytes = /^[0-9a-fA-F]+$/.test(t) && t.length % 2 === 0 ? Buffer.from(t, 'hex') : Buffer.from(t, t.includes('-') || t.includes('_') ? 'base64url' : 'base64');
+  const bytes =
+    /^[0-9a-fA-F]+$/.test(t) && t.length % 2 === 0
+      ? Buffer.from(t, 'hex')
+      : Buffer.from(t, t.includes('-') || t.includes('_') ? 'base64url' : 'base64');
   let value: unknown = decodeCbor(bytes);
   while (value instanceof Tag && (value.tag === 61 || value.tag === 18)) value = value.value; // CWT, COSE_Sign1
   if (!Array.isArray(value) || value.length !== 4) throw new RangeError('not a JWT (three dot-separated parts) nor a COSE_Sign1 CWT');

@@ -46,7 +46,8 @@ export interface QemuVsockOptions {
 
 /** The vsock device through which SVSM reaches the host (CID 2, port 1995). Needs /dev/vhost-vsock on the host. */
 export function qemuVsockArgs(o: QemuVsockOptions): string[] {
-  if (!Number.isInteger(o.cid) || o.cid < 3 || o.cid > 0xfffffffe) throw new RangeError(`guest CID must be an integer from 3 to 4294967294, got ${o.cid}`);
+  if (!Number.isInteger(o.cid) || o.cid < 3 || o.cid > 0xfffffffe)
+    throw new RangeError(`guest CID must be an integer from 3 to 4294967294, got ${o.cid}`);
   return ['-device', `${o.device === 'pci' ? 'vhost-vsock-pci' : 'vhost-vsock-device'},guest-cid=${o.cid}`];
 }
 

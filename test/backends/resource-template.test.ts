@@ -7,7 +7,14 @@ const hostData = (byte: number) => Buffer.alloc(32, byte);
 
 describe('resource templates', () => {
   test('templates: every field resolves from a real report and the transport; unknown fields and unsafe paths are refused', () => {
-    const report = parseSnpReport(buildSyntheticReport({ measurement: Buffer.alloc(48, 0xab), reportData: Buffer.alloc(64), hostData: hostData(0x0f), chipId: Buffer.alloc(64, 0xc1) }));
+    const report = parseSnpReport(
+      buildSyntheticReport({
+        measurement: Buffer.alloc(48, 0xab),
+        reportData: Buffer.alloc(64),
+        hostData: hostData(0x0f),
+        chipId: Buffer.alloc(64, 0xc1),
+      }),
+    );
     const t = parseResourceTemplate('tenant/{listener}/{host_data}-{measurement}-{chip_id}-{report_id}-{cid}');
     const path = resolveResource(t, report, { transport: 'vsock', listener: 'vm-7', cid: 42 });
     assert.equal(path, `tenant/vm-7/${'0f'.repeat(32)}-${'ab'.repeat(48)}-${'c1'.repeat(64)}-${'00'.repeat(32)}-42`);
@@ -22,12 +29,18 @@ describe('resource templates', () => {
       assert.throws(() => parseResourceTemplate(template), { code: 'CONFIG', message: re }, template);
     }
     // Values are checked too: a listener name that is not a path segment, a {cid} without vsock, a report missing.
-    assert.throws(() => resolveResource(parseResourceTemplate('k/{listener}'), report, { transport: 'unix', listener: '..' }), { code: 'CONFIG' });
-    assert.throws(() => resolveResource(parseResourceTemplate('k/{listener}'), report, { transport: 'unix', listener: 'a/b' }), { code: 'CONFIG' });
-    assert.throws(() => resolveResource(parseResourceTemplate('k/{cid}'), report, { transport: 'unix', listener: 'x' }), { code: 'CONFIG', message: /\{cid\}/ });
+    assert.throws(() => resolveResource(parseResourceTemplate('k/{listener}'), report, { transport: 'unix', listener: '..' }), {
+      code: 'CONFIG',
+    });
+    assert.throws(() => resolveResource(parseResourceTemplate('k/{listener}'), report, { transport: 'unix', listener: 'a/b' }), {
+      code: 'CONFIG',
+    });
+    assert.throws(() => resolveResource(parseResourceTemplate('k/{cid}'), report, { transport: 'unix', listener: 'x' }), {
+      code: 'CONFIG',
+      message: /\{cid\}/,
+    });
     assert.throws(() => resolveResource(parseResourceTemplate('k/{host_data}'), undefined, undefined), { code: 'ATTESTATION_REJECTED' });
   });
-
 
   test('a listener name of 64 characters resolves, as the listener rule allows; 65 is refused', () => {
     const t = parseResourceTemplate('k/{listener}');

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { GuestLimits } from '../../src/frontend/guest-limits.js';
-import { SessionBudget } from '../../src/frontend/session-budget.js';
 import { LogBursts } from '../../src/frontend/log-bursts.js';
+import { SessionBudget } from '../../src/frontend/session-budget.js';
 import type { GuestPeer } from '../../src/frontend/transport.js';
 
 const limits = (o: Partial<ConstructorParameters<typeof GuestLimits>[0]> = {}) =>

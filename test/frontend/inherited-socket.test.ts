@@ -27,7 +27,10 @@ describe('an inherited fd is served only when it is a listening Unix or vsock st
       client.destroy();
       server.close();
     });
-    assert.throws(() => inheritedSocketKind(fdOf(client)), { code: 'CONFIG', message: /inherited fd \d+ is a non-listening unix stream socket; aproxy serves only/ });
+    assert.throws(() => inheritedSocketKind(fdOf(client)), {
+      code: 'CONFIG',
+      message: /inherited fd \d+ is a non-listening unix stream socket; aproxy serves only/,
+    });
   });
 
   test('a file is refused as not a socket', async (t) => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { BackendUnreachableError, GuestGoneError, InvalidJsonError, SessionSupersededError } from '../../src/protocol/errors.js';
 import { classify } from '../../src/frontend/session-outcome.js';
+import { BackendUnreachableError, GuestGoneError, InvalidJsonError, SessionSupersededError } from '../../src/protocol/errors.js';
 
 const live = () => new AbortController().signal;
 const endedWith = (reason: Error) => {
@@ -24,7 +24,18 @@ describe("a session's end becomes its outcome in one place", () => {
   });
 
   test('a detail given with the stop replaces the cause message', async () => {
-    const v = await classify({ outcome: 'stopped', stop: { cause: new BackendUnreachableError('POST /kbs/v0/auth', 'ECONNREFUSED'), phase: 'negotiate', detail: 'backend could not open a session' } }, live(), answered);
+    const v = await classify(
+      {
+        outcome: 'stopped',
+        stop: {
+          cause: new BackendUnreachableError('POST /kbs/v0/auth', 'ECONNREFUSED'),
+          phase: 'negotiate',
+          detail: 'backend could not open a session',
+        },
+      },
+      live(),
+      answered,
+    );
     assert.equal(v.detail, 'backend could not open a session');
     assert.equal(v.reason, 'BACKEND_UNREACHABLE');
   });
@@ -44,10 +55,18 @@ describe("a session's end becomes its outcome in one place", () => {
   });
 
   test('a failure whose answer cannot be written is aborted, with why the session ended', async () => {
-    const gone = await classify({ outcome: 'stopped', stop: { cause: new InvalidJsonError('bad', 0), phase: 'attest' } }, live(), unanswered);
+    const gone = await classify(
+      { outcome: 'stopped', stop: { cause: new InvalidJsonError('bad', 0), phase: 'attest' } },
+      live(),
+      unanswered,
+    );
     assert.deepEqual([gone.outcome, gone.reason], ['aborted', 'GUEST_GONE']);
     assert.match(gone.detail ?? '', /^guest left before the failure answer \(invalid JSON/);
-    const rebooted = await classify({ outcome: 'stopped', stop: { cause: new InvalidJsonError('bad', 0), phase: 'attest' } }, endedWith(new SessionSupersededError()), unanswered);
+    const rebooted = await classify(
+      { outcome: 'stopped', stop: { cause: new InvalidJsonError('bad', 0), phase: 'attest' } },
+      endedWith(new SessionSupersededError()),
+      unanswered,
+    );
     assert.equal(rebooted.reason, 'SUPERSEDED');
   });
 });

@@ -4,13 +4,13 @@ import { writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { describe, test, type TestContext } from 'node:test';
-import { createLogger } from '../../src/service/log.js';
+import { describe, type TestContext, test } from 'node:test';
 import { encodeFrame } from '../../src/protocol/index.js';
+import { createLogger } from '../../src/service/log.js';
 import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
-import { runCli, spawnSocketActivated, finished } from '../support/cli.js';
+import { finished, runCli, spawnSocketActivated } from '../support/cli.js';
 import { startRig, startTestKbs, tempDir } from '../support/harness.js';
-import { startProxyProcess, seriesValue } from '../support/proxy-process.js';
+import { seriesValue, startProxyProcess } from '../support/proxy-process.js';
 import { NEGOTIATE, RawGuest } from '../support/raw-guest.js';
 
 /** The proxy's heap in these tests: a guest that could grow it without bound makes it abort. */
@@ -55,9 +55,13 @@ describe('a hostile guest costs the proxy a bounded amount, and the other guests
     const dir = await tempDir(t);
     const [bad, good] = [join(dir, 'bad.sock'), join(dir, 'good.sock')];
     // A budget no test reaches: what stops this guest is its own unread answers.
-    const proxy = await startProxyProcess(t, ['--protocol', 'kbs', '--url', url, '--unix', bad, '--unix', good, '--sessions-per-minute', '1000000', '--session-burst', '1000000'], {
-      nodeArgs: [`--max-old-space-size=${HEAP_MIB}`],
-    });
+    const proxy = await startProxyProcess(
+      t,
+      ['--protocol', 'kbs', '--url', url, '--unix', bad, '--unix', good, '--sessions-per-minute', '1000000', '--session-burst', '1000000'],
+      {
+        nodeArgs: [`--max-old-space-size=${HEAP_MIB}`],
+      },
+    );
     const s = await neverReading(bad, t);
     flood(s, encodeFrame('garbage!!'), 500_000);
     const stalled = await proxy.waitForRecord((r) => typeof r.msg === 'string' && r.msg.startsWith('guest is not taking its answers'));
@@ -72,9 +76,13 @@ describe('a hostile guest costs the proxy a bounded amount, and the other guests
     const { url, measurement, secret } = await startTestKbs(t);
     const dir = await tempDir(t);
     const [bad, good] = [join(dir, 'bad.sock'), join(dir, 'good.sock')];
-    const proxy = await startProxyProcess(t, ['--protocol', 'kbs', '--url', url, '--unix', bad, '--unix', good, '--metrics', '127.0.0.1:0'], {
-      nodeArgs: [`--max-old-space-size=${HEAP_MIB}`],
-    });
+    const proxy = await startProxyProcess(
+      t,
+      ['--protocol', 'kbs', '--url', url, '--unix', bad, '--unix', good, '--metrics', '127.0.0.1:0'],
+      {
+        nodeArgs: [`--max-old-space-size=${HEAP_MIB}`],
+      },
+    );
     const s = await neverReading(bad, t);
     flood(s, encodeFrame(Buffer.alloc(1 << 20, 0x41)), 2000);
     await proxy.waitForRecord((r) => typeof r.msg === 'string' && r.msg.startsWith('guest is over its session budget'));
@@ -82,7 +90,11 @@ describe('a hostile guest costs the proxy a bounded amount, and the other guests
     const scrape = await proxy.scrape();
     assert.equal(seriesValue(scrape, 'aproxy_guest_links_waiting', { listener: bad, reason: 'session_budget' }), 1);
     assert.ok(seriesValue(scrape, 'aproxy_guest_sessions_paced_total', { listener: bad }) >= 1);
-    assert.equal(seriesValue(scrape, 'aproxy_sessions_total', { listener: bad }), 10, 'the default burst, then nothing until the budget allows');
+    assert.equal(
+      seriesValue(scrape, 'aproxy_sessions_total', { listener: bad }),
+      10,
+      'the default burst, then nothing until the budget allows',
+    );
     assert.ok(s.writableLength > 0, 'the flooder still has bytes the proxy has not read');
     assert.ok(proxy.peakRssMiB() < PEAK_RSS_BOUND_MIB, `peak RSS ${proxy.peakRssMiB().toFixed(0)} MiB`);
   });
@@ -113,7 +125,8 @@ describe('a hostile guest costs the proxy a bounded amount, and the other guests
     const g = await RawGuest.connect(rig.unix);
     for (let i = 0; i < 200; i++) g.send('not json');
     for (let i = 0; i < 200; i++) assert.notEqual(await g.next(), null);
-    const failures = () => rig.logs.records.filter((r) => r.level === 40 && typeof r.msg === 'string' && r.msg.startsWith('session failure'));
+    const failures = () =>
+      rig.logs.records.filter((r) => r.level === 40 && typeof r.msg === 'string' && r.msg.startsWith('session failure'));
     assert.equal(failures().length, 1, 'one line for the burst so far');
     const closed = once(rig.proxy.server, 'disconnect');
     g.destroy();
@@ -128,8 +141,22 @@ describe('a hostile guest costs the proxy a bounded amount, and the other guests
     const dir = await tempDir(t);
     const sock = join(dir, 'proxy.sock');
     const proxy = await startProxyProcess(t, [
-      '--protocol', 'kbs', '--url', url, '--unix', sock, '--metrics', '127.0.0.1:0', '--log-level', 'debug', '--log-buffer-bytes', '16384',
-      '--sessions-per-minute', '1000000', '--session-burst', '1000000',
+      '--protocol',
+      'kbs',
+      '--url',
+      url,
+      '--unix',
+      sock,
+      '--metrics',
+      '127.0.0.1:0',
+      '--log-level',
+      'debug',
+      '--log-buffer-bytes',
+      '16384',
+      '--sessions-per-minute',
+      '1000000',
+      '--session-burst',
+      '1000000',
     ]);
     // Stop reading its stdout: the pipe and our stream buffer fill, then the proxy's log buffer.
     proxy.child.stdout?.pause();
@@ -163,6 +190,7 @@ describe('a hostile guest costs the proxy a bounded amount, and the other guests
     log.info({}, 'next event');
     const lines = out.split('\n').filter((l) => l !== '');
     assert.equal(lines.length, 2, out);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: no control character may reach the terminal
     assert.doesNotMatch(out, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\u202e]/);
     assert.match(lines[0] ?? '', /unknown evidence variant snp\\x1b\[31mRED\\x1b\]52;c;ZXZpbA==\\x07\\x0d\\x0aFORGED/);
     assert.match(lines[0] ?? '', /\\u2028\\x9b2J\\u202eabc/);
@@ -170,7 +198,10 @@ describe('a hostile guest costs the proxy a bounded amount, and the other guests
 
   test('metric series do not grow with the number of guests', async (t) => {
     const rig = await startRig(t, { backend: { resource: 'vtpm/keys/{host_data}' }, proxy: { metrics: '127.0.0.1:0' } });
-    const series = async () => (await (await fetch(rig.proxy.metricsUrl as string)).text()).split('\n').filter((l) => l.startsWith('aproxy_') && !l.startsWith('aproxy_process') && !l.startsWith('aproxy_nodejs')).length;
+    const series = async () =>
+      (await (await fetch(rig.proxy.metricsUrl as string)).text())
+        .split('\n')
+        .filter((l) => l.startsWith('aproxy_') && !l.startsWith('aproxy_process') && !l.startsWith('aproxy_nodejs')).length;
     const boot = async (n: number) => {
       const g = await SimulatedGuest.connect(rig.unix);
       t.after(() => g.close());
@@ -190,7 +221,10 @@ describe('a hostile guest costs the proxy a bounded amount, and the other guests
     assert.equal(r.code, 2, r.stderr);
     const lines = r.stderr.trim().split('\n');
     assert.equal(lines.length, 1, r.stderr);
-    assert.match(lines[0] ?? '', /inherited fd 3 is a listening TCP\/IPv4 stream socket; aproxy serves only listening Unix or vsock stream sockets/);
+    assert.match(
+      lines[0] ?? '',
+      /inherited fd 3 is a listening TCP\/IPv4 stream socket; aproxy serves only listening Unix or vsock stream sockets/,
+    );
   });
 });
 
@@ -222,7 +256,10 @@ export default {
   test("a plugin's unhandled rejection and a throw in its timer are logged with the plugin named; other guests are served", async (t) => {
     const dir = await tempDir(t);
     const file = join(dir, 'faulty.mjs');
-    await writeFile(file, plugin(`Promise.reject(new Error('forgotten promise')); setTimeout(() => { throw new Error('timer threw'); }, 0);`));
+    await writeFile(
+      file,
+      plugin(`Promise.reject(new Error('forgotten promise')); setTimeout(() => { throw new Error('timer threw'); }, 0);`),
+    );
     const sock = join(dir, 'p.sock');
     const proxy = await startProxyProcess(t, ['--protocol', file, '--unix', sock]);
     const first = await RawGuest.connect(sock);

@@ -1,7 +1,7 @@
 // The package as an operator installs it: a tarball with a prebuilt vsock
 // addon, installed on a host with no C compiler, no make and no python.
 import assert from 'node:assert/strict';
-import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
+import { type SpawnSyncOptions, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, symlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
@@ -38,7 +38,10 @@ test('the packed tarball carries a prebuilt vsock addon, installs with no compil
   const first = readdirSync(staged).find((f) => f.endsWith('.tgz')) as string;
   run('tar', ['xzf', join(staged, first), '-C', staged], {});
   const pkg = join(staged, 'package');
-  run(process.execPath, [join(pkg, 'scripts', 'build-native.mjs'), '--prebuild'], { cwd: pkg, env: { ...process.env, npm_config_node_gyp: nodeGyp } });
+  run(process.execPath, [join(pkg, 'scripts', 'build-native.mjs'), '--prebuild'], {
+    cwd: pkg,
+    env: { ...process.env, npm_config_node_gyp: nodeGyp },
+  });
   const packed = join(work, 'packed');
   mkdirSync(packed);
   run(process.execPath, [npmCli, 'pack', '--ignore-scripts', '--pack-destination', packed], { cwd: pkg });
@@ -53,11 +56,30 @@ test('the packed tarball carries a prebuilt vsock addon, installs with no compil
   symlinkSync(process.execPath, join(bin, 'node'));
   // The rest of the environment stays (npm's registry and CA settings); only the tools go.
   const env = { ...process.env, PATH: bin };
-  assert.notEqual(spawnSync('/bin/sh', ['-c', 'command -v cc || command -v gcc || command -v make || command -v python3'], { env }).status, 0, 'no compiler on the PATH');
+  assert.notEqual(
+    spawnSync('/bin/sh', ['-c', 'command -v cc || command -v gcc || command -v make || command -v python3'], { env }).status,
+    0,
+    'no compiler on the PATH',
+  );
   const prefix = join(work, 'prefix');
   // The dependencies' tarballs come from npm's cache, which `npm ci` filled; their
   // metadata from the registry (npm ci never needed it), as on an operator's host.
-  const out = run(process.execPath, [npmCli, 'install', '--prefer-offline', '--no-audit', '--no-fund', '--foreground-scripts', '--script-shell=/bin/sh', '--prefix', prefix, tarball], { env });
+  const out = run(
+    process.execPath,
+    [
+      npmCli,
+      'install',
+      '--prefer-offline',
+      '--no-audit',
+      '--no-fund',
+      '--foreground-scripts',
+      '--script-shell=/bin/sh',
+      '--prefix',
+      prefix,
+      tarball,
+    ],
+    { env },
+  );
   assert.match(out, /aproxy: vsock addon: using the prebuilt prebuilds\/linux-x64\/vsock\.napi\.glibc\.node \(no compiler needed\)/);
 
   const installed = join(prefix, 'node_modules', 'aproxy');
@@ -71,7 +93,10 @@ test('the packed tarball carries a prebuilt vsock addon, installs with no compil
     console.log(JSON.stringify({ path: m.vsockAddonPath(), socket: addon.describe(server._handle.fd) }));
     server.close();
   `;
-  const loaded = JSON.parse(run(join(bin, 'node'), ['--input-type=module', '-e', probe], { env }).trim()) as { path: string; socket: { family: string; stream: boolean; listening: boolean } };
+  const loaded = JSON.parse(run(join(bin, 'node'), ['--input-type=module', '-e', probe], { env }).trim()) as {
+    path: string;
+    socket: { family: string; stream: boolean; listening: boolean };
+  };
   assert.equal(loaded.path, join(installed, 'native', 'vsock', 'prebuilds', 'linux-x64', 'vsock.napi.glibc.node'));
   assert.deepEqual([loaded.socket.stream, loaded.socket.listening], [true, true], 'the addon answers: it describes a listening socket');
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { once } from 'node:events';
 import { readFile, stat, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -26,14 +26,20 @@ describe('aproxy check', () => {
       url: 'http://user:pw@kbs.example:8080',
       resource: 'vtpm/keys/{host_data}',
       'socket-mode': '0660',
-      listeners: [{ name: 'vm-a', unix: join(dir, 'vm-a.sock') }, { name: 'lab', unix: join(dir, 'lab.sock'), resource: 'lab/{measurement}' }],
+      listeners: [
+        { name: 'vm-a', unix: join(dir, 'vm-a.sock') },
+        { name: 'lab', unix: join(dir, 'lab.sock'), resource: 'lab/{measurement}' },
+      ],
       metrics: '127.0.0.1:9464',
       'session-burst': 3,
     });
     const r = await runCli(['check', '--config', config]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stderr, '');
-    assert.match(r.stdout, /^listener vm-a: unix .*vm-a\.sock \(mode 0660\) → kbs http:\/\/kbs\.example:8080\/ resource vtpm\/keys\/\{host_data\}$/m);
+    assert.match(
+      r.stdout,
+      /^listener vm-a: unix .*vm-a\.sock \(mode 0660\) → kbs http:\/\/kbs\.example:8080\/ resource vtpm\/keys\/\{host_data\}$/m,
+    );
     assert.match(r.stdout, /^listener lab: .* resource lab\/\{measurement\}$/m);
     assert.match(r.stdout, /^backend kbs for vm-a: options checked$/m);
     assert.match(r.stdout, /^backend kbs for lab: options checked$/m);
@@ -53,10 +59,18 @@ describe('aproxy check', () => {
     const cases: Array<[string, Record<string, unknown>, RegExp]> = [
       ['an unknown key', { ...base, colour: 'red' }, /unknown key "colour"/],
       ['a bad value', { ...base, 'max-frame-bytes': 0 }, /option max-frame-bytes must be a positive integer, got 0/],
-      ['a socket directory that does not exist', { ...base, unix: join(dir, 'nowhere', 'x.sock') }, /the directory .*nowhere does not exist/],
+      [
+        'a socket directory that does not exist',
+        { ...base, unix: join(dir, 'nowhere', 'x.sock') },
+        /the directory .*nowhere does not exist/,
+      ],
       ['a regular file where the socket goes', { ...base, unix: taken }, /already exists; remove it, or set option force/],
       ['a bad resource template', { ...base, resource: 'vtpm/{hostdata}' }, /unknown field \{hostdata\}/],
-      ['a CA file that is not there', { ...base, url: 'https://kbs:8080', 'ca-cert': join(dir, 'no-ca.pem') }, /backend option caCert .*no-ca\.pem: ENOENT/],
+      [
+        'a CA file that is not there',
+        { ...base, url: 'https://kbs:8080', 'ca-cert': join(dir, 'no-ca.pem') },
+        /backend option caCert .*no-ca\.pem: ENOENT/,
+      ],
       ['a plugin that exports no backend', { ...base, protocol: plugin }, /broken-plugin\.mjs: must export a backend definition/],
       ['two listeners on one address', { ...base, listeners: [{ unix: join(dir, 'ok.sock') }] }, /two listeners on unix:/],
       ['a listener name that cannot be a label', { ...base, listeners: [{ name: 'a b', vsock: 5000 }] }, /listener name "a b"/],
@@ -77,12 +91,22 @@ describe('aproxy check', () => {
     const r = await runCli(['check', '--config', config, '--phase-timeout-ms', '-1']);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /option phase-timeout-ms must be a positive integer, got -1/);
-    const ok = await runCli(['check', '--protocol', 'kbs', '--url', 'http://kbs:8080', '--vsock-max-per-cid', '2', '--unix', join(dir, 'b.sock')]);
+    const ok = await runCli([
+      'check',
+      '--protocol',
+      'kbs',
+      '--url',
+      'http://kbs:8080',
+      '--vsock-max-per-cid',
+      '2',
+      '--unix',
+      join(dir, 'b.sock'),
+    ]);
     assert.equal(ok.code, 0, ok.stderr);
     assert.match(ok.stdout, /vsock: 2 connections per CID/);
   });
 
-  test('a socket another process serves is noted, not refused (a reload checks the running proxy\'s own sockets)', async (t) => {
+  test("a socket another process serves is noted, not refused (a reload checks the running proxy's own sockets)", async (t) => {
     const dir = await tempDir(t);
     const path = join(dir, 'live.sock');
     const server = createServer().listen(path);
@@ -101,7 +125,11 @@ describe('aproxy check', () => {
     assert.match(r.stdout, /^listener fd:3: fd 3 and on \(passed by systemd\) → kbs http:\/\/kbs:8080\/$/m);
     assert.match(r.stdout, /^backend kbs for fd:3: options checked$/m);
     // The backend's options are checked all the same.
-    const bad = await runCli(['check', '--config', await configFile(dir, { protocol: 'kbs', url: 'http://kbs:8080', resource: 'a/{nope}' })]);
+    const bad = await runCli([
+      'check',
+      '--config',
+      await configFile(dir, { protocol: 'kbs', url: 'http://kbs:8080', resource: 'a/{nope}' }),
+    ]);
     assert.equal(bad.code, 2, bad.stdout);
     assert.match(bad.stderr, /unknown field \{nope\}/);
   });
@@ -118,13 +146,17 @@ describe('aproxy check --probe', () => {
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /^probe kbs http:\/\/127\.0\.0\.1:\d+\/: reachable; POST \/kbs\/v0\/auth: HTTP 200 in \d+\.\d ms$/m);
     assert.equal(faulty.cookies.length, 1, 'one /auth was made');
-    for (const secret of [...faulty.cookies, 'kbs-session-id', 'nonce']) assert.ok(!`${r.stdout}${r.stderr}`.includes(secret), `output does not show ${secret.slice(0, 8)}…`);
+    for (const secret of [...faulty.cookies, 'kbs-session-id', 'nonce'])
+      assert.ok(!`${r.stdout}${r.stderr}`.includes(secret), `output does not show ${secret.slice(0, 8)}…`);
   });
 
   test('a backend without a probe is named as not contacted, and that is no problem', async (t) => {
     const dir = await tempDir(t);
     const plugin = join(dir, 'no-probe.mjs');
-    await writeFile(plugin, "export default { apiVersion: 2, name: 'no-probe', create: () => ({ openSession() { throw new Error('unused'); }, async close() {} }) };\n");
+    await writeFile(
+      plugin,
+      "export default { apiVersion: 2, name: 'no-probe', create: () => ({ openSession() { throw new Error('unused'); }, async close() {} }) };\n",
+    );
     const r = await runCli(['check', '--probe', '--protocol', plugin, '--unix', join(dir, 'a.sock')]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /^probe no-probe \(no url\): the backend has no probe; not contacted$/m);

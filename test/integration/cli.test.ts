@@ -11,7 +11,20 @@ describe('command line', () => {
   test('--help documents every proxy flag', async () => {
     const r = await runCli(['--help']);
     assert.equal(r.code, 0);
-    for (const flag of ['--protocol', '--url', '--unix', '--force', '--resource', '--log-level', '--max-frame-bytes', '--frame-timeout-ms', '--phase-timeout-ms', '--request-timeout-ms', '--socket-mode', '--ca-cert']) {
+    for (const flag of [
+      '--protocol',
+      '--url',
+      '--unix',
+      '--force',
+      '--resource',
+      '--log-level',
+      '--max-frame-bytes',
+      '--frame-timeout-ms',
+      '--phase-timeout-ms',
+      '--request-timeout-ms',
+      '--socket-mode',
+      '--ca-cert',
+    ]) {
       assert.ok(r.stdout.includes(flag), `help mentions ${flag}`);
     }
   });
@@ -25,7 +38,8 @@ describe('command line', () => {
 
   test('--help documents vsock, its limits, and that a CID is not attested', async () => {
     const r = await runCli(['--help']);
-    for (const flag of ['--vsock', '--vsock-max-per-cid', '--vsock-max-connections', '--vsock-sessions-per-minute']) assert.ok(r.stdout.includes(flag), flag);
+    for (const flag of ['--vsock', '--vsock-max-per-cid', '--vsock-max-connections', '--vsock-sessions-per-minute'])
+      assert.ok(r.stdout.includes(flag), flag);
     assert.match(r.stdout, /CID .* not attested/);
     const bad = await runCli(['--protocol', 'kbs', '--url', 'http://127.0.0.1:1', '--vsock', 'many']);
     assert.equal(bad.code, 2);
@@ -68,7 +82,16 @@ describe('command line', () => {
 
   test('the backend takes its options from --backend-option and names one it does not know (exit 2)', async (t) => {
     const dir = await tempDir(t);
-    const r = await runCli(['--protocol', 'kbs', '--backend-option', 'url=http://127.0.0.1:1', '--backend-option', 'colour=blue', '--unix', join(dir, 's')]);
+    const r = await runCli([
+      '--protocol',
+      'kbs',
+      '--backend-option',
+      'url=http://127.0.0.1:1',
+      '--backend-option',
+      'colour=blue',
+      '--unix',
+      join(dir, 's'),
+    ]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /the kbs backend has no option "colour"/);
     const missing = await runCli(['--protocol', 'kbs', '--unix', join(dir, 's2')]);
@@ -120,7 +143,19 @@ describe('command line', () => {
     await waitForOutput(proxy, /"msg":"aproxy ready"/);
     assert.equal((await stat(unix)).mode & 0o777, 0o600);
 
-    const guests = await runCli(['simulate-guest', '--unix', unix, '--measurement', measurement, '--expect-secret', secret, '--sessions', '6', '--concurrency', '3']);
+    const guests = await runCli([
+      'simulate-guest',
+      '--unix',
+      unix,
+      '--measurement',
+      measurement,
+      '--expect-secret',
+      secret,
+      '--sessions',
+      '6',
+      '--concurrency',
+      '3',
+    ]);
     assert.equal(guests.code, 0, guests.stdout + guests.stderr);
     assert.match(guests.stdout, /6\/6 sessions succeeded/);
 

@@ -4,10 +4,10 @@ import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { runConformance } from '../../src/testkit/conformance.js';
 import { defineBackend } from '../../src/backends/contract.js';
 import { NEGOTIATION_PARAMS } from '../../src/protocol/index.js';
-import { tempDir, startTestKbs } from '../support/harness.js';
+import { runConformance } from '../../src/testkit/conformance.js';
+import { startTestKbs, tempDir } from '../support/harness.js';
 
 const examplePlugin = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'examples', 'local-secret-backend.js');
 
@@ -16,8 +16,17 @@ describe('conformance helper for backend authors', () => {
     const measurement = randomBytes(48);
     const secret = randomBytes(32);
     const { url } = await startTestKbs(t, { measurement, secret });
-    const report = await runConformance({ backend: 'kbs', backendOptions: { url }, measurement, expectSecret: secret, rejectedMeasurement: randomBytes(48) });
-    assert.deepEqual(report.checks.filter((c) => !c.ok), []);
+    const report = await runConformance({
+      backend: 'kbs',
+      backendOptions: { url },
+      measurement,
+      expectSecret: secret,
+      rejectedMeasurement: randomBytes(48),
+    });
+    assert.deepEqual(
+      report.checks.filter((c) => !c.ok),
+      [],
+    );
     assert.equal(report.ok, true);
     assert.equal(report.checks.length, 9);
   });
@@ -28,7 +37,13 @@ describe('conformance helper for backend authors', () => {
     const secret = randomBytes(16);
     const policy = join(dir, 'policy.json');
     await writeFile(policy, JSON.stringify({ measurements: [measurement.toString('hex')], secret: secret.toString('hex') }));
-    const report = await runConformance({ backend: examplePlugin, backendOptions: { policy }, measurement, expectSecret: secret, rejectedMeasurement: randomBytes(48) });
+    const report = await runConformance({
+      backend: examplePlugin,
+      backendOptions: { policy },
+      measurement,
+      expectSecret: secret,
+      rejectedMeasurement: randomBytes(48),
+    });
     assert.equal(report.ok, true, JSON.stringify(report.checks));
   });
 
@@ -50,7 +65,12 @@ describe('conformance helper for backend authors', () => {
         close: async () => undefined,
       }),
     });
-    const report = await runConformance({ backend: broken, backendOptions: {}, measurement: randomBytes(48), rejectedMeasurement: randomBytes(48) });
+    const report = await runConformance({
+      backend: broken,
+      backendOptions: {},
+      measurement: randomBytes(48),
+      rejectedMeasurement: randomBytes(48),
+    });
     assert.equal(report.ok, false);
     const failed = report.checks.filter((c) => !c.ok).map((c) => c.name);
     assert.ok(failed.includes('a guest attests and decrypts its secret'));

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { SimulatedGuest, runGuestFleet } from '../../src/testkit/guest-simulator.js';
+import { runGuestFleet, SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 import { startRig } from '../support/harness.js';
 
 describe('end to end over a real Unix socket and real HTTP', () => {
@@ -23,7 +23,9 @@ describe('end to end over a real Unix socket and real HTTP', () => {
   test('20 concurrent guests each decrypt their own secret', async (t) => {
     const rig = await startRig(t);
     const guests = await Promise.all(Array.from({ length: 20 }, () => SimulatedGuest.connect(rig.unix)));
-    t.after(() => guests.forEach((g) => g.close()));
+    t.after(() => {
+      for (const g of guests) g.close();
+    });
     const results = await Promise.all(guests.map((g) => g.boot({ measurement: rig.measurement, expectSecret: rig.secret })));
     for (const r of results) {
       assert.equal(r.error, undefined);
@@ -45,10 +47,13 @@ describe('end to end over a real Unix socket and real HTTP', () => {
     assert.equal(first.ok, true);
     assert.equal(second.ok, true);
     const outcomes = await rig.sessions(2);
-    assert.deepEqual(outcomes.map((o) => [o.connectionId, o.session, o.outcome]), [
-      ['c1', 1, 'success'],
-      ['c1', 2, 'success'],
-    ]);
+    assert.deepEqual(
+      outcomes.map((o) => [o.connectionId, o.session, o.outcome]),
+      [
+        ['c1', 1, 'success'],
+        ['c1', 2, 'success'],
+      ],
+    );
   });
 
   test('a wrong measurement gets success:false and the next guest still succeeds', async (t) => {
@@ -75,7 +80,9 @@ describe('end to end over a real Unix socket and real HTTP', () => {
   test('the kbs-test backend runs concurrent guests one whole session at a time', async (t) => {
     const rig = await startRig(t, { protocol: 'kbs-test' });
     const guests = await Promise.all(Array.from({ length: 6 }, () => SimulatedGuest.connect(rig.unix)));
-    t.after(() => guests.forEach((g) => g.close()));
+    t.after(() => {
+      for (const g of guests) g.close();
+    });
     const results = await Promise.all(guests.map((g) => g.boot({ measurement: rig.measurement, expectSecret: rig.secret })));
     assert.ok(results.every((r) => r.ok));
     assert.equal(rig.kbs.stats.auth, 6);
@@ -84,7 +91,13 @@ describe('end to end over a real Unix socket and real HTTP', () => {
 
   test('the fleet runner reports every session', async (t) => {
     const rig = await startRig(t);
-    const s = await runGuestFleet({ address: rig.unix, measurement: rig.measurement, expectSecret: rig.secret, sessions: 12, concurrency: 4 });
+    const s = await runGuestFleet({
+      address: rig.unix,
+      measurement: rig.measurement,
+      expectSecret: rig.secret,
+      sessions: 12,
+      concurrency: 4,
+    });
     assert.equal(s.succeeded, 12);
     assert.deepEqual(s.errors, []);
   });

@@ -1,18 +1,13 @@
 import assert from 'node:assert/strict';
-import { describe, test, type TestContext } from 'node:test';
-import {
-  encodeStd,
-  parseAttestationResponse,
-  parseNegotiationResponse,
-} from '../../src/protocol/index.js';
-import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
-import { startRig, tempDir, type Rig, startTestKbs } from '../support/harness.js';
 import { join } from 'node:path';
+import { describe, type TestContext, test } from 'node:test';
 import { request } from 'undici';
+import { encodeStd, parseAttestationResponse, parseNegotiationResponse } from '../../src/protocol/index.js';
+import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 import { spawnCli, waitForOutput } from '../support/cli.js';
-import { FAILURE, NEGOTIATE, RawGuest, attestationFor, rawGuestFor, tryConnect } from '../support/raw-guest.js';
+import { type Rig, startRig, startTestKbs, tempDir } from '../support/harness.js';
+import { attestationFor, FAILURE, NEGOTIATE, RawGuest, rawGuestFor, tryConnect } from '../support/raw-guest.js';
 import { vectorText } from '../support/vectors.js';
-
 
 const rawGuest = (rig: Rig, t: TestContext) => rawGuestFor(rig.unix, t);
 
@@ -24,7 +19,6 @@ async function assertGoodGuestSucceeds(rig: Rig, t: TestContext): Promise<void> 
   assert.equal(r.secretMatches, true);
 }
 
-
 describe('bad negotiation requests get the failure answer, the problem logged, and the link serves the next boot', () => {
   const cases: Array<[string, string, string, RegExp]> = [
     ['malformed JSON', '{"version":[0,1,0],"tee":', 'INVALID_JSON', /invalid JSON at byte \d+/],
@@ -32,9 +26,19 @@ describe('bad negotiation requests get the failure answer, the problem logged, a
     ['version with the wrong type', '{"version":"0.1.0","tee":"snp"}', 'INVALID_MESSAGE', /NegotiationRequest: version:/],
     ['a missing tee', '{"version":[0,1,0]}', 'INVALID_MESSAGE', /tee: missing field/],
     ['an unknown tee', '{"version":[0,1,0],"tee":"foo"}', 'INVALID_MESSAGE', /tee: Invalid option/],
-    ['a tee the KBS backend does not handle', '{"version":[0,1,0],"tee":"tdx"}', 'UNSUPPORTED_TEE', /tee "tdx" is not supported by the kbs backend/],
+    [
+      'a tee the KBS backend does not handle',
+      '{"version":[0,1,0],"tee":"tdx"}',
+      'UNSUPPORTED_TEE',
+      /tee "tdx" is not supported by the kbs backend/,
+    ],
     ['an unsupported version', '{"version":[1,0,0],"tee":"snp"}', 'UNSUPPORTED_VERSION', /version 1\.0\.0 is not supported/],
-    ['an attestation request first', vectorText('attestation-request.json'), 'OUT_OF_ORDER', /attestation request received before any negotiation/],
+    [
+      'an attestation request first',
+      vectorText('attestation-request.json'),
+      'OUT_OF_ORDER',
+      /attestation request received before any negotiation/,
+    ],
   ];
   for (const [name, payload, code, detail] of cases) {
     test(`${name}: ${code}`, async (t) => {
@@ -51,8 +55,8 @@ describe('bad negotiation requests get the failure answer, the problem logged, a
       assert.ok(logged, 'the log line names the connection and the code');
       // The same link: the next boot works.
       g.send(NEGOTIATE);
-      const neg = await g.next();
-      assert.ok(neg && neg.startsWith('{"challenge"'));
+      const neg = (await g.next()) ?? '';
+      assert.ok(neg.startsWith('{"challenge"'));
       g.send(attestationFor(rig.measurement, neg));
       assert.equal(parseAttestationResponse((await g.next()) ?? '').success, true);
     });
@@ -61,11 +65,26 @@ describe('bad negotiation requests get the failure answer, the problem logged, a
 
 describe('bad attestation requests get success:false and the link stays usable', () => {
   const cases: Array<[string, (j: Record<string, unknown>) => void, string, RegExp]> = [
-    ['invalid base64 in the report', (j) => ((j.evidence as { Snp: { report: string } }).Snp.report = 'AAEC-AAA'), 'INVALID_MESSAGE', /evidence\.Snp\.report/],
+    [
+      'invalid base64 in the report',
+      (j) => ((j.evidence as { Snp: { report: string } }).Snp.report = 'AAEC-AAA'),
+      'INVALID_MESSAGE',
+      /evidence\.Snp\.report/,
+    ],
     ['a missing challenge', (j) => delete j.challenge, 'INVALID_MESSAGE', /challenge: missing field/],
-    ['a challenge other than the negotiated one', (j) => (j.challenge = encodeStd(new Uint8Array(32))), 'CHALLENGE_MISMATCH', /different from the negotiated/],
+    [
+      'a challenge other than the negotiated one',
+      (j) => (j.challenge = encodeStd(new Uint8Array(32))),
+      'CHALLENGE_MISMATCH',
+      /different from the negotiated/,
+    ],
     ['a tee other than the negotiated one', (j) => (j.tee = 'sev'), 'OUT_OF_ORDER', /negotiated "snp"/],
-    ['a report of the wrong size', (j) => ((j.evidence as { Snp: { report: string } }).Snp.report = encodeStd(new Uint8Array(100))), 'ATTESTATION_REJECTED', /HTTP 400/],
+    [
+      'a report of the wrong size',
+      (j) => ((j.evidence as { Snp: { report: string } }).Snp.report = encodeStd(new Uint8Array(100))),
+      'ATTESTATION_REJECTED',
+      /HTTP 400/,
+    ],
   ];
   for (const [name, spoil, code, detail] of cases) {
     test(`${name}: ${code}`, async (t) => {
@@ -101,7 +120,10 @@ describe('framing abuse and slow or vanished peers', () => {
     g.write(header);
     assert.equal(await g.next(), null);
     assert.ok(process.memoryUsage().arrayBuffers - before < 16 * 1024 * 1024, 'nothing near the announced size was allocated');
-    assert.ok(rig.logs.records.some((r) => /FRAME_TOO_LARGE/.test(JSON.stringify(r))), 'the log says FRAME_TOO_LARGE');
+    assert.ok(
+      rig.logs.records.some((r) => /FRAME_TOO_LARGE/.test(JSON.stringify(r))),
+      'the log says FRAME_TOO_LARGE',
+    );
     await assertGoodGuestSucceeds(rig, t);
   });
 
@@ -148,7 +170,7 @@ describe('framing abuse and slow or vanished peers', () => {
     await allAccepted;
     assert.equal(rig.proxy.server.connectionCount, 50);
     assert.equal(timers(), before, 'no deadline runs for a link that is between frames');
-    idle.forEach((g) => g.destroy());
+    for (const g of idle) g.destroy();
     await assertGoodGuestSucceeds(rig, t);
   });
 
@@ -171,7 +193,20 @@ describe('connections before the session code has loaded', () => {
     const dir = await tempDir(t);
     const unix = join(dir, 'early.sock');
     const { url } = await startTestKbs(t);
-    const proxy = spawnCli(['--protocol', 'kbs', '--url', url, '--unix', unix, '--metrics', '127.0.0.1:0', '--log-format', 'json', '--log-level', 'debug']);
+    const proxy = spawnCli([
+      '--protocol',
+      'kbs',
+      '--url',
+      url,
+      '--unix',
+      unix,
+      '--metrics',
+      '127.0.0.1:0',
+      '--log-format',
+      'json',
+      '--log-level',
+      'debug',
+    ]);
     t.after(() => proxy.kill('SIGKILL'));
     // Like a start-up probe: connect the moment the socket exists, and leave.
     while (!(await tryConnect(unix))) await new Promise((r) => setImmediate(r));

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { describe, test, type TestContext } from 'node:test';
+import { describe, type TestContext, test } from 'node:test';
 import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
-import { FaultyKbs, type Endpoint, type Fault } from '../support/faulty-kbs.js';
-import { startFaultyRig, startRig, type Rig } from '../support/harness.js';
+import type { Endpoint, Fault, FaultyKbs } from '../support/faulty-kbs.js';
+import { type Rig, startFaultyRig, startRig } from '../support/harness.js';
 
 const faultyRig = (t: TestContext, authRetryBudgetMs = 0) =>
   startFaultyRig(t, { backend: { requestTimeoutMs: 400, authRetryBudgetMs }, proxy: { phaseTimeoutMs: 3000 } });
@@ -23,20 +23,80 @@ async function assertHealthy(rig: Rig, kbs: FaultyKbs, t: TestContext): Promise<
 }
 
 const cases: Array<{ name: string; endpoint: Endpoint; fault: Fault; reason: string; detail: RegExp }> = [
-  { name: '/auth answers 500', endpoint: 'auth', fault: { kind: 'status', status: 500 }, reason: 'BACKEND_HTTP', detail: /auth answered HTTP 500/ },
+  {
+    name: '/auth answers 500',
+    endpoint: 'auth',
+    fault: { kind: 'status', status: 500 },
+    reason: 'BACKEND_HTTP',
+    detail: /auth answered HTTP 500/,
+  },
   { name: '/auth answers non-JSON', endpoint: 'auth', fault: { kind: 'garbage' }, reason: 'BACKEND_PROTOCOL', detail: /not JSON/ },
-  { name: '/auth answers JSON of the wrong shape', endpoint: 'auth', fault: { kind: 'wrong-shape' }, reason: 'BACKEND_PROTOCOL', detail: /nonce/ },
-  { name: '/auth sets no cookie', endpoint: 'auth', fault: { kind: 'no-cookie' }, reason: 'BACKEND_PROTOCOL', detail: /no kbs-session-id cookie/ },
+  {
+    name: '/auth answers JSON of the wrong shape',
+    endpoint: 'auth',
+    fault: { kind: 'wrong-shape' },
+    reason: 'BACKEND_PROTOCOL',
+    detail: /nonce/,
+  },
+  {
+    name: '/auth sets no cookie',
+    endpoint: 'auth',
+    fault: { kind: 'no-cookie' },
+    reason: 'BACKEND_PROTOCOL',
+    detail: /no kbs-session-id cookie/,
+  },
   { name: '/auth resets the connection', endpoint: 'auth', fault: { kind: 'reset' }, reason: 'BACKEND_UNREACHABLE', detail: /auth/ },
-  { name: '/auth hangs past the request timeout', endpoint: 'auth', fault: { kind: 'hang' }, reason: 'BACKEND_TIMEOUT', detail: /no complete answer within 400 ms/ },
-  { name: '/attest answers 503', endpoint: 'attest', fault: { kind: 'status', status: 503 }, reason: 'BACKEND_HTTP', detail: /attest answered HTTP 503/ },
-  { name: '/attest answers 401 with a reason', endpoint: 'attest', fault: { kind: 'status', status: 401, body: '{"type":"policy","detail":"tcb too old"}' }, reason: 'ATTESTATION_REJECTED', detail: /HTTP 401: policy: tcb too old/ },
+  {
+    name: '/auth hangs past the request timeout',
+    endpoint: 'auth',
+    fault: { kind: 'hang' },
+    reason: 'BACKEND_TIMEOUT',
+    detail: /no complete answer within 400 ms/,
+  },
+  {
+    name: '/attest answers 503',
+    endpoint: 'attest',
+    fault: { kind: 'status', status: 503 },
+    reason: 'BACKEND_HTTP',
+    detail: /attest answered HTTP 503/,
+  },
+  {
+    name: '/attest answers 401 with a reason',
+    endpoint: 'attest',
+    fault: { kind: 'status', status: 401, body: '{"type":"policy","detail":"tcb too old"}' },
+    reason: 'ATTESTATION_REJECTED',
+    detail: /HTTP 401: policy: tcb too old/,
+  },
   { name: '/attest answers non-JSON', endpoint: 'attest', fault: { kind: 'garbage' }, reason: 'BACKEND_PROTOCOL', detail: /not JSON/ },
-  { name: '/attest drops the connection mid-body', endpoint: 'attest', fault: { kind: 'drop-mid-body' }, reason: 'BACKEND_UNREACHABLE', detail: /attest/ },
+  {
+    name: '/attest drops the connection mid-body',
+    endpoint: 'attest',
+    fault: { kind: 'drop-mid-body' },
+    reason: 'BACKEND_UNREACHABLE',
+    detail: /attest/,
+  },
   { name: '/attest hangs', endpoint: 'attest', fault: { kind: 'hang' }, reason: 'BACKEND_TIMEOUT', detail: /attest: no complete answer/ },
-  { name: '/resource answers 404', endpoint: 'resource', fault: { kind: 'status', status: 404 }, reason: 'ATTESTATION_REJECTED', detail: /resource\/default\/sample\/test answered HTTP 404/ },
-  { name: '/resource answers the wrong shape', endpoint: 'resource', fault: { kind: 'wrong-shape' }, reason: 'BACKEND_PROTOCOL', detail: /KBS resource JWE/ },
-  { name: '/resource answers an oversized body', endpoint: 'resource', fault: { kind: 'huge-body' }, reason: 'BACKEND_PROTOCOL', detail: /larger than/ },
+  {
+    name: '/resource answers 404',
+    endpoint: 'resource',
+    fault: { kind: 'status', status: 404 },
+    reason: 'ATTESTATION_REJECTED',
+    detail: /resource\/default\/sample\/test answered HTTP 404/,
+  },
+  {
+    name: '/resource answers the wrong shape',
+    endpoint: 'resource',
+    fault: { kind: 'wrong-shape' },
+    reason: 'BACKEND_PROTOCOL',
+    detail: /KBS resource JWE/,
+  },
+  {
+    name: '/resource answers an oversized body',
+    endpoint: 'resource',
+    fault: { kind: 'huge-body' },
+    reason: 'BACKEND_PROTOCOL',
+    detail: /larger than/,
+  },
 ];
 
 describe('a misbehaving KBS costs only the affected guest', () => {
@@ -74,7 +134,10 @@ describe('a misbehaving KBS costs only the affected guest', () => {
     assert.match(o?.detail ?? '', /ECONNREFUSED/);
     const retries = rig.logs.records.filter((l) => /retrying in/.test(String(l.msg)));
     assert.ok(retries.length >= 2, `retried with backoff (${retries.length} retries)`);
-    assert.ok(retries.every((l) => l.level === 40), 'each retry is a warning');
+    assert.ok(
+      retries.every((l) => l.level === 40),
+      'each retry is a warning',
+    );
   });
 
   test('a flaky /auth (two 503s) is retried and the boot succeeds', async (t) => {

@@ -2,10 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { encodeFrame } from '../../src/protocol/index.js';
+import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 import { startRig } from '../support/harness.js';
 import { FAILURE, RawGuest } from '../support/raw-guest.js';
-import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
-
 
 describe('the frontend under arbitrary input (property-based)', () => {
   test('arbitrary byte streams never crash the proxy and never leave a connection behind', async (t) => {
@@ -48,7 +47,10 @@ describe('the frontend under arbitrary input (property-based)', () => {
       fc.asyncProperty(fc.jsonValue(), async (value) => {
         g.send(JSON.stringify(value) ?? 'null');
         const answer = await g.next();
-        assert.ok(answer === FAILURE || /^\{"challenge":"[A-Za-z0-9+/=]*","params":\["EcPublicKeyBytes","Challenge"\]\}$/.test(answer ?? ''), String(answer));
+        assert.ok(
+          answer === FAILURE || /^\{"challenge":"[A-Za-z0-9+/=]*","params":\["EcPublicKeyBytes","Challenge"\]\}$/.test(answer ?? ''),
+          String(answer),
+        );
       }),
       { numRuns: 100 },
     );
@@ -60,12 +62,15 @@ describe('the frontend under arbitrary input (property-based)', () => {
     t.after(() => g.destroy());
     await fc.assert(
       // An object with `version` is a new NegotiationRequest (a reboot), not an attestation.
-      fc.asyncProperty(fc.jsonValue().filter((v) => !(typeof v === 'object' && v !== null && !Array.isArray(v) && 'version' in v)), async (value) => {
-        g.send('{"version":[0,1,0],"tee":"snp"}');
-        assert.ok(await g.next());
-        g.send(JSON.stringify(value) ?? 'null');
-        assert.equal(await g.next(), FAILURE);
-      }),
+      fc.asyncProperty(
+        fc.jsonValue().filter((v) => !(typeof v === 'object' && v !== null && !Array.isArray(v) && 'version' in v)),
+        async (value) => {
+          g.send('{"version":[0,1,0],"tee":"snp"}');
+          assert.ok(await g.next());
+          g.send(JSON.stringify(value) ?? 'null');
+          assert.equal(await g.next(), FAILURE);
+        },
+      ),
       { numRuns: 100 },
     );
     assert.equal(rig.outcomes.filter((o) => o.outcome === 'failure').length, 100);

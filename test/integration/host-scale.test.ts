@@ -28,7 +28,9 @@ describe('resource path per guest, from attested data', () => {
       backend: { resource: 'vtpm/keys/{host_data}' },
     });
     const guests = await Promise.all([SimulatedGuest.connect(rig.unix), SimulatedGuest.connect(rig.unix)]);
-    t.after(() => guests.forEach((g) => g.close()));
+    t.after(() => {
+      for (const g of guests) g.close();
+    });
     const [ra, rb] = await Promise.all([
       guests[0]?.boot({ measurement: rig.measurement, hostData: a.hostData, expectSecret: a.secret }),
       guests[1]?.boot({ measurement: rig.measurement, hostData: b.hostData, expectSecret: b.secret }),
@@ -79,16 +81,26 @@ describe('several listeners in one process', () => {
     t.after(() => kbs.close());
     const logs = new LogSink();
     const listeners = Array.from({ length: 200 }, (_, i) => ({ name: `vm-${i}`, unix: join(dir, `vm-${i}.sock`) }));
-    const proxy = await startProxy({ protocol: 'kbs', backendOptions: { url }, listeners, log: createLogger({ level: 'info', destination: logs }) });
+    const proxy = await startProxy({
+      protocol: 'kbs',
+      backendOptions: { url },
+      listeners,
+      log: createLogger({ level: 'info', destination: logs }),
+    });
     t.after(() => proxy.close());
     assert.equal(proxy.listenerNames().length, 200);
     const picked = [0, 17, 63, 99, 150, 199];
     const outcomes: Array<{ listener: string }> = [];
     proxy.server.on('session', (o: { listener: string }) => outcomes.push(o));
     const guests = await Promise.all(picked.map((i) => SimulatedGuest.connect(join(dir, `vm-${i}.sock`))));
-    t.after(() => guests.forEach((g) => g.close()));
+    t.after(() => {
+      for (const g of guests) g.close();
+    });
     const results = await Promise.all(guests.map((g) => g.boot({ measurement, expectSecret: secret })));
-    assert.ok(results.every((r) => r.secretMatches), JSON.stringify(results.map((r) => r.error)));
+    assert.ok(
+      results.every((r) => r.secretMatches),
+      JSON.stringify(results.map((r) => r.error)),
+    );
     assert.deepEqual(outcomes.map((o) => o.listener).sort(), picked.map((i) => `vm-${i}`).sort());
     assert.equal(logs.records.filter((r) => r.msg === 'session success' && typeof r.listener === 'string').length, picked.length);
   });
@@ -112,7 +124,9 @@ describe('several listeners in one process', () => {
     });
     t.after(() => proxy.close());
     const [p, s] = await Promise.all([SimulatedGuest.connect(join(dir, 'plain.sock')), SimulatedGuest.connect(join(dir, 'special.sock'))]);
-    t.after(() => [p, s].forEach((g) => g.close()));
+    t.after(() => {
+      for (const g of [p, s]) g.close();
+    });
     assert.equal((await p.boot({ measurement, expectSecret: common })).secretMatches, true);
     assert.equal((await s.boot({ measurement, expectSecret: special })).secretMatches, true);
   });
@@ -120,7 +134,10 @@ describe('several listeners in one process', () => {
   test('a config file listener with an unknown key or no address is named and refused (exit 2)', async (t) => {
     const dir = await tempDir(t);
     const config = join(dir, 'c.json');
-    await writeFile(config, JSON.stringify({ protocol: 'kbs', url: 'http://127.0.0.1:1', listeners: [{ name: 'a', unix: join(dir, 'a.sock'), colour: 'red' }] }));
+    await writeFile(
+      config,
+      JSON.stringify({ protocol: 'kbs', url: 'http://127.0.0.1:1', listeners: [{ name: 'a', unix: join(dir, 'a.sock'), colour: 'red' }] }),
+    );
     const bad = spawnCli(['--config', config]);
     const r = await finished(bad);
     assert.equal(r.code, 2);
@@ -146,7 +163,8 @@ describe('live reload on SIGHUP', () => {
     t.after(() => faulty.close());
     const sock = (n: string) => join(dir, `${n}.sock`);
     const config = join(dir, 'aproxy.json');
-    const write = (listeners: unknown[]) => writeFile(config, JSON.stringify({ protocol: 'kbs', url, 'log-format': 'json', metrics: '127.0.0.1:0', listeners }));
+    const write = (listeners: unknown[]) =>
+      writeFile(config, JSON.stringify({ protocol: 'kbs', url, 'log-format': 'json', metrics: '127.0.0.1:0', listeners }));
     await write([
       { name: 'a', unix: sock('a') },
       { name: 'b', unix: sock('b') },
@@ -177,14 +195,19 @@ describe('live reload on SIGHUP', () => {
 
     const onA = await SimulatedGuest.connect(sock('a'));
     const onC = await SimulatedGuest.connect(sock('c'));
-    t.after(() => [onA, onC].forEach((g) => g.close()));
+    t.after(() => {
+      for (const g of [onA, onC]) g.close();
+    });
     assert.equal((await onA.boot({ measurement, expectSecret: secretB })).secretMatches, true, "a's new sessions use its new resource");
     assert.equal((await onC.boot({ measurement, expectSecret: secret })).secretMatches, true);
 
     // A broken config: refused whole, one line, the running one stays.
     await writeFile(config, '{"protocol": "kbs", "listeners": [{"name": "a", "unix": 5}]}');
     proxy.kill('SIGHUP');
-    await waitForOutput(proxy, /configuration reload refused, the running configuration stays: .*listeners\[0\]: option unix must be a non-empty string/);
+    await waitForOutput(
+      proxy,
+      /configuration reload refused, the running configuration stays: .*listeners\[0\]: option unix must be a non-empty string/,
+    );
     assert.equal((await onA.boot({ measurement, expectSecret: secretB })).secretMatches, true);
     const text = await (await fetch(metricsUrl)).text();
     assert.match(text, /^aproxy_config_reloads_total\{result="applied"\} 1$/m);

@@ -5,9 +5,9 @@ import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
-import { FaultyKbs } from '../support/faulty-kbs.js';
 import { finished, spawnCli, waitForOutput } from '../support/cli.js';
-import { startFaultyRig, startRig, tempDir, startTestKbs } from '../support/harness.js';
+import { FaultyKbs } from '../support/faulty-kbs.js';
+import { startFaultyRig, startRig, startTestKbs, tempDir } from '../support/harness.js';
 import { RawGuest } from '../support/raw-guest.js';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'test', 'fixtures', 'tls');
@@ -160,4 +160,3 @@ describe('signals', () => {
     assert.match(end.stdout, /second signal: exiting now/);
   });
 });
-

@@ -5,25 +5,20 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { describe, test, type TestContext } from 'node:test';
-import { defineBackend, type BackendSession } from '../../src/backends/contract.js';
-import {
-  NEGOTIATION_PARAMS,
-  parseAttestationResponse,
-} from '../../src/protocol/index.js';
-import { SimulatedGuest, runGuestFleet } from '../../src/testkit/guest-simulator.js';
-import { startFaultyRig, startRig, tempDir, type Rig } from '../support/harness.js';
-import { FAILURE, NEGOTIATE, RawGuest, attestationFor, rawGuestFor } from '../support/raw-guest.js';
-
-
+import { describe, type TestContext, test } from 'node:test';
+import { type BackendSession, defineBackend } from '../../src/backends/contract.js';
+import { NEGOTIATION_PARAMS, parseAttestationResponse } from '../../src/protocol/index.js';
+import { runGuestFleet, SimulatedGuest } from '../../src/testkit/guest-simulator.js';
+import { type Rig, startFaultyRig, startRig, tempDir } from '../support/harness.js';
+import { attestationFor, FAILURE, NEGOTIATE, type RawGuest, rawGuestFor } from '../support/raw-guest.js';
 
 const raw = (rig: Rig, t: TestContext) => rawGuestFor(rig.unix, t);
 
 /** A full good boot on an existing raw link. */
 async function bootOn(g: RawGuest, rig: Rig): Promise<void> {
   g.send(NEGOTIATE);
-  const neg = await g.next();
-  assert.ok(neg !== null && neg.startsWith('{"challenge"'), `a NegotiationResponse, got ${neg}`);
+  const neg = (await g.next()) ?? '';
+  assert.ok(neg.startsWith('{"challenge"'), `a NegotiationResponse, got ${neg}`);
   g.send(attestationFor(rig.measurement, neg));
   assert.equal(parseAttestationResponse((await g.next()) ?? '').success, true);
 }
@@ -126,7 +121,10 @@ describe('a negotiation that cannot complete is answered and the link stays', ()
     assert.equal(r.secretMatches, true, r.error);
     const [o] = await rig.sessions(1);
     assert.equal(o?.outcome, 'success');
-    assert.ok((o?.backend ?? []).filter((e) => e.startsWith('POST /kbs/v0/auth')).length >= 3, `the failed attempts and the one that worked: ${o?.backend?.join(', ')}`);
+    assert.ok(
+      (o?.backend ?? []).filter((e) => e.startsWith('POST /kbs/v0/auth')).length >= 3,
+      `the failed attempts and the one that worked: ${o?.backend?.join(', ')}`,
+    );
   });
 
   test('a frame of 200 KB in one guest field makes a short log line', async (t) => {
@@ -196,12 +194,15 @@ describe('every backend call has a deadline and its result is checked', () => {
     g.send(NEGOTIATE);
     assert.equal(await g.next(), FAILURE);
     g.send(NEGOTIATE);
-    const neg = await g.next();
-    assert.ok(neg !== null && neg.startsWith('{"challenge"'));
+    const neg = (await g.next()) ?? '';
+    assert.ok(neg.startsWith('{"challenge"'));
     g.send(attestationFor(rig.measurement, neg));
     assert.equal(await g.next(), FAILURE);
     const outcomes = await rig.sessions(2);
-    assert.deepEqual(outcomes.map((o) => o.reason), ['PLUGIN_FAULT', 'PLUGIN_FAULT']);
+    assert.deepEqual(
+      outcomes.map((o) => o.reason),
+      ['PLUGIN_FAULT', 'PLUGIN_FAULT'],
+    );
     assert.match(outcomes[0]?.detail ?? '', /backend sloppy: returned a challenge that is not a Uint8Array/);
     assert.match(outcomes[1]?.detail ?? '', /backend sloppy: returned success:true without a `secret`/);
   });
@@ -223,7 +224,13 @@ describe('the guest simulator never hangs', () => {
     silent.listen(path);
     await once(silent, 'listening');
     t.after(() => silent.close());
-    const summary = await runGuestFleet({ address: path, measurement: Buffer.alloc(48), sessions: 1, concurrency: 1, answerTimeoutMs: 300 });
+    const summary = await runGuestFleet({
+      address: path,
+      measurement: Buffer.alloc(48),
+      sessions: 1,
+      concurrency: 1,
+      answerTimeoutMs: 300,
+    });
     assert.equal(summary.failed, 1);
     assert.match(summary.errors[0] ?? '', /no NegotiationResponse from the proxy within 300 ms/);
   });

@@ -22,7 +22,10 @@ const promtool = spawnSync('sh', ['-c', 'command -v promtool'], { encoding: 'utf
 
 /** Every PromQL expression shipped: the rules' `expr`s and the dashboard's queries. */
 function expressions(): Array<{ where: string; expr: string }> {
-  const rules = [...rulesText.matchAll(/^\s+- alert: (\S+)\n\s+expr: (?:\|\n((?:\s{10}.*\n)+)|(.*)\n)/gm)].map((m) => ({ where: `rule ${m[1]}`, expr: (m[2] ?? m[3] ?? '').trim() }));
+  const rules = [...rulesText.matchAll(/^\s+- alert: (\S+)\n\s+expr: (?:\|\n((?:\s{10}.*\n)+)|(.*)\n)/gm)].map((m) => ({
+    where: `rule ${m[1]}`,
+    expr: (m[2] ?? m[3] ?? '').trim(),
+  }));
   const panels = dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => ({ where: `panel "${p.title}"`, expr: t.expr })));
   const variables = dashboard.templating.list.map((v) => ({ where: 'dashboard variable', expr: v.query }));
   return [...rules, ...panels, ...variables];
@@ -33,7 +36,9 @@ const metricNames = (text: string) => new Set([...text.matchAll(/\baproxy_[a-z0-
 const baseName = (name: string) => name.replace(/_(bucket|sum|count)$/, '');
 
 describe('monitoring that ships with aproxy', () => {
-  test('the alert rules pass promtool check rules, and their own promtool unit tests', { skip: promtool === '' ? 'promtool not installed (apt-get install prometheus)' : false }, () => {
+  test('the alert rules pass promtool check rules, and their own promtool unit tests', {
+    skip: promtool === '' ? 'promtool not installed (apt-get install prometheus)' : false,
+  }, () => {
     const check = spawnSync(promtool, ['check', 'rules', rulesFile], { encoding: 'utf8' });
     assert.equal(check.status, 0, check.stdout + check.stderr);
     assert.match(check.stdout, /SUCCESS: 10 rules found/);
@@ -81,7 +86,9 @@ describe('monitoring that ships with aproxy', () => {
       if (metrics.length === 0) continue;
       const allowed = new Set([...scrapeLabels, ...metrics.flatMap((m) => [...(defined.get(m) ?? [])])]);
       const labels = [
-        ...[...expr.matchAll(/\{([^}]*)\}/g)].flatMap((m) => [...(m[1] ?? '').matchAll(/([a-z_]+)\s*(?:=~|!~|!=|=)/g)].map((l) => l[1] as string)),
+        ...[...expr.matchAll(/\{([^}]*)\}/g)].flatMap((m) =>
+          [...(m[1] ?? '').matchAll(/([a-z_]+)\s*(?:=~|!~|!=|=)/g)].map((l) => l[1] as string),
+        ),
         ...[...expr.matchAll(/\bby \(([^)]*)\)/g)].flatMap((m) => (m[1] ?? '').split(',').map((s) => s.trim())),
       ];
       const unknown = labels.filter((l) => !allowed.has(l));

@@ -5,14 +5,14 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { encode as encodeCbor, Tag } from 'cbor-x';
 import { request } from 'undici';
-import { createLogger, formatLine } from '../../src/service/log.js';
 import { buildSyntheticReport } from '../../src/protocol/index.js';
+import { createLogger, formatLine } from '../../src/service/log.js';
 import { startProxy } from '../../src/service/proxy.js';
 import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 import { inspectToken } from '../../src/tools/inspect.js';
 import { qemuSerialArgs } from '../../src/tools/qemu-args.js';
 import { finished, runCli, spawnCli, spawnSocketActivated, waitForOutput } from '../support/cli.js';
-import { LogSink, startRig, tempDir, startTestKbs } from '../support/harness.js';
+import { LogSink, startRig, startTestKbs, tempDir } from '../support/harness.js';
 import { tryConnect } from '../support/raw-guest.js';
 
 describe('Prometheus metrics', () => {
@@ -66,7 +66,10 @@ describe('configuration file', () => {
     const dir = await tempDir(t);
     const { url } = await startTestKbs(t);
     const config = join(dir, 'aproxy.json');
-    await writeFile(config, JSON.stringify({ protocol: 'kbs', url, unix: join(dir, 'from-file.sock'), 'log-format': 'json', 'log-level': 'debug' }));
+    await writeFile(
+      config,
+      JSON.stringify({ protocol: 'kbs', url, unix: join(dir, 'from-file.sock'), 'log-format': 'json', 'log-level': 'debug' }),
+    );
     const p = spawnCli(['--config', config, '--unix', join(dir, 'from-flag.sock')]);
     t.after(() => p.kill('SIGKILL'));
     await waitForOutput(p, /"msg":"aproxy ready"/);
@@ -81,7 +84,8 @@ describe('configuration file', () => {
     const { url } = await startTestKbs(t);
     const config = join(dir, 'aproxy.json');
     const unix = join(dir, 'r.sock');
-    const write = (extra: Record<string, unknown>) => writeFile(config, JSON.stringify({ protocol: 'kbs', url, unix, 'log-format': 'json', ...extra }));
+    const write = (extra: Record<string, unknown>) =>
+      writeFile(config, JSON.stringify({ protocol: 'kbs', url, unix, 'log-format': 'json', ...extra }));
     await write({ 'session-burst': 10 });
     const p = spawnCli(['--config', config]);
     t.after(() => p.kill('SIGKILL'));
@@ -212,7 +216,18 @@ describe('inspection commands', () => {
 
 describe('log format', () => {
   test('pretty lines are one event each with the connection and session up front', () => {
-    const line = formatLine(JSON.stringify({ level: 40, time: Date.UTC(2026, 0, 1, 12, 0, 0), pid: 1, conn: 'c3', session: 2, msg: 'session failure: x', reason: 'ATTESTATION_REJECTED', backend: ['POST /kbs/v0/auth 200 1ms'] }));
+    const line = formatLine(
+      JSON.stringify({
+        level: 40,
+        time: Date.UTC(2026, 0, 1, 12, 0, 0),
+        pid: 1,
+        conn: 'c3',
+        session: 2,
+        msg: 'session failure: x',
+        reason: 'ATTESTATION_REJECTED',
+        backend: ['POST /kbs/v0/auth 200 1ms'],
+      }),
+    );
     assert.equal(line, '12:00:00.000 WARN  c3#2 session failure: x  reason=ATTESTATION_REJECTED backend=["POST /kbs/v0/auth 200 1ms"]');
   });
 });

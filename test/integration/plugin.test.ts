@@ -48,10 +48,13 @@ describe('backend plugins loaded by path', () => {
     const dir = await tempDir(t);
     const file = join(dir, 'old.mjs');
     await writeFile(file, 'export default { apiVersion: 1, name: "old", create(options) { return options.url; } };\n');
-    await assert.rejects(resolveBackend(file), { code: 'PLUGIN_INVALID', message: /apiVersion 1; this aproxy speaks 2: .*own options.*docs\/backends\.md/ });
+    await assert.rejects(resolveBackend(file), {
+      code: 'PLUGIN_INVALID',
+      message: /apiVersion 1; this aproxy speaks 2: .*own options.*docs\/backends\.md/,
+    });
   });
 
-  test("the example plugin names a missing or unknown option before anything starts", async (t) => {
+  test('the example plugin names a missing or unknown option before anything starts', async (t) => {
     const dir = await tempDir(t);
     await assert.rejects(startRig(t, { protocol: examplePlugin, proxy: { backendOptions: {} } }), { code: 'CONFIG', message: /policy=/ });
     await assert.rejects(startRig(t, { protocol: examplePlugin, proxy: { backendOptions: { policy: join(dir, 'p.json'), polcy: 'x' } } }), {

@@ -60,12 +60,22 @@ describe('socket path preparation', () => {
     const dir = await tempDir(t);
     const path = join(dir, 'dgram.sock');
     // A datagram socket: connecting a stream to it fails with EPROTOTYPE, not ECONNREFUSED.
-    const child = spawn('python3', ['-c', `import socket,time; s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(${JSON.stringify(path)}); print('up', flush=True); time.sleep(60)`], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = spawn(
+      'python3',
+      [
+        '-c',
+        `import socket,time; s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(${JSON.stringify(path)}); print('up', flush=True); time.sleep(60)`,
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     t.after(() => child.kill('SIGKILL'));
     await once(child.stdout, 'data');
-    await assert.rejects(prepareSocketPath(path, true), { code: 'SOCKET_PATH', message: /removes only a socket that refuses connections; connecting gave E/ });
+    await assert.rejects(prepareSocketPath(path, true), {
+      code: 'SOCKET_PATH',
+      message: /removes only a socket that refuses connections; connecting gave E/,
+    });
     assert.ok((await stat(path)).isSocket());
   });
 
@@ -89,7 +99,10 @@ describe('socket path preparation', () => {
     await mkdir(deep);
     const path = join(deep, 's');
     assert.ok(Buffer.byteLength(path) <= 107);
-    await assert.rejects(new UnixListener({ path }).listen(), { code: 'SOCKET_PATH', message: /temporary socket .* would be over 107 bytes/ });
+    await assert.rejects(new UnixListener({ path }).listen(), {
+      code: 'SOCKET_PATH',
+      message: /temporary socket .* would be over 107 bytes/,
+    });
   });
 
   test('a path longer than sun_path allows is refused', async () => {

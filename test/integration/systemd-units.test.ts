@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFile, readFile, readdir, writeFile } from 'node:fs/promises';
+import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -33,7 +33,6 @@ describe('the shipped systemd units', { skip: analyze === '' ? 'systemd-analyze 
     assert.match(service, /^RestrictAddressFamilies=.*AF_VSOCK/m);
     assert.match(await readFile(join(units, 'aproxy-vsock.socket'), 'utf8'), /^ListenStream=vsock::1995$/m);
   });
-
 });
 
 describe('the shipped service configuration', () => {
@@ -49,7 +48,10 @@ describe('the shipped service configuration', () => {
     const dir = await tempDir(t);
     const shipped = JSON.parse(await readFile(join(units, 'aproxy.json'), 'utf8')) as Record<string, unknown>;
     assert.equal(shipped['ca-cert'], '/etc/aproxy/kbs-ca.pem');
-    await writeFile(join(dir, 'aproxy.json'), JSON.stringify({ ...shipped, 'ca-cert': join(units, '..', '..', 'test', 'fixtures', 'tls', 'ca.pem') }));
+    await writeFile(
+      join(dir, 'aproxy.json'),
+      JSON.stringify({ ...shipped, 'ca-cert': join(units, '..', '..', 'test', 'fixtures', 'tls', 'ca.pem') }),
+    );
     const r = spawnSync(process.execPath, [APROXY_BIN, 'check', '--config', join(dir, 'aproxy.json')], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /listeners: none configured; the service manager must pass sockets/);

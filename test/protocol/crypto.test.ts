@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
 import {
+  aesGcmDecrypt,
+  aesGcmEncrypt,
+  aesKeyUnwrap,
+  buildSyntheticReport,
   concatKdf,
   decryptSecret,
   ecdhZ,
@@ -9,17 +14,12 @@ import {
   jweToAttestationResponse,
   p521KeyPairFromSecret,
   parseKbsJwe,
-  aesGcmDecrypt,
-  aesGcmEncrypt,
-  aesKeyUnwrap,
+  parseSnpReport,
+  reportDataDigest,
+  SNP_REPORT_BYTES,
   serializeAttestationResponse,
   serializeKbsJwe,
-  reportDataDigest,
-  buildSyntheticReport,
-  parseSnpReport,
-  SNP_REPORT_BYTES,
 } from '../../src/protocol/index.js';
-import { createHash } from 'node:crypto';
 import { vectorJson } from '../support/vectors.js';
 
 interface KnownAnswer {
@@ -117,7 +117,10 @@ describe('JWE encrypt then decrypt', () => {
     const key = Buffer.alloc(32, 2);
     const iv = Buffer.alloc(12, 3);
     const { ciphertext, tag } = aesGcmEncrypt(key, iv, Buffer.alloc(0), Buffer.from('secret'));
-    assert.throws(() => aesGcmDecrypt(key, iv, Buffer.alloc(0), ciphertext, tag.subarray(0, 8)), { code: 'CRYPTO', message: /16-byte tag/ });
+    assert.throws(() => aesGcmDecrypt(key, iv, Buffer.alloc(0), ciphertext, tag.subarray(0, 8)), {
+      code: 'CRYPTO',
+      message: /16-byte tag/,
+    });
     assert.equal(Buffer.from(aesGcmDecrypt(key, iv, Buffer.alloc(0), ciphertext, tag)).toString(), 'secret');
   });
 

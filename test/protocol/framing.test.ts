@@ -28,7 +28,7 @@ describe('frame decoder', () => {
           for (const chunk of splitAt(stream, cuts)) out.push(...dec.push(chunk));
           dec.end();
           assert.equal(out.length, payloads.length);
-          out.forEach((f, i) => assert.deepEqual(new Uint8Array(f), payloads[i]));
+          for (const [i, f] of out.entries()) assert.deepEqual(new Uint8Array(f), payloads[i]);
           assert.equal(dec.buffered, 0);
         },
       ),
@@ -48,12 +48,15 @@ describe('frame decoder', () => {
     const dec = new FrameDecoder({ maxFrameBytes: 1024 });
     const header = Buffer.alloc(8);
     header.writeBigUInt64LE(2n ** 40n);
-    assert.throws(() => dec.push(header), (err: Error & { code?: string; announced?: bigint }) => {
-      assert.equal(err.code, 'FRAME_TOO_LARGE');
-      assert.equal(err.announced, 2n ** 40n);
-      assert.match(err.message, /1099511627776 bytes, above the limit of 1024/);
-      return true;
-    });
+    assert.throws(
+      () => dec.push(header),
+      (err: Error & { code?: string; announced?: bigint }) => {
+        assert.equal(err.code, 'FRAME_TOO_LARGE');
+        assert.equal(err.announced, 2n ** 40n);
+        assert.match(err.message, /1099511627776 bytes, above the limit of 1024/);
+        return true;
+      },
+    );
     // A decoder that refused a frame stays refused.
     assert.throws(() => dec.push(Uint8Array.of(1)), { code: 'FRAME_TOO_LARGE' });
   });

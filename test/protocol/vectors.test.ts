@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
+  ATTESTATION_FAILURE,
+  decodeStd,
   encodeFrame,
   jweToAttestationResponse,
+  KBS_NEGOTIATION_PARAMS,
   parseAttestationRequest,
   parseAttestationResponse,
   parseKbsChallenge,
@@ -17,9 +20,6 @@ import {
   serializeKbsRequest,
   serializeNegotiationRequest,
   serializeNegotiationResponse,
-  ATTESTATION_FAILURE,
-  decodeStd,
-  KBS_NEGOTIATION_PARAMS,
 } from '../../src/protocol/index.js';
 import { vectorHex, vectorJson, vectorText } from '../support/vectors.js';
 
@@ -47,11 +47,26 @@ describe('golden values decode to the documented fixed inputs', () => {
     const req = parseAttestationRequest(vectorText('attestation-request-certs.json'));
     assert.equal(req.tee, 'snp');
     assert.equal(req.evidence.tag, 'Snp');
-    assert.deepEqual(req.evidence.value.report, pattern(1184, (i) => i));
-    assert.deepEqual(req.evidence.value.certs_buf, pattern(1000, (i) => 7 * i));
-    assert.deepEqual(req.challenge, pattern(32, (i) => i));
-    assert.deepEqual(req.key.x, pattern(66, (i) => 0x01 + i));
-    assert.deepEqual(req.key.y, pattern(66, (i) => 0x81 + i));
+    assert.deepEqual(
+      req.evidence.value.report,
+      pattern(1184, (i) => i),
+    );
+    assert.deepEqual(
+      req.evidence.value.certs_buf,
+      pattern(1000, (i) => 7 * i),
+    );
+    assert.deepEqual(
+      req.challenge,
+      pattern(32, (i) => i),
+    );
+    assert.deepEqual(
+      req.key.x,
+      pattern(66, (i) => 0x01 + i),
+    );
+    assert.deepEqual(
+      req.key.y,
+      pattern(66, (i) => 0x81 + i),
+    );
   });
 
   test('the failure constant serializes as the reference failure object', () => {
@@ -79,10 +94,7 @@ describe('golden KBS messages', () => {
   test('/auth challenge decodes to the guest challenge and the negotiation response matches', () => {
     const challenge = parseKbsChallenge(vectorJson('kbs-challenge.json'));
     assert.equal(serializeKbsChallenge(challenge), vectorText('kbs-challenge.json'));
-    assert.equal(
-      serializeNegotiationResponse({ challenge, params: [...KBS_NEGOTIATION_PARAMS] }),
-      vectorText('negotiation-response.json'),
-    );
+    assert.equal(serializeNegotiationResponse({ challenge, params: [...KBS_NEGOTIATION_PARAMS] }), vectorText('negotiation-response.json'));
   });
 
   test('/attest body without certs', () => {
@@ -115,9 +127,11 @@ describe('golden KBS messages', () => {
   });
 
   test('session transcript: the three KBS bodies are what the proxy builds', () => {
-    const t = vectorJson<{ svsm_to_aproxy: string[]; aproxy_to_svsm: Array<{ hdr: string; json: string }>; kbs_requests: Array<{ body: string; path: string }> }>(
-      'session-transcript.json',
-    );
+    const t = vectorJson<{
+      svsm_to_aproxy: string[];
+      aproxy_to_svsm: Array<{ hdr: string; json: string }>;
+      kbs_requests: Array<{ body: string; path: string }>;
+    }>('session-transcript.json');
     const [negReq, attReq] = t.svsm_to_aproxy as [string, string];
     const neg = parseNegotiationRequest(negReq);
     assert.equal(t.kbs_requests[0]!.body, serializeKbsRequest(neg.tee));
@@ -158,10 +172,13 @@ describe('decode matrix: accept what the reference accepts, reject what it rejec
       if (expectAccept) {
         parse(row.input);
       } else {
-        assert.throws(() => parse(row.input), (err: Error & { code?: string }) => {
-          assert.match(String(err.code), /^INVALID_(JSON|MESSAGE)$/);
-          return true;
-        });
+        assert.throws(
+          () => parse(row.input),
+          (err: Error & { code?: string }) => {
+            assert.match(String(err.code), /^INVALID_(JSON|MESSAGE)$/);
+            return true;
+          },
+        );
       }
     });
   }
@@ -177,7 +194,10 @@ test('certs_buf null is accepted and means no certificates', () => {
 test('error messages name the offending field', () => {
   const text = vectorText('attestation-request.json').replace('"report":"AAEC', '"report":"-AEC');
   assert.throws(() => parseAttestationRequest(text), /evidence\.Snp\.report/);
-  assert.throws(() => parseNegotiationRequest('{"version":[0,1.0,0],"tee":"snp"}'), /version\.1: expected an unsigned 32-bit integer, got floating point 1\.0/);
+  assert.throws(
+    () => parseNegotiationRequest('{"version":[0,1.0,0],"tee":"snp"}'),
+    /version\.1: expected an unsigned 32-bit integer, got floating point 1\.0/,
+  );
   assert.throws(() => parseNegotiationRequest('{"version":[0,1,0]}'), /tee: missing field/);
   assert.throws(() => parseNegotiationRequest('{"version":[0,1,0],"tee":"snp","tee":"snp"}'), /duplicate field "tee"/);
   assert.deepEqual(decodeStd(''), new Uint8Array(0));

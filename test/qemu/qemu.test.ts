@@ -1,17 +1,17 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { buildInitramfs, findQemuKit, QemuVm, type QemuKit } from '../../scripts/qemu/vm.js';
-import { createLogger } from '../../src/service/log.js';
-import { startProxy, type RunningProxy } from '../../src/service/proxy.js';
-import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
-import { qemuSerialArgs } from '../../src/tools/qemu-args.js';
-import { TestKbs } from '../../src/testkit/test-kbs.js';
-import { spawnCli, waitForOutput, finished } from '../support/cli.js';
-import { LogSink } from '../support/harness.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { buildInitramfs, findQemuKit, type QemuKit, QemuVm } from '../../scripts/qemu/vm.js';
+import { createLogger } from '../../src/service/log.js';
+import { type RunningProxy, startProxy } from '../../src/service/proxy.js';
+import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
+import { TestKbs } from '../../src/testkit/test-kbs.js';
+import { qemuSerialArgs } from '../../src/tools/qemu-args.js';
+import { finished, spawnCli, waitForOutput } from '../support/cli.js';
+import { LogSink } from '../support/harness.js';
 
 // Every byte between the simulated SVSM (COM1) and aproxy (COM3) crosses
 // QEMU's 16550 UART emulation, a guest kernel's serial driver and back.
@@ -49,7 +49,12 @@ describe('through real QEMU serial ports', { skip, timeout: 180_000 }, () => {
     before(async () => {
       const work = await mkdtemp(join(dir, 'a-'));
       const unix = join(work, 'proxy.sock');
-      proxy = await startProxy({ protocol: 'kbs', backendOptions: { url }, unix, log: createLogger({ level: 'debug', destination: logs }) });
+      proxy = await startProxy({
+        protocol: 'kbs',
+        backendOptions: { url },
+        unix,
+        log: createLogger({ level: 'debug', destination: logs }),
+      });
       proxy.server.on('session', (o: { outcome: string; reason?: string }) => outcomes.push(o));
       const connected = new Promise((r) => proxy.server.once('connection', r));
       vm = new QemuVm({ kit, initrd, workDir: work, com3: ['-serial', `unix:${unix}`] });
@@ -85,7 +90,10 @@ describe('through real QEMU serial ports', { skip, timeout: 180_000 }, () => {
       const good = await guest.boot({ measurement, expectSecret: secret });
       t.diagnostic(`refusal in ${bad.totalMs.toFixed(0)} ms, next boot in ${good.totalMs.toFixed(0)} ms`);
       assert.equal(good.secretMatches, true);
-      assert.deepEqual(outcomes.map((o) => o.outcome), ['success', 'success', 'failure', 'success']);
+      assert.deepEqual(
+        outcomes.map((o) => o.outcome),
+        ['success', 'success', 'failure', 'success'],
+      );
     });
 
     test('what the UART did to the frames (reported, for the record)', (t) => {
@@ -123,7 +131,9 @@ describe('through real QEMU serial ports', { skip, timeout: 180_000 }, () => {
     await finished(first.p);
     const second = await startProxyProcess(); // --force replaces the stale socket; QEMU reconnects
     const r2 = await guest.boot({ measurement, expectSecret: secret });
-    t.diagnostic(`QEMU connected ${first.reconnectMs.toFixed(0)} ms after the first start, ${second.reconnectMs.toFixed(0)} ms after the restart; boots ${r1.totalMs.toFixed(0)} / ${r2.totalMs.toFixed(0)} ms`);
+    t.diagnostic(
+      `QEMU connected ${first.reconnectMs.toFixed(0)} ms after the first start, ${second.reconnectMs.toFixed(0)} ms after the restart; boots ${r1.totalMs.toFixed(0)} / ${r2.totalMs.toFixed(0)} ms`,
+    );
     assert.equal(r2.error, undefined);
     assert.equal(r2.secretMatches, true);
     second.p.kill('SIGTERM');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { defineBackend, type BackendContext } from '../../src/backends/contract.js';
+import { type BackendContext, defineBackend } from '../../src/backends/contract.js';
 import { BackendPool } from '../../src/service/backend-pool.js';
 import { planListeners } from '../../src/service/listener-plan.js';
 import { createLogger } from '../../src/service/log.js';
@@ -66,7 +66,14 @@ describe('the backend pool: one owner of backends and what they share', () => {
     const events: string[] = [];
     const good = recordingBackend(events);
     const bad = defineBackend({ apiVersion: 2, name: 'bad', create: () => Promise.reject(new Error('cannot start')) });
-    const plans = planListeners({ protocol: good, backendOptions: { origin: 'o', tag: 't' }, listeners: [{ name: 'a', unix: '/a' }, { name: 'z', unix: '/z', protocol: bad }] });
+    const plans = planListeners({
+      protocol: good,
+      backendOptions: { origin: 'o', tag: 't' },
+      listeners: [
+        { name: 'a', unix: '/a' },
+        { name: 'z', unix: '/z', protocol: bad },
+      ],
+    });
     const pool = new BackendPool(1000, createLogger({ level: 'silent' }));
     await assert.rejects(pool.create(await pool.prepare(plans)), /cannot start/);
     assert.equal(pool.backends.length, 0);

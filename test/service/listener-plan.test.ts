@@ -37,8 +37,17 @@ describe('listener planning', () => {
     assert.notEqual(a?.backendKey, b?.backendKey);
   });
 
-  test("the proxy-wide socket settings reach every Unix listener that does not set its own", () => {
-    const plans = planListeners({ ...base, socketMode: 0o660, socketGid: 64, listeners: [{ name: 'a', unix: '/a' }, { name: 'b', unix: '/b', socketMode: 0o600 }, { name: 'c', vsock: 3 }] });
+  test('the proxy-wide socket settings reach every Unix listener that does not set its own', () => {
+    const plans = planListeners({
+      ...base,
+      socketMode: 0o660,
+      socketGid: 64,
+      listeners: [
+        { name: 'a', unix: '/a' },
+        { name: 'b', unix: '/b', socketMode: 0o600 },
+        { name: 'c', vsock: 3 },
+      ],
+    });
     assert.deepEqual(
       plans.map((p) => [p.config.socketMode, p.config.socketGid]),
       [
@@ -53,18 +62,39 @@ describe('listener planning', () => {
     const cases: Array<[Parameters<typeof planListeners>[0], RegExp]> = [
       [{ ...base }, /no listener/],
       [{ ...base, unix: ['/a'], listeners: [{ unix: '/a' }] }, /two listeners on unix:\/a/],
-      [{ ...base, listeners: [{ name: 'x', unix: '/a' }, { name: 'x', vsock: 1 }] }, /two listeners named "x"/],
+      [
+        {
+          ...base,
+          listeners: [
+            { name: 'x', unix: '/a' },
+            { name: 'x', vsock: 1 },
+          ],
+        },
+        /two listeners named "x"/,
+      ],
       [{ ...base, listeners: [{ name: '..', unix: '/a' }] }, /listener name "\.\."/],
       [{ ...base, listeners: [{ name: 'n'.repeat(65), unix: '/a' }] }, /1 to 64 letters/],
       [{ ...base, listeners: [{ unix: '/a', vsock: 1 }] }, /exactly one of unix, vsock or fd/],
     ];
-    for (const [config, re] of cases) assert.throws(() => planListeners(config), (e: unknown) => e instanceof ConfigError && re.test(e.message), String(re));
+    for (const [config, re] of cases)
+      assert.throws(
+        () => planListeners(config),
+        (e: unknown) => e instanceof ConfigError && re.test(e.message),
+        String(re),
+      );
     assert.equal(planListeners({ ...base, listeners: [{ name: 'n'.repeat(64), unix: '/a' }] }).length, 1);
   });
 });
 
 describe('a reload as the difference of two plans', () => {
-  const before = planListeners({ ...base, listeners: [{ name: 'a', unix: '/a' }, { name: 'b', unix: '/b' }, { name: 'c', vsock: 3 }] });
+  const before = planListeners({
+    ...base,
+    listeners: [
+      { name: 'a', unix: '/a' },
+      { name: 'b', unix: '/b' },
+      { name: 'c', vsock: 3 },
+    ],
+  });
 
   test('listeners are matched by address: added, removed, and changed when any setting differs', () => {
     const after = planListeners({
@@ -76,18 +106,42 @@ describe('a reload as the difference of two plans', () => {
       ],
     });
     const d = diffPlans(before, after);
-    assert.deepEqual(d.added.map((p) => p.name), ['d']);
-    assert.deepEqual(d.removed.map((p) => p.name), ['b']);
-    assert.deepEqual(d.changed.map((p) => p.name), ['a']);
+    assert.deepEqual(
+      d.added.map((p) => p.name),
+      ['d'],
+    );
+    assert.deepEqual(
+      d.removed.map((p) => p.name),
+      ['b'],
+    );
+    assert.deepEqual(
+      d.changed.map((p) => p.name),
+      ['a'],
+    );
   });
 
   test('the same configuration, written in another key order, changes nothing', () => {
-    const again = planListeners({ backendOptions: { url: 'http://kbs:8080' }, protocol: 'kbs', listeners: [{ unix: '/a', name: 'a' }, { name: 'b', unix: '/b' }, { vsock: 3, name: 'c' }] });
+    const again = planListeners({
+      backendOptions: { url: 'http://kbs:8080' },
+      protocol: 'kbs',
+      listeners: [
+        { unix: '/a', name: 'a' },
+        { name: 'b', unix: '/b' },
+        { vsock: 3, name: 'c' },
+      ],
+    });
     assert.deepEqual(diffPlans(before, again), { added: [], removed: [], changed: [] });
   });
 
   test('a new name at the same address is a change, not a new listener', () => {
-    const renamed = planListeners({ ...base, listeners: [{ name: 'z', unix: '/a' }, { name: 'b', unix: '/b' }, { name: 'c', vsock: 3 }] });
+    const renamed = planListeners({
+      ...base,
+      listeners: [
+        { name: 'z', unix: '/a' },
+        { name: 'b', unix: '/b' },
+        { name: 'c', vsock: 3 },
+      ],
+    });
     const d = diffPlans(before, renamed);
     assert.deepEqual([d.added.length, d.removed.length, d.changed.map((p) => p.name)], [0, 0, ['z']]);
   });

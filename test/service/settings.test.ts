@@ -3,15 +3,16 @@ import { describe, test } from 'node:test';
 import yargs from 'yargs';
 import { serveFlags } from '../../src/cli/serve-flags.js';
 import { ConfigError } from '../../src/protocol/errors.js';
-import { OPTIONS, OPTION_NAMES, type OptionName, type OptionSpec } from '../../src/service/options.js';
+import { OPTION_NAMES, OPTIONS, type OptionName, type OptionSpec } from '../../src/service/options.js';
 import { needsRestart, resolveSettings, type SettingsInput } from '../../src/service/settings.js';
 
 const groups = (name: string) => (name === 'qemu' ? 64 : Number.NaN);
-const resolve = (input: SettingsInput) => resolveSettings(input, (g) => {
-  const gid = groups(g);
-  if (Number.isNaN(gid)) throw new ConfigError(`option socket-group ${g}: no such group`);
-  return gid;
-});
+const resolve = (input: SettingsInput) =>
+  resolveSettings(input, (g) => {
+    const gid = groups(g);
+    if (Number.isNaN(gid)) throw new ConfigError(`option socket-group ${g}: no such group`);
+    return gid;
+  });
 const base = { protocol: 'kbs', unix: ['/run/a.sock'] };
 const file = (json: Record<string, unknown>) => ({ path: '/etc/aproxy.json', json });
 
@@ -25,7 +26,9 @@ function sample(name: OptionName, spec: OptionSpec): { flag: unknown; file: unkn
     case 'choice':
       return { flag: spec.choices?.[1], file: spec.choices?.[1] };
     case 'strings':
-      return name === 'backend-option' ? { flag: ['url=http://kbs:1'], file: ['url=http://kbs:1'] } : { flag: ['/a', '/b'], file: ['/a', '/b'] };
+      return name === 'backend-option'
+        ? { flag: ['url=http://kbs:1'], file: ['url=http://kbs:1'] }
+        : { flag: ['/a', '/b'], file: ['/a', '/b'] };
     case 'ports':
       return { flag: ['1996'], file: 1996 };
     case 'mode':
@@ -67,18 +70,32 @@ describe('the option table', () => {
 
   test('only `config` is a flag without a file key, only `backend` and `listeners` are file keys without a flag', () => {
     const where = (n: OptionName) => (OPTIONS[n] as OptionSpec).where ?? 'both';
-    assert.deepEqual(OPTION_NAMES.filter((n) => where(n) === 'flag'), ['config']);
+    assert.deepEqual(
+      OPTION_NAMES.filter((n) => where(n) === 'flag'),
+      ['config'],
+    );
     assert.deepEqual(OPTION_NAMES.filter((n) => where(n) === 'file').sort(), ['backend', 'listeners']);
   });
 
   test('every file key a listener takes is a top-level key too', () => {
-    for (const name of OPTION_NAMES) if ((OPTIONS[name] as OptionSpec).listener === true) assert.notEqual((OPTIONS[name] as OptionSpec).where, 'flag', name);
+    for (const name of OPTION_NAMES)
+      if ((OPTIONS[name] as OptionSpec).listener === true) assert.notEqual((OPTIONS[name] as OptionSpec).where, 'flag', name);
   });
 });
 
 describe('flags and the config file become one checked configuration', () => {
   test('the config file takes the vsock limits and the session budget (once refused as unknown keys)', () => {
-    const s = resolve({ flags: {}, file: file({ protocol: 'kbs', vsock: true, 'vsock-max-per-cid': 8, 'vsock-max-connections': 100, 'vsock-sessions-per-minute': 12, 'session-burst': 3 }) });
+    const s = resolve({
+      flags: {},
+      file: file({
+        protocol: 'kbs',
+        vsock: true,
+        'vsock-max-per-cid': 8,
+        'vsock-max-connections': 100,
+        'vsock-sessions-per-minute': 12,
+        'session-burst': 3,
+      }),
+    });
     assert.deepEqual(s.proxy.guestLimits, { maxPerCid: 8, maxTotal: 100, sessionsPerMinute: 12, sessionBurst: 3 });
     assert.deepEqual(s.proxy.vsock, [1995]);
   });
@@ -102,7 +119,12 @@ describe('flags and the config file become one checked configuration', () => {
   test('a listeners entry: one address, its own options, backend options merged, a socket group resolved', () => {
     const s = resolve({
       flags: { protocol: 'kbs' },
-      file: file({ listeners: [{ name: 'vm-a', unix: '/run/vm-a.sock', resource: 'vtpm/vm-a', 'socket-group': 'qemu', 'max-frame-bytes': 4096 }, { vsock: 2000 }] }),
+      file: file({
+        listeners: [
+          { name: 'vm-a', unix: '/run/vm-a.sock', resource: 'vtpm/vm-a', 'socket-group': 'qemu', 'max-frame-bytes': 4096 },
+          { vsock: 2000 },
+        ],
+      }),
     });
     assert.deepEqual(s.proxy.listeners, [
       { name: 'vm-a', unix: '/run/vm-a.sock', socketGid: 64, maxFrameBytes: 4096, backendOptions: { resource: 'vtpm/vm-a' } },
@@ -113,11 +135,20 @@ describe('flags and the config file become one checked configuration', () => {
   test('bad values name the option and where it was set', () => {
     const cases: Array<[SettingsInput, RegExp]> = [
       [{ flags: { ...base, 'max-frame-bytes': 0 } }, /^option max-frame-bytes must be a positive integer, got 0$/],
-      [{ flags: base, file: file({ 'shutdown-grace-ms': -1 }) }, /^config file \/etc\/aproxy.json: option shutdown-grace-ms must be a non-negative integer, got -1$/],
-      [{ flags: base, file: file({ 'log-level': 'loud' }) }, /option log-level must be one of trace, debug, info, warn, error, fatal, silent, got "loud"/],
+      [
+        { flags: base, file: file({ 'shutdown-grace-ms': -1 }) },
+        /^config file \/etc\/aproxy.json: option shutdown-grace-ms must be a non-negative integer, got -1$/,
+      ],
+      [
+        { flags: base, file: file({ 'log-level': 'loud' }) },
+        /option log-level must be one of trace, debug, info, warn, error, fatal, silent, got "loud"/,
+      ],
       [{ flags: base, file: file({ colour: 'red' }) }, /unknown key "colour"/],
       [{ flags: base, file: file({ config: 'other.json' }) }, /unknown key "config"/],
-      [{ flags: base, file: file({ listeners: [{ unix: '/a', vsock: 1 }] }) }, /listeners\[0\]: each listener needs exactly one of "unix" or "vsock"/],
+      [
+        { flags: base, file: file({ listeners: [{ unix: '/a', vsock: 1 }] }) },
+        /listeners\[0\]: each listener needs exactly one of "unix" or "vsock"/,
+      ],
       [{ flags: base, file: file({ listeners: [{ unix: ['/a', '/b'] }] }) }, /listeners\[0\]: unix takes one value in a listener/],
       [{ flags: base, file: file({ listeners: [{ vsock: 1, 'log-level': 'debug' }] }) }, /listeners\[0\]: unknown key "log-level"/],
       [{ flags: { ...base, 'socket-group': 'nobody-here' } }, /option socket-group nobody-here: no such group/],
@@ -126,7 +157,12 @@ describe('flags and the config file become one checked configuration', () => {
       [{ flags: { protocol: 'kbs' } }, /no listener/],
       [{ flags: base, file: file({ 'sessions-per-minute': 5, 'vsock-sessions-per-minute': 6 }) }, /both given/],
     ];
-    for (const [input, re] of cases) assert.throws(() => resolve(input), (err: unknown) => err instanceof ConfigError && re.test(err.message), String(re));
+    for (const [input, re] of cases)
+      assert.throws(
+        () => resolve(input),
+        (err: unknown) => err instanceof ConfigError && re.test(err.message),
+        String(re),
+      );
   });
 
   test('sockets from systemd are listeners enough', () => {

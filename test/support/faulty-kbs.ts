@@ -97,7 +97,9 @@ export class FaultyKbs extends EventEmitter {
     const fault = this.take(endpoint);
     switch (fault?.kind) {
       case 'status':
-        res.writeHead(fault.status, { 'content-type': 'application/json' }).end(fault.body ?? JSON.stringify({ type: 'injected', detail: `injected ${fault.status}` }));
+        res
+          .writeHead(fault.status, { 'content-type': 'application/json' })
+          .end(fault.body ?? JSON.stringify({ type: 'injected', detail: `injected ${fault.status}` }));
         return;
       case 'garbage':
         res.writeHead(200, { 'content-type': 'text/html' }).end('<html>502 Bad Gateway from some middlebox</html>');

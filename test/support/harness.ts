@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { TestContext } from 'node:test';
-import { createLogger, type Logger } from '../../src/service/log.js';
-import { startProxy, type ProxyConfig, type RunningProxy } from '../../src/service/proxy.js';
-import { TestKbs, type TestKbsOptions } from '../../src/testkit/test-kbs.js';
 import type { RawBackendOptions } from '../../src/backends/contract.js';
 import type { SessionOutcome } from '../../src/frontend/session.js';
+import { createLogger, type Logger } from '../../src/service/log.js';
+import { type ProxyConfig, type RunningProxy, startProxy } from '../../src/service/proxy.js';
+import { TestKbs, type TestKbsOptions } from '../../src/testkit/test-kbs.js';
 import { FaultyKbs } from './faulty-kbs.js';
 
 /** Collects log records so tests can assert on what the operator would read. */
@@ -77,7 +77,14 @@ export async function startRig(
   // guest does: the session budget is given a size they never meet, unless a
   // test sets it (the budget's own tests do).
   const guestLimits = { sessionsPerMinute: 1_000_000, sessionBurst: 1_000_000 };
-  const proxy = await startProxy({ protocol: o.protocol ?? 'kbs', backendOptions: { url: proxyUrl, ...o.backend }, unix, log, guestLimits, ...o.proxy });
+  const proxy = await startProxy({
+    protocol: o.protocol ?? 'kbs',
+    backendOptions: { url: proxyUrl, ...o.backend },
+    unix,
+    log,
+    guestLimits,
+    ...o.proxy,
+  });
   t.after(() => proxy.close());
   const outcomes: SessionOutcome[] = [];
   const waiters: Array<{ n: number; resolve: (v: SessionOutcome[]) => void }> = [];
@@ -95,8 +102,7 @@ export async function startRig(
     log,
     kbsLines,
     outcomes,
-    sessions: (n) =>
-      outcomes.length >= n ? Promise.resolve(outcomes.slice()) : new Promise((resolve) => waiters.push({ n, resolve })),
+    sessions: (n) => (outcomes.length >= n ? Promise.resolve(outcomes.slice()) : new Promise((resolve) => waiters.push({ n, resolve }))),
   };
 }
 

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import type { TestContext } from 'node:test';
@@ -21,7 +21,9 @@ export interface ProxyProcess {
 
 /** Starts `node NODE_ARGS bin/aproxy ARGS`, waits for "aproxy ready", and stops it after the test. */
 export async function startProxyProcess(t: TestContext, args: string[], o: { nodeArgs?: string[] } = {}): Promise<ProxyProcess> {
-  const child = spawn(process.execPath, [...(o.nodeArgs ?? []), APROXY_BIN, '--log-format', 'json', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...(o.nodeArgs ?? []), APROXY_BIN, '--log-format', 'json', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const output = { stdout: '', stderr: '' };
   child.stdout.setEncoding('utf8').on('data', (d: string) => (output.stdout += d));
   child.stderr.setEncoding('utf8').on('data', (d: string) => (output.stderr += d));
@@ -54,7 +56,8 @@ export async function startProxyProcess(t: TestContext, args: string[], o: { nod
           child.off('close', onClose);
           resolve(r);
         };
-        const onClose = () => reject(new Error(`aproxy exited (${child.exitCode ?? child.signalCode}) first; stderr: ${output.stderr.slice(-2000)}`));
+        const onClose = () =>
+          reject(new Error(`aproxy exited (${child.exitCode ?? child.signalCode}) first; stderr: ${output.stderr.slice(-2000)}`));
         child.stdout.on('data', check);
         child.once('close', onClose);
         check();

@@ -1,8 +1,8 @@
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
+import type { TestContext } from 'node:test';
 import { FrameReader } from '../../src/frontend/frame-reader.js';
 import { connectVsock } from '../../src/frontend/vsock-native.js';
-import type { TestContext } from 'node:test';
 import {
   buildSyntheticReport,
   encodeFrame,
@@ -58,7 +58,6 @@ export class RawGuest {
   }
 }
 
-
 /** One connection attempt: true if something accepted it (the proxy's own probe). */
 export { isListening as tryConnect } from '../../src/frontend/socket-path.js';
 
@@ -74,12 +73,21 @@ export async function rawGuestFor(address: ProxyAddress, t: TestContext): Promis
 }
 
 /** A valid AttestationRequest for the negotiated challenge (a fresh P-521 key, a synthetic report), optionally spoiled. */
-export function attestationFor(measurement: Uint8Array, negotiation: string, spoil: (json: Record<string, unknown>) => void = () => undefined): string {
+export function attestationFor(
+  measurement: Uint8Array,
+  negotiation: string,
+  spoil: (json: Record<string, unknown>) => void = () => undefined,
+): string {
   const neg = parseNegotiationResponse(negotiation);
   const key = generateP521KeyPair().publicKey;
   const report = buildSyntheticReport({ measurement, reportData: reportDataDigest(neg.params, neg.challenge, key) });
   const json = JSON.parse(
-    serializeAttestationRequest({ tee: 'snp', evidence: { tag: 'Snp', value: { report, certs_buf: undefined } }, challenge: neg.challenge, key }),
+    serializeAttestationRequest({
+      tee: 'snp',
+      evidence: { tag: 'Snp', value: { report, certs_buf: undefined } },
+      challenge: neg.challenge,
+      key,
+    }),
   ) as Record<string, unknown>;
   spoil(json);
   return JSON.stringify(json);

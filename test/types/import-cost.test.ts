@@ -37,13 +37,23 @@ test('aproxy/plugin loads no schema library, curve arithmetic, HTTP client, logg
   const { seen } = load('aproxy/plugin');
   const heavy = seen.filter((u) => /node_modules\/(zod|@noble\/curves|undici|pino|prom-client|yargs)\//.test(u));
   assert.deepEqual(heavy, [], `aproxy/plugin pulled in: ${heavy.join(', ')}`);
-  assert.ok(seen.some((u) => u.endsWith('/dist/src/plugin.js')), 'the probe saw the surface itself load');
+  assert.ok(
+    seen.some((u) => u.endsWith('/dist/src/plugin.js')),
+    'the probe saw the surface itself load',
+  );
 });
 
 test('the command line loads no schema library, curve arithmetic or HTTP client before it binds', () => {
   // What the CLI imports up to startProxy(): the rest loads after the sockets are up (service/proxy.ts).
   const { seen } = load('./dist/src/cli/main.js');
-  const heavy = seen.filter((u) => /node_modules\/(zod|@noble\/curves|undici|prom-client)\//.test(u) || /\/dist\/src\/(frontend\/(server|session)|backends\/kbs\/client)\.js$/.test(u));
+  const heavy = seen.filter(
+    (u) =>
+      /node_modules\/(zod|@noble\/curves|undici|prom-client)\//.test(u) ||
+      /\/dist\/src\/(frontend\/(server|session)|backends\/kbs\/client)\.js$/.test(u),
+  );
   assert.deepEqual(heavy, [], `the CLI entry pulled in: ${heavy.join(', ')}`);
-  assert.ok(seen.some((u) => u.endsWith('/dist/src/service/options.js')), 'the probe saw the option table load');
+  assert.ok(
+    seen.some((u) => u.endsWith('/dist/src/service/options.js')),
+    'the probe saw the option table load',
+  );
 });

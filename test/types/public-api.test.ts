@@ -7,8 +7,8 @@ import { test } from 'node:test';
 import * as root from 'aproxy';
 import * as jwe from 'aproxy/jwe';
 import * as plugin from 'aproxy/plugin';
+import { type BackendSession, defineBackend, type NegotiationResponse } from 'aproxy/plugin';
 import * as testing from 'aproxy/testing';
-import { defineBackend, type BackendSession, type NegotiationResponse } from 'aproxy/plugin';
 
 const session: BackendSession = {
   negotiate: async (): Promise<NegotiationResponse> => ({ challenge: new Uint8Array(32), params: ['EcPublicKeyBytes', 'Challenge'] }),
@@ -67,24 +67,57 @@ void badParams;
 void badToken;
 
 test('each public surface exports what its purpose needs, by name', () => {
-  assert.deepEqual(
-    Object.keys(root).sort(),
-    [
-      'AproxyError', 'BUILTIN_BACKEND_NAMES', 'DEFAULT_FRAME_TIMEOUT_MS', 'DEFAULT_MAX_FRAME_BYTES', 'DEFAULT_PHASE_TIMEOUT_MS',
-      'DEFAULT_SHUTDOWN_GRACE_MS', 'ERROR_CODES', 'LOG_FORMATS', 'LOG_LEVELS', 'createLogger', 'describeError', 'isAproxyError',
-      'redactUrl', 'startProxy',
-    ],
-  );
-  assert.deepEqual(
-    Object.keys(plugin).sort(),
-    [
-      'ATTESTATION_FAILURE', 'AproxyError', 'AttestationRejectedError', 'BACKEND_API_VERSION', 'BackendHttpError', 'BackendProtocolError',
-      'BackendTimeoutError', 'BackendUnreachableError', 'ConfigError', 'CryptoError', 'ERROR_CODES', 'InvalidReportError',
-      'NEGOTIATION_PARAMS', 'OutOfOrderError', 'PROTOCOL_VERSION', 'SNP_MEASUREMENT_BYTES', 'SNP_REPORT_BYTES', 'SNP_REPORT_DATA_BYTES',
-      'TEE_NAMES', 'UnsupportedTeeError', 'defineBackend', 'describeError', 'isAproxyError', 'parseSnpReport', 'reportDataDigest',
-    ],
-  );
-  assert.deepEqual(Object.keys(jwe).sort(), ['decryptSecret', 'generateP521KeyPair', 'jweEncrypt', 'jweToAttestationResponse', 'parseKbsJwe', 'serializeKbsJwe']);
+  assert.deepEqual(Object.keys(root).sort(), [
+    'AproxyError',
+    'BUILTIN_BACKEND_NAMES',
+    'DEFAULT_FRAME_TIMEOUT_MS',
+    'DEFAULT_MAX_FRAME_BYTES',
+    'DEFAULT_PHASE_TIMEOUT_MS',
+    'DEFAULT_SHUTDOWN_GRACE_MS',
+    'ERROR_CODES',
+    'LOG_FORMATS',
+    'LOG_LEVELS',
+    'createLogger',
+    'describeError',
+    'isAproxyError',
+    'redactUrl',
+    'startProxy',
+  ]);
+  assert.deepEqual(Object.keys(plugin).sort(), [
+    'ATTESTATION_FAILURE',
+    'AproxyError',
+    'AttestationRejectedError',
+    'BACKEND_API_VERSION',
+    'BackendHttpError',
+    'BackendProtocolError',
+    'BackendTimeoutError',
+    'BackendUnreachableError',
+    'ConfigError',
+    'CryptoError',
+    'ERROR_CODES',
+    'InvalidReportError',
+    'NEGOTIATION_PARAMS',
+    'OutOfOrderError',
+    'PROTOCOL_VERSION',
+    'SNP_MEASUREMENT_BYTES',
+    'SNP_REPORT_BYTES',
+    'SNP_REPORT_DATA_BYTES',
+    'TEE_NAMES',
+    'UnsupportedTeeError',
+    'defineBackend',
+    'describeError',
+    'isAproxyError',
+    'parseSnpReport',
+    'reportDataDigest',
+  ]);
+  assert.deepEqual(Object.keys(jwe).sort(), [
+    'decryptSecret',
+    'generateP521KeyPair',
+    'jweEncrypt',
+    'jweToAttestationResponse',
+    'parseKbsJwe',
+    'serializeKbsJwe',
+  ]);
   assert.deepEqual(Object.keys(testing).sort(), ['SimulatedGuest', 'TestKbs', 'runConformance', 'runGuestFleet']);
   assert.equal(plugin.BACKEND_API_VERSION, 2);
 });

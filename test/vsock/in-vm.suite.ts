@@ -8,24 +8,34 @@ import { VMADDR_CID_LOCAL, vsockSupport } from '../../src/frontend/vsock-native.
 import type { ProxyConfig } from '../../src/service/proxy.js';
 import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 import { finished, runCli, spawnCli, spawnSocketActivated, waitForOutput } from '../support/cli.js';
-import { startRig, startTestKbs, tempDir, type Rig } from '../support/harness.js';
+import { type Rig, startRig, startTestKbs, tempDir } from '../support/harness.js';
 import { RawGuest } from '../support/raw-guest.js';
 
 let nextPort = 2000;
 
-async function vsockRig(t: Parameters<typeof startRig>[0], proxy: Partial<ProxyConfig> = {}): Promise<Rig & { port: number; address: { cid: number; port: number } }> {
+async function vsockRig(
+  t: Parameters<typeof startRig>[0],
+  proxy: Partial<ProxyConfig> = {},
+): Promise<Rig & { port: number; address: { cid: number; port: number } }> {
   const port = nextPort++;
   const rig = await startRig(t, { proxy: { vsock: port, ...proxy } });
   return Object.assign(rig, { port, address: { cid: VMADDR_CID_LOCAL, port } });
 }
 
-describe('vsock transport (inside a QEMU guest, loopback transport)', { skip: process.env.APROXY_IN_VM === undefined ? 'runs only inside the vsock test VM' : false }, () => {
+describe('vsock transport (inside a QEMU guest, loopback transport)', {
+  skip: process.env.APROXY_IN_VM === undefined ? 'runs only inside the vsock test VM' : false,
+}, () => {
   test('12 guests attest at once over vsock, each decrypting its own secret; the log names transport and CID', async (t) => {
     const rig = await vsockRig(t);
     const guests = await Promise.all(Array.from({ length: 12 }, () => SimulatedGuest.connect(rig.address)));
-    t.after(() => guests.forEach((g) => g.close()));
+    t.after(() => {
+      for (const g of guests) g.close();
+    });
     const results = await Promise.all(guests.map((g) => g.boot({ measurement: rig.measurement, expectSecret: rig.secret })));
-    assert.deepEqual(results.map((r) => r.error ?? (r.secretMatches ? 'ok' : 'mismatch')), Array(12).fill('ok'));
+    assert.deepEqual(
+      results.map((r) => r.error ?? (r.secretMatches ? 'ok' : 'mismatch')),
+      Array(12).fill('ok'),
+    );
     const outcomes = await rig.sessions(12);
     assert.ok(outcomes.every((o) => o.transport === 'vsock' && o.cid === VMADDR_CID_LOCAL && o.outcome === 'success'));
     const line = rig.logs.records.find((r) => r.msg === 'session success');
@@ -111,7 +121,11 @@ describe('vsock transport (inside a QEMU guest, loopback transport)', { skip: pr
     const warnings = rig.logs.records.filter((r) => typeof r.msg === 'string' && r.msg.startsWith('refusing a guest over its limit'));
     assert.equal(warnings.length, 1, 'one line for the burst');
     assert.equal(warnings[0]?.reason, 'per_cid');
-    assert.equal((await served.boot({ measurement: rig.measurement, expectSecret: rig.secret })).ok, true, 'the guest within its cap is still served');
+    assert.equal(
+      (await served.boot({ measurement: rig.measurement, expectSecret: rig.secret })).ok,
+      true,
+      'the guest within its cap is still served',
+    );
     const metrics = await (await fetch(rig.proxy.metricsUrl ?? '')).text();
     assert.match(metrics, /^aproxy_guest_refusals_total\{transport="vsock",listener="[^"]+",reason="per_cid"\} 5$/m);
     assert.match(metrics, /^aproxy_guest_connections\{transport="vsock",listener="[^"]+"\} 2$/m);
@@ -119,7 +133,10 @@ describe('vsock transport (inside a QEMU guest, loopback transport)', { skip: pr
 
   test('a CID past its session budget is paced across its connections, not closed, and counted; a Unix guest has its own budget', async (t) => {
     // CID 1 is trusted by default; here it stands in for an ordinary guest.
-    const rig = await vsockRig(t, { guestLimits: { sessionsPerMinute: 60, sessionBurst: 2, trustedCids: new Set() }, metrics: '127.0.0.1:0' });
+    const rig = await vsockRig(t, {
+      guestLimits: { sessionsPerMinute: 60, sessionBurst: 2, trustedCids: new Set() },
+      metrics: '127.0.0.1:0',
+    });
     const boot = async (address: typeof rig.address | string) => {
       const g = await SimulatedGuest.connect(address);
       t.after(() => g.close());
@@ -136,7 +153,10 @@ describe('vsock transport (inside a QEMU guest, loopback transport)', { skip: pr
     assert.equal((await boot(rig.unix)).ok, true, 'a Unix link has its own budget');
     const metrics = await (await fetch(rig.proxy.metricsUrl ?? '')).text();
     assert.match(metrics, /^aproxy_guest_sessions_paced_total\{transport="vsock",listener="[^"]+"\} [1-9]/m);
-    assert.equal(rig.logs.records.filter((r) => typeof r.msg === 'string' && r.msg.startsWith('guest is over its session budget')).length, 1);
+    assert.equal(
+      rig.logs.records.filter((r) => typeof r.msg === 'string' && r.msg.startsWith('guest is over its session budget')).length,
+      1,
+    );
   });
 
   test('socket activation: systemd passes a vsock and a Unix listening socket; aproxy serves both and SIGTERM drains', async (t) => {
@@ -168,7 +188,19 @@ describe('vsock transport (inside a QEMU guest, loopback transport)', { skip: pr
     t.after(() => proxy.kill('SIGKILL'));
     await waitForOutput(proxy, /"msg":"aproxy ready"/);
     assert.match(proxy.output.stdout, new RegExp(`"transport":"vsock","port":${port}`));
-    const r = await runCli(['simulate-guest', '--vsock', `1:${port}`, '--measurement', measurement.toString('hex'), '--expect-secret', secret.toString('hex'), '--sessions', '4', '--concurrency', '2']);
+    const r = await runCli([
+      'simulate-guest',
+      '--vsock',
+      `1:${port}`,
+      '--measurement',
+      measurement.toString('hex'),
+      '--expect-secret',
+      secret.toString('hex'),
+      '--sessions',
+      '4',
+      '--concurrency',
+      '2',
+    ]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /4\/4 sessions succeeded/);
     proxy.kill('SIGTERM');

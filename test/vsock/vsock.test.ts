@@ -20,7 +20,7 @@ const skip =
     ? kit.missing
     : vsockAddonPath() === undefined
       ? 'no vsock addon: none was built at npm ci (needs python3, make, a C compiler and Node headers)'
-      : !existsSync(join('/lib/modules', /vmlinuz-(.+)$/.exec(kit.kernel)?.[1] ?? '-')) 
+      : !existsSync(join('/lib/modules', /vmlinuz-(.+)$/.exec(kit.kernel)?.[1] ?? '-'))
         ? `no kernel modules for ${kit.kernel} (apt-get install linux-image-amd64)`
         : false;
 

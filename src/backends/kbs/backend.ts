@@ -1,12 +1,12 @@
 import { OutOfOrderError, UnsupportedTeeError } from '../../protocol/errors.js';
-import { KBS_NEGOTIATION_PARAMS, jweToAttestationResponse } from '../../protocol/kbs.js';
+import { jweToAttestationResponse, KBS_NEGOTIATION_PARAMS } from '../../protocol/kbs.js';
 import type { AttestationRequest, AttestationResponse, NegotiationRequest, NegotiationResponse } from '../../protocol/messages.js';
-import { SNP_REPORT_BYTES, parseSnpReport, type SnpReport } from '../../protocol/snp-report.js';
-import { defineBackend, type Backend, type BackendContext, type BackendSession, type PhaseContext, type SessionInfo } from '../contract.js';
+import { parseSnpReport, SNP_REPORT_BYTES, type SnpReport } from '../../protocol/snp-report.js';
+import { type Backend, type BackendContext, type BackendSession, defineBackend, type PhaseContext, type SessionInfo } from '../contract.js';
 import { KbsClient, type SessionCookie } from './client.js';
 import { Mutex } from './mutex.js';
-import { resolveResource, type ResourceTemplate } from './resource-template.js';
-import { parseKbsOptions, type KbsOptions } from './options.js';
+import { type KbsOptions, parseKbsOptions } from './options.js';
+import { type ResourceTemplate, resolveResource } from './resource-template.js';
 
 /** One guest boot against a KBS: /auth at negotiation, /attest then /resource at attestation. */
 class KbsSession implements BackendSession {

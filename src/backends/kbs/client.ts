@@ -2,12 +2,12 @@ import type { Dispatcher, Pool } from 'undici';
 import { BackendHttpError, BackendProtocolError, ConfigError, codeOf } from '../../protocol/errors.js';
 import {
   KBS_COOKIE_NAME,
+  type KbsJwe,
   parseKbsChallenge,
   parseKbsJwe,
   parseKbsTokenResponse,
   serializeKbsAttestation,
   serializeKbsRequest,
-  type KbsJwe,
 } from '../../protocol/kbs.js';
 import type { AttestationRequest, Tee } from '../../protocol/messages.js';
 import type { PhaseContext, SharedResources } from '../contract.js';
@@ -15,12 +15,12 @@ import {
   cookieHeader,
   describeErrorBody,
   isRetryable,
+  type JsonAnswer,
   readLimited,
   refuseUnless200,
   sleep,
   transportError,
   wrapProtocol,
-  type JsonAnswer,
 } from './http-answers.js';
 import { DEFAULT_AUTH_RETRY_BUDGET_MS } from './options.js';
 
@@ -54,7 +54,6 @@ export interface KbsClientOptions {
 
 /** The cookies one KBS session set, as the `Cookie` header value to send back. */
 export type SessionCookie = string;
-
 
 /**
  * KBS protocol 0.4.0 over one shared undici Agent (keep-alive, pooled) for

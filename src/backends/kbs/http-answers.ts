@@ -61,7 +61,9 @@ export function readLimited(body: Dispatcher.ResponseData['body'], limit: number
       }
       chunks.push(chunk);
     });
-    body.once('end', () => resolve(chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks, total).toString('utf8')));
+    body.once('end', () =>
+      resolve(chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks, total).toString('utf8')),
+    );
     body.once('error', reject);
   });
 }
@@ -99,7 +101,10 @@ export function refuseUnless200(endpoint: string, a: JsonAnswer): void {
 export function describeErrorBody(json: unknown): string {
   const r = kbsErrorBodySchema.safeParse(json);
   if (!r.success) return '';
-  return [r.data.type, r.data.detail].filter((s) => s !== undefined).join(': ').slice(0, 300);
+  return [r.data.type, r.data.detail]
+    .filter((s) => s !== undefined)
+    .join(': ')
+    .slice(0, 300);
 }
 
 /** `name=value` pairs from Set-Cookie headers, joined as a Cookie header. Attributes are dropped. */

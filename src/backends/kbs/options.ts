@@ -35,21 +35,26 @@ const KEYS = ['url', 'resource', 'requestTimeoutMs', 'caCert', 'authRetryBudgetM
 export function parseKbsOptions(raw: RawBackendOptions, backend = 'kbs'): KbsOptions {
   const unknown = Object.keys(raw).filter((k) => !(KEYS as readonly string[]).includes(k));
   if (unknown.length > 0) {
-    throw new ConfigError(`the ${backend} backend has no option ${unknown.map((k) => JSON.stringify(k)).join(', ')} (it takes ${KEYS.join(', ')})`);
+    throw new ConfigError(
+      `the ${backend} backend has no option ${unknown.map((k) => JSON.stringify(k)).join(', ')} (it takes ${KEYS.join(', ')})`,
+    );
   }
   const url = raw.url;
-  if (typeof url !== 'string' || url === '') throw new ConfigError(`the ${backend} backend needs the KBS URL: backend option url, e.g. http://kbs:8080`);
+  if (typeof url !== 'string' || url === '')
+    throw new ConfigError(`the ${backend} backend needs the KBS URL: backend option url, e.g. http://kbs:8080`);
   let base: URL;
   try {
     base = new URL(url);
   } catch {
     throw new ConfigError(`backend option url ${JSON.stringify(url)} is not a URL (expected e.g. http://kbs:8080)`);
   }
-  if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new ConfigError(`backend option url must be http:// or https://, got ${base.protocol}`);
+  if (base.protocol !== 'http:' && base.protocol !== 'https:')
+    throw new ConfigError(`backend option url must be http:// or https://, got ${base.protocol}`);
   if (!base.pathname.endsWith('/')) base.pathname += '/';
 
   const resource = raw.resource ?? DEFAULT_RESOURCE_PATH;
-  if (typeof resource !== 'string' || resource.replace(/^\/+/, '') === '') throw new ConfigError('backend option resource must be a path such as default/sample/test');
+  if (typeof resource !== 'string' || resource.replace(/^\/+/, '') === '')
+    throw new ConfigError('backend option resource must be a path such as default/sample/test');
   const template = parseResourceTemplate(resource.replace(/^\/+/, ''));
 
   const requestTimeoutMs = integer(raw.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, 'backend option requestTimeoutMs', 1);

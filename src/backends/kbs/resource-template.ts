@@ -26,28 +26,35 @@ export interface ResourceTemplate {
   readonly fields: ReadonlySet<TemplateField>;
 }
 
-
 /** Checks a template once, at start (or reload): unknown fields, stray braces and unsafe literals are refused. */
 export function parseResourceTemplate(source: string): ResourceTemplate {
   const parts: Array<{ text: string } | { field: TemplateField }> = [];
   const fields = new Set<TemplateField>();
   const re = /\{([^{}]*)\}|([^{}]+)|([{}])/g;
   for (let m = re.exec(source); m !== null; m = re.exec(source)) {
-    if (m[3] !== undefined) throw new ConfigError(`backend option resource ${JSON.stringify(source)}: a lone "${m[3]}" (fields are written {host_data})`);
+    if (m[3] !== undefined)
+      throw new ConfigError(`backend option resource ${JSON.stringify(source)}: a lone "${m[3]}" (fields are written {host_data})`);
     if (m[2] !== undefined) {
       parts.push({ text: m[2] });
       continue;
     }
     const name = m[1] ?? '';
     if (!Object.hasOwn(TEMPLATE_FIELDS, name)) {
-      throw new ConfigError(`backend option resource ${JSON.stringify(source)}: unknown field {${name}}; fields: ${Object.keys(TEMPLATE_FIELDS).map((f) => `{${f}}`).join(', ')}`);
+      throw new ConfigError(
+        `backend option resource ${JSON.stringify(source)}: unknown field {${name}}; fields: ${Object.keys(TEMPLATE_FIELDS)
+          .map((f) => `{${f}}`)
+          .join(', ')}`,
+      );
     }
     parts.push({ field: name as TemplateField });
     fields.add(name as TemplateField);
   }
   const template = { source, parts, fields };
   // The literal parts must already make a safe path; the field values are checked per guest.
-  checkPath(source, render(template, () => 'x'));
+  checkPath(
+    source,
+    render(template, () => 'x'),
+  );
   return template;
 }
 
@@ -59,15 +66,20 @@ export function resolveResource(template: ResourceTemplate, report: SnpReport | 
       case 'measurement':
       case 'report_id':
       case 'chip_id': {
-        if (report === undefined) throw new AttestationRejectedError(`resource template needs {${field}} but the evidence has no SNP report`);
+        if (report === undefined)
+          throw new AttestationRejectedError(`resource template needs {${field}} but the evidence has no SNP report`);
         const key = ({ host_data: 'hostData', measurement: 'measurement', report_id: 'reportId', chip_id: 'chipId' } as const)[field];
         return Buffer.from(report[key]).toString('hex');
       }
       case 'cid':
-        if (peer?.cid === undefined) throw new ConfigError(`resource template ${JSON.stringify(template.source)} uses {cid}, but this guest came over ${peer?.transport ?? 'a transport'} without one`);
+        if (peer?.cid === undefined)
+          throw new ConfigError(
+            `resource template ${JSON.stringify(template.source)} uses {cid}, but this guest came over ${peer?.transport ?? 'a transport'} without one`,
+          );
         return String(peer.cid);
       case 'listener':
-        if (peer === undefined || !LISTENER_NAME.test(peer.listener)) throw new ConfigError(`listener name ${JSON.stringify(peer?.listener)} cannot go into a resource path`);
+        if (peer === undefined || !LISTENER_NAME.test(peer.listener))
+          throw new ConfigError(`listener name ${JSON.stringify(peer?.listener)} cannot go into a resource path`);
         return peer.listener;
     }
   };
@@ -84,7 +96,8 @@ function render(t: ResourceTemplate, value: (f: TemplateField) => string): strin
 function checkPath(source: string, path: string): void {
   const segments = path.split('/');
   if (path.includes('%') || path.includes('\\') || segments.some((s) => s === '' || s === '.' || s === '..') || /[\s?#]/.test(path)) {
-    throw new ConfigError(`backend option resource ${JSON.stringify(source)} gives the unsafe path ${JSON.stringify(path)} (no empty, "." or ".." segments, no %, ?, #, \\ or spaces)`);
+    throw new ConfigError(
+      `backend option resource ${JSON.stringify(source)} gives the unsafe path ${JSON.stringify(path)} (no empty, "." or ".." segments, no %, ?, #, \\ or spaces)`,
+    );
   }
 }
-
