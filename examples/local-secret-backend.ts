@@ -10,7 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { jweEncrypt, jweToAttestationResponse, parseKbsJwe, serializeKbsJwe } from 'aproxy/jwe';
+import { sealToGuest } from 'aproxy/jwe';
 import {
   AttestationRejectedError,
   type BackendSession,
@@ -66,9 +66,8 @@ export default defineBackend<Options>({
             if (!Buffer.from(report.reportData).equals(binding)) {
               throw new AttestationRejectedError('report_data does not bind the key and challenge');
             }
-            // Same wire form a KBS would send, so the guest decrypts it the same way.
-            const jwe = parseKbsJwe(JSON.parse(serializeKbsJwe(jweEncrypt(secret, request.key))));
-            return jweToAttestationResponse(jwe, 'local-secret');
+            // Sealed to the guest's key as a KBS would, so the guest decrypts it the same way.
+            return sealToGuest(secret, request.key, 'local-secret');
           },
           close() {
             challenge = undefined;

@@ -10,7 +10,7 @@ import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { type ProxyAddress, SimulatedGuest } from '../src/testkit/guest-simulator.js';
-import { cpuMsOf, spawnAproxy, waitFor } from './bench-processes.js';
+import { cpuMsOf, spawnCli, waitForOutput } from './processes.js';
 
 const { values } = parseArgs({
   options: {
@@ -36,8 +36,8 @@ async function rssMiB(pid: number): Promise<number> {
 /** Spawn to "listening for guests" with only this transport, ms. */
 async function startupMs(args: string[]): Promise<number> {
   const t0 = performance.now();
-  const p = spawnAproxy(['--protocol', 'kbs', '--url', 'http://127.0.0.1:9', '--log-format', 'json', ...args]);
-  await waitFor(p, /"msg":"listening for guests"/);
+  const p = spawnCli(['--protocol', 'kbs', '--url', 'http://127.0.0.1:9', '--log-format', 'json', ...args], { inheritStderr: true });
+  await waitForOutput(p, /"msg":"listening for guests"/);
   const ms = performance.now() - t0;
   p.kill('SIGKILL');
   await once(p, 'exit');
@@ -49,28 +49,33 @@ for (let i = 0; i < 3; i++) {
   startup.vsock += (await startupMs(['--vsock', String(PORT + 1)])) / 3;
 }
 
-const kbs = spawnAproxy(['test-kbs', '--measurement', measurement.toString('hex'), '--secret', secret.toString('hex'), '--port', '0']);
-const url = (await waitFor(kbs, /http:\/\/127\.0\.0\.1:\d+/))[0];
-const proxy = spawnAproxy([
-  '--protocol',
-  'kbs',
-  '--url',
-  url,
-  '--unix',
-  unix,
-  '--force',
-  '--vsock',
-  String(PORT),
-  '--log-format',
-  'json',
-  '--phase-timeout-ms',
-  '300000',
-  '--sessions-per-minute',
-  '100000000',
-  '--session-burst',
-  '100000000',
-]);
-await waitFor(proxy, /"msg":"aproxy ready"/);
+const kbs = spawnCli(['test-kbs', '--measurement', measurement.toString('hex'), '--secret', secret.toString('hex'), '--port', '0'], {
+  inheritStderr: true,
+});
+const url = (await waitForOutput(kbs, /http:\/\/127\.0\.0\.1:\d+/))[0];
+const proxy = spawnCli(
+  [
+    '--protocol',
+    'kbs',
+    '--url',
+    url,
+    '--unix',
+    unix,
+    '--force',
+    '--vsock',
+    String(PORT),
+    '--log-format',
+    'json',
+    '--phase-timeout-ms',
+    '300000',
+    '--sessions-per-minute',
+    '100000000',
+    '--session-burst',
+    '100000000',
+  ],
+  { inheritStderr: true },
+);
+await waitForOutput(proxy, /"msg":"aproxy ready"/);
 const pid = proxy.pid as number;
 
 async function run(address: ProxyAddress): Promise<{ ms: number; cpu: number; failed: number }> {

@@ -44,7 +44,7 @@ import {
   serializeAttestationRequest,
   serializeNegotiationRequest,
 } from '../src/protocol/index.js';
-import { APROXY_BIN, cpuMsOf, spawnAproxy, spawnTracked, waitFor } from './bench-processes.js';
+import { APROXY_BIN, cpuMsOf, spawnCli, spawnNode, waitForOutput } from './processes.js';
 import { findQemuKit, runInVsockVm } from './qemu/vm.js';
 
 /** The benchmark's guests boot many times a second per link, which no VM does: a session budget they never meet (the check itself still runs per session). */
@@ -232,11 +232,10 @@ async function compare(c: number, sides: Side[], rounds = 4) {
 async function profileProxy(c: number, n: number): Promise<Array<[string, number]>> {
   const profDir = join(dir, 'prof');
   const sock = join(dir, 'prof.sock');
-  const child = spawnTracked(
-    APROXY_BIN,
-    ['--protocol', 'kbs', '--url', kbsUrl, '--unix', sock, '--log-format', 'json', ...UNPACED],
-    ['--cpu-prof', '--cpu-prof-dir', profDir],
-  );
+  const child = spawnNode(APROXY_BIN, ['--protocol', 'kbs', '--url', kbsUrl, '--unix', sock, '--log-format', 'json', ...UNPACED], {
+    nodeOptions: ['--cpu-prof', '--cpu-prof-dir', profDir],
+    inheritStderr: true,
+  });
   await waitForListening(sock);
   // Twice the sessions, so that start-up (module loading) is a small part; it is its own line below.
   await batch(c, 2 * n, (take, done) => proxiedWorker(sock, keys, take, done));
@@ -315,17 +314,11 @@ function decodeThroughput(chunkSize: number): number {
 const dir = await mkdtemp(join(tmpdir(), 'aproxy-bench-'));
 const unix = join(dir, 'p.sock');
 // The KBS must not be the bottleneck: it encrypts once per guest key (every check still runs per session).
-const kbs = spawnAproxy([
-  'test-kbs',
-  '--measurement',
-  measurement.toString('hex'),
-  '--secret',
-  secret.toString('hex'),
-  '--port',
-  '0',
-  '--reuse-jwe-per-key',
-]);
-const kbsUrl = (await waitFor(kbs, /http:\/\/127\.0\.0\.1:\d+/))[0];
+const kbs = spawnCli(
+  ['test-kbs', '--measurement', measurement.toString('hex'), '--secret', secret.toString('hex'), '--port', '0', '--reuse-jwe-per-key'],
+  { inheritStderr: true },
+);
+const kbsUrl = (await waitForOutput(kbs, /http:\/\/127\.0\.0\.1:\d+/))[0];
 
 // Start-up: process spawn to listening socket, against a bare `node -e` as baseline.
 const tNode = performance.now();
@@ -334,29 +327,32 @@ await once(bare, 'exit');
 const nodeStartMs = performance.now() - tNode;
 const tProxy = performance.now();
 // As an operator runs it: JSON logs with the one line per session, metrics on.
-const proxy = spawnAproxy([
-  '--protocol',
-  'kbs',
-  '--url',
-  kbsUrl,
-  '--unix',
-  unix,
-  '--log-format',
-  'json',
-  '--log-level',
-  'info',
-  '--metrics',
-  '127.0.0.1:0',
-  '--phase-timeout-ms',
-  '120000',
-  ...UNPACED,
-]);
+const proxy = spawnCli(
+  [
+    '--protocol',
+    'kbs',
+    '--url',
+    kbsUrl,
+    '--unix',
+    unix,
+    '--log-format',
+    'json',
+    '--log-level',
+    'info',
+    '--metrics',
+    '127.0.0.1:0',
+    '--phase-timeout-ms',
+    '120000',
+    ...UNPACED,
+  ],
+  { inheritStderr: true },
+);
 await waitForListening(unix);
 const startMs = performance.now() - tProxy;
 const metricsUrl = await metricsUrlOf();
 const relaySock = join(dir, 'relay.sock');
-const relay = spawnTracked(join(dirname(fileURLToPath(import.meta.url)), 'bare-relay.js'), [relaySock, kbsUrl]);
-await waitFor(relay, /listening/);
+const relay = spawnNode(join(dirname(fileURLToPath(import.meta.url)), 'bare-relay.js'), [relaySock, kbsUrl], { inheritStderr: true });
+await waitForOutput(relay, /listening/);
 proxy.stdout?.removeAllListeners('data').resume(); // the driver reads and drops the proxy's log lines
 
 console.log(
@@ -523,5 +519,5 @@ async function waitForListening(path: string): Promise<void> {
 }
 
 async function metricsUrlOf(): Promise<string> {
-  return (await waitFor(proxy, /"url":"(http:\/\/127\.0\.0\.1:\d+\/metrics)"/))[1] ?? '';
+  return (await waitForOutput(proxy, /"url":"(http:\/\/127\.0\.0\.1:\d+\/metrics)"/))[1] ?? '';
 }

@@ -22,7 +22,7 @@ import { parseArgs } from 'node:util';
 import { encodeFrame } from '../src/protocol/index.js';
 import { SimulatedGuest } from '../src/testkit/guest-simulator.js';
 import { TestKbs } from '../src/testkit/test-kbs.js';
-import { spawnAproxy, spawnTracked, waitFor } from './bench-processes.js';
+import { spawnCli, spawnNode, waitForOutput } from './processes.js';
 
 const ATTACKS = {
   quiet: 'no attacker (baseline)',
@@ -98,13 +98,17 @@ async function run(kind: Attack, dir: string): Promise<Result> {
   const good = join(dir, `${kind}-good.sock`);
   const bad = join(dir, `${kind}-bad.sock`);
   // Default limits: what an operator runs.
-  const proxy = spawnAproxy(['--protocol', 'kbs', '--url', url, '--unix', good, '--unix', bad, '--log-format', 'json']);
-  await waitFor(proxy, /"msg":"aproxy ready"/);
+  const proxy = spawnCli(['--protocol', 'kbs', '--url', url, '--unix', good, '--unix', bad, '--log-format', 'json'], {
+    inheritStderr: true,
+  });
+  await waitForOutput(proxy, /"msg":"aproxy ready"/);
   const before = { ...kbs.stats };
   const attacker =
     kind === 'quiet'
       ? undefined
-      : spawnTracked(fileURLToPath(import.meta.url), ['--role', 'attacker', '--attack', kind, '--path', bad, '--seconds', String(seconds)]);
+      : spawnNode(fileURLToPath(import.meta.url), ['--role', 'attacker', '--attack', kind, '--path', bad, '--seconds', String(seconds)], {
+          inheritStderr: true,
+        });
   const latencies: number[] = [];
   let failed = 0;
   const until = Date.now() + seconds * 1000;
@@ -137,7 +141,7 @@ async function run(kind: Attack, dir: string): Promise<Result> {
     p99: pct(99),
     kbsRequests: kbs.stats.requests - before.requests,
     kbsConnections: kbs.stats.connections - before.connections,
-    logLines: proxy.out.split('\n').filter((l) => l.startsWith('{')).length,
+    logLines: proxy.output.stdout.split('\n').filter((l) => l.startsWith('{')).length,
   };
 }
 

@@ -13,6 +13,17 @@ export {
   DEFAULT_FRAME_TIMEOUT_MS,
   DEFAULT_PHASE_TIMEOUT_MS,
   DEFAULT_SHUTDOWN_GRACE_MS,
-} from './service/config.js';
-export { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger, type LoggerOptions, type LogLevel } from './service/log.js';
-export { type ProxyConfig, type RunningProxy, redactUrl, startProxy } from './service/proxy.js';
+} from './service/config/defaults.js';
+export type { ProxyConfig } from './service/config/types.js';
+export {
+  createLogger,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  type LogFormat,
+  type Logger,
+  type LoggerOptions,
+  type LogLevel,
+  redactUrl,
+} from './service/log.js';
+export { startProxy } from './service/proxy.js';
+export type { RunningProxy } from './service/running-proxy.js';

@@ -3,5 +3,14 @@
 // own secrets seals them to the guest's P-521 key. Loads P-521 and the
 // schema library, so it is kept apart from `aproxy/plugin`.
 
-export { decryptSecret, generateP521KeyPair, type JweParts, jweEncrypt, type P521KeyPair } from './protocol/jwe.js';
-export { jweToAttestationResponse, type KbsJwe, parseKbsJwe, serializeKbsJwe } from './protocol/kbs.js';
+export {
+  decryptSecret,
+  generateP521KeyPair,
+  type Jwe,
+  type JweProtectedHeader,
+  jweEncrypt,
+  jweToAttestationResponse,
+  type P521KeyPair,
+  sealToGuest,
+} from './protocol/jwe.js';
+export { parseKbsJwe, serializeKbsJwe } from './protocol/kbs.js';

@@ -7,9 +7,10 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readdirSync, watch } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { REPO_ROOT } from '../processes.js';
 
 export interface QemuKit {
   readonly qemu: string;
@@ -18,7 +19,7 @@ export interface QemuKit {
   readonly busybox: string;
 }
 
-const BUILD_INITRAMFS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'scripts', 'qemu', 'build-initramfs.sh');
+const BUILD_INITRAMFS = join(REPO_ROOT, 'scripts', 'qemu', 'build-initramfs.sh');
 
 /** Finds QEMU, a kernel and a static busybox, or says what is missing. */
 export function findQemuKit(): QemuKit | { missing: string } {
@@ -216,22 +217,41 @@ export async function runInVsockVm(o: {
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   // A bound on a hung guest, not a measurement: the command normally powers the VM off itself.
-  const limit = setTimeout(() => child.kill('SIGKILL'), o.limitMs ?? 600_000);
+  const limitMs = o.limitMs ?? 600_000;
+  let killed = false;
+  const limit = setTimeout(() => {
+    killed = true;
+    child.kill('SIGKILL');
+  }, limitMs);
   const [exitCode] = (await once(child, 'exit')) as [number | null];
   clearTimeout(limit);
   const rc = await readFile(join(results, 'rc'), 'utf8').catch(() => undefined);
+  // The command writes its output to the host as it runs: what it got to is there even when it did not finish.
   const output = await readFile(join(results, 'out'), 'utf8').catch(() => '');
+  const console = await readFile(consoleLog, 'utf8').catch(() => '');
+  const uptime = /APROXY-VM-READY (\d+\.\d+)/.exec(console)?.[1];
   if (rc === undefined) {
-    const console = await readFile(consoleLog, 'utf8').catch(() => '');
+    const kept = join(tmpdir(), `aproxy-vsock-vm-${Date.now()}.log`);
+    await writeFile(kept, `# QEMU stderr\n${stderr}\n# console\n${console}\n# command output\n${output}`);
+    const how = killed ? `was stopped at its ${Math.round(limitMs / 1000)} s limit` : `ended (QEMU exit ${String(exitCode)})`;
+    const where =
+      uptime === undefined
+        ? 'the guest never reached its root (see the console)'
+        : output === ''
+          ? `the guest was ready ${uptime} s after boot, but the command wrote nothing`
+          : `the command had run; its last lines:\n${lastLines(output, 15)}`;
     throw new Error(
-      `the vsock VM ended (QEMU exit ${String(exitCode)}) without running the command; QEMU: ${stderr.trim()}; console: ${console.slice(-2000)}`,
+      `the vsock VM ${how} before the command finished: ${where}\nQEMU: ${stderr.trim() || '(nothing)'}\nall of it kept in ${kept}`,
     );
   }
-  const uptime = /APROXY-VM-READY (\d+\.\d+)/.exec(await readFile(consoleLog, 'utf8').catch(() => ''))?.[1];
   return {
     code: Number(rc.trim()),
     output,
     bootToReadyMs: uptime === undefined ? NaN : Number(uptime) * 1000,
     totalMs: performance.now() - t0,
   };
+}
+
+function lastLines(text: string, n: number): string {
+  return text.trimEnd().split('\n').slice(-n).join('\n');
 }

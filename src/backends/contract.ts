@@ -1,10 +1,6 @@
 import type { AttestationRequest, AttestationResponse, NegotiationRequest, NegotiationResponse } from '../protocol/messages.js';
 
-/**
- * The plugin contract version this build of aproxy speaks. 2: `create`
- * receives the backend's own options (what `parseOptions` made of them) and
- * a context, instead of the KBS-shaped `{ url, resource, … }` of version 1.
- */
+/** The plugin contract version this build of aproxy speaks; a module declaring another is refused (PLUGIN_INVALID). */
 export const BACKEND_API_VERSION = 2;
 
 /** The logging surface a backend gets: pino's call shape, `(fields, message)`. */
@@ -49,6 +45,12 @@ export interface SharedResources {
  * ({listener}), so the proxy refuses any other name where it is configured.
  */
 export const LISTENER_NAME = /^(?!\.\.?$)[A-Za-z0-9._-]{1,64}$/;
+
+/** A listener a backend will serve, as the configuration gives it (before any guest). */
+export interface ListenerFacts {
+  readonly name: string;
+  readonly transport: 'unix' | 'vsock';
+}
 
 /** What the proxy tells a backend about the guest session it opens. */
 export interface SessionInfo {
@@ -142,6 +144,14 @@ export interface BackendDefinition<Options = RawBackendOptions> {
    * receives the raw options.
    */
   parseOptions?(raw: RawBackendOptions): Options;
+  /**
+   * Optional: refuses options that cannot work for one listener it will
+   * serve (a field the listener's guests cannot fill), before anything is
+   * started, so the operator learns it at start or from `aproxy check`, not
+   * from every guest. Throw a `ConfigError` naming the option and the
+   * listener.
+   */
+  checkListener?(options: Options, listener: ListenerFacts): void;
   create(options: Options, context: BackendContext): Backend | Promise<Backend>;
 }
 

@@ -1,22 +1,28 @@
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { PluginInvalidError } from '../protocol/errors.js';
-import { BACKEND_API_VERSION, type BackendDefinition, type RawBackendOptions } from './contract.js';
+import { BACKEND_API_VERSION, type BackendDefinition, type ListenerFacts, type RawBackendOptions } from './contract.js';
 import { DEFAULT_BACKEND_CALL_TIMEOUT_MS, withDeadline } from './deadline.js';
-import { parseKbsOptions } from './kbs/options.js';
+import { checkKbsListener, type KbsOptions, parseKbsOptions } from './kbs/options.js';
 
 interface BuiltinEntry {
-  /** The backend's option check, cheap to load: bad usage is found before anything is bound. */
+  /** The backend's option checks, cheap to load: bad usage is found before anything is bound. */
   parseOptions(raw: RawBackendOptions): unknown;
+  checkListener(options: unknown, listener: ListenerFacts): void;
   /** The backend itself (HTTP client, schemas), loaded once the listeners are up. */
   load(): Promise<AnyBackendDefinition>;
 }
 
 /** Built-in backends by `--protocol` name. Adding one edits only this table. */
 const BUILTINS: Readonly<Record<string, BuiltinEntry>> = Object.freeze({
-  kbs: { parseOptions: (raw) => parseKbsOptions(raw, 'kbs'), load: async () => (await import('./kbs/backend.js')).kbsBackend },
+  kbs: {
+    parseOptions: (raw) => parseKbsOptions(raw, 'kbs'),
+    checkListener: (options, listener) => checkKbsListener(options as KbsOptions, listener),
+    load: async () => (await import('./kbs/backend.js')).kbsBackend,
+  },
   'kbs-test': {
     parseOptions: (raw) => parseKbsOptions(raw, 'kbs-test'),
+    checkListener: (options, listener) => checkKbsListener(options as KbsOptions, listener),
     load: async () => (await import('./kbs/backend.js')).upstreamKbsTestBackend,
   },
 });
@@ -38,20 +44,15 @@ export function assertBackendDefinition(value: unknown, specifier: string): AnyB
     throw new PluginInvalidError(specifier, 'must export a backend definition as its default export or as `backend` (see defineBackend)');
   }
   const d = value as Partial<BackendDefinition>;
-  if ((d.apiVersion as unknown) === 1) {
-    throw new PluginInvalidError(
-      specifier,
-      `declares apiVersion 1; this aproxy speaks ${BACKEND_API_VERSION}: create(options, context) now receives the backend's own options ` +
-        '(add parseOptions) and the logger as context.log; see docs/backends.md, "From API version 1"',
-    );
-  }
   if (d.apiVersion !== BACKEND_API_VERSION) {
     throw new PluginInvalidError(specifier, `declares apiVersion ${String(d.apiVersion)}, this aproxy speaks ${BACKEND_API_VERSION}`);
   }
   if (typeof d.name !== 'string' || d.name === '') throw new PluginInvalidError(specifier, '`name` must be a non-empty string');
   if (typeof d.create !== 'function') throw new PluginInvalidError(specifier, '`create(options, context)` must be a function');
-  if (d.parseOptions !== undefined && typeof d.parseOptions !== 'function')
-    throw new PluginInvalidError(specifier, '`parseOptions`, when present, must be a function');
+  for (const hook of ['parseOptions', 'checkListener'] as const) {
+    if (d[hook] !== undefined && typeof d[hook] !== 'function')
+      throw new PluginInvalidError(specifier, `\`${hook}\`, when present, must be a function`);
+  }
   return d as AnyBackendDefinition;
 }
 
@@ -98,6 +99,8 @@ export interface PreparedBackend {
   readonly name: string;
   /** What `parseOptions` made of the raw options. */
   readonly options: unknown;
+  /** The backend's `checkListener` on these options; nothing when it has none. */
+  checkListener(listener: ListenerFacts): void;
   load(): Promise<AnyBackendDefinition>;
 }
 
@@ -114,8 +117,11 @@ export async function prepareBackend(
   loadTimeoutMs = DEFAULT_BACKEND_CALL_TIMEOUT_MS,
 ): Promise<PreparedBackend> {
   const builtin = typeof spec === 'string' ? BUILTINS[spec] : undefined;
-  if (builtin && typeof spec === 'string') return { name: spec, options: builtin.parseOptions(raw), load: () => builtin.load() };
+  if (builtin && typeof spec === 'string') {
+    const options = builtin.parseOptions(raw);
+    return { name: spec, options, checkListener: (l) => builtin.checkListener(options, l), load: () => builtin.load() };
+  }
   const definition = typeof spec === 'string' ? await resolveBackend(spec, cwd, loadTimeoutMs) : spec;
   const options: unknown = definition.parseOptions ? definition.parseOptions(raw) : raw;
-  return { name: definition.name, options, load: async () => definition };
+  return { name: definition.name, options, checkListener: (l) => definition.checkListener?.(options, l), load: async () => definition };
 }

@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import { describeError, isAproxyError } from '../protocol/errors.js';
 import type { CheckReport } from '../service/check.js';
-import { loadSettings } from '../service/config-file.js';
+import { loadSettings } from '../service/config/load.js';
 import { createLogger } from '../service/log.js';
 import { serveFlags } from './serve-flags.js';
 
@@ -22,7 +22,7 @@ export async function handler(flags: Readonly<Record<string, unknown>>): Promise
   let report: CheckReport;
   try {
     // Sockets a service manager would pass are not there to check: their absence is no problem here.
-    const settings = loadSettings(flags, [], { socketsFromManager: true });
+    const settings = loadSettings(flags, []);
     report = await checkConfiguration(settings, { probe: flags.probe === true, log: createLogger({ level: 'silent' }) });
   } catch (err) {
     if (!isAproxyError(err)) throw err;

@@ -1,6 +1,6 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { describeError, isAproxyError } from '../protocol/errors.js';
+import { describeError, ERROR_REASONS, isAproxyError, SetupRefusedError } from '../protocol/errors.js';
 import * as check from './check.js';
 import * as inspect from './inspect.js';
 import * as qemuArgs from './qemu-args.js';
@@ -41,12 +41,16 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<void
   try {
     await cli.parseAsync();
   } catch (err) {
-    if (
-      err instanceof UsageError ||
-      (err instanceof Error && err.name === 'YError') ||
-      (isAproxyError(err) && (err.code === 'CONFIG' || err.code === 'PLUGIN_INVALID'))
-    ) {
-      console.error(`aproxy: ${err.message.split('\n')[0]} (see aproxy --help)`);
+    // Exit 2: bad usage, or a configuration or host problem (a reason code of area `setup`): fix and start again.
+    if (err instanceof UsageError || (err instanceof Error && err.name === 'YError')) {
+      console.error(`aproxy: ${err.message} (see aproxy --help)`);
+      process.exit(2);
+    }
+    if (isAproxyError(err) && ERROR_REASONS[err.code].area === 'setup') {
+      // The code (docs/errors.md says what to do) after each problem; several are listed a line each.
+      console.error(
+        err instanceof SetupRefusedError && err.problems.length > 1 ? `aproxy: ${err.message}` : `aproxy: ${err.message} [${err.code}]`,
+      );
       process.exit(2);
     }
     console.error(`aproxy: ${describeError(err)}`);

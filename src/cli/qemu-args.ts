@@ -31,18 +31,14 @@ export async function handler(argv: Args): Promise<void> {
   } catch (err) {
     throw new UsageError(`--vsock: ${(err as Error).message}`);
   }
-  try {
-    if (argv.unix !== undefined) {
-      args.push(
-        ...qemuSerialArgs({
-          unix: argv.unix,
-          reconnectMs: positiveInt('reconnect-ms', argv['reconnect-ms']),
-          qemuVersion: argv['qemu-version'],
-        }),
-      );
+  if (argv.unix !== undefined) {
+    const reconnectMs = positiveInt('reconnect-ms', argv['reconnect-ms']);
+    try {
+      args.push(...qemuSerialArgs({ unix: argv.unix, reconnectMs, qemuVersion: argv['qemu-version'] }));
+    } catch (err) {
+      // The one thing qemuSerialArgs refuses: a version it cannot read.
+      throw new UsageError(`--qemu-version: ${(err as Error).message}`);
     }
-  } catch (err) {
-    throw new UsageError(`--qemu-version: ${(err as Error).message}`);
   }
   console.log(shellJoin(args));
 }

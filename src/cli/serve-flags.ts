@@ -1,10 +1,11 @@
 import type { Argv, Options } from 'yargs';
-import { OPTION_NAMES, OPTIONS, type OptionSpec } from '../service/options.js';
+import { OPTION_NAMES, OPTIONS, type OptionSpec } from '../service/config/options.js';
+import { formatValue } from '../service/config/values.js';
 
 /**
  * The serve command's flags, one per option of the table that a flag may
  * set. No yargs defaults: a flag is present only when given, so the config
- * file's value stands otherwise (settings.ts applies the defaults).
+ * file's value stands otherwise (normalize.ts applies the defaults).
  */
 export function serveFlags<T>(y: Argv<T>): Argv<T> {
   for (const name of OPTION_NAMES) {
@@ -18,23 +19,22 @@ export function serveFlags<T>(y: Argv<T>): Argv<T> {
 function flagOf(spec: OptionSpec): Options {
   const shown =
     spec.default !== undefined
-      ? { defaultDescription: String(spec.default) }
+      ? { defaultDescription: formatValue(spec, spec.default) }
       : spec.defaultText !== undefined
         ? { defaultDescription: spec.defaultText }
         : {};
-  const alias = spec.alias === undefined ? {} : { alias: spec.alias };
   const describe = spec.listener === true ? `${spec.help} [listener]` : spec.help;
   switch (spec.type) {
     case 'integer':
-      return { type: 'number', describe, ...shown, ...alias };
+      return { type: 'number', describe, ...shown };
     case 'boolean':
-      return { type: 'boolean', describe, ...shown, ...alias };
+      return { type: 'boolean', describe, ...shown };
     case 'choice':
-      return { type: 'string', choices: spec.choices, describe, ...shown, ...alias };
+      return { type: 'string', choices: spec.choices, describe, ...shown };
     case 'strings':
     case 'ports':
-      return { type: 'string', array: true, describe, ...shown, ...alias };
+      return { type: 'string', array: true, describe, ...shown };
     default:
-      return { type: 'string', describe, ...shown, ...alias };
+      return { type: 'string', describe, ...shown };
   }
 }

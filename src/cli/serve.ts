@@ -1,9 +1,11 @@
 import type { Argv } from 'yargs';
 import { describeError } from '../protocol/errors.js';
-import { loadSettings } from '../service/config-file.js';
+import { loadSettings } from '../service/config/load.js';
+import { needsRestart } from '../service/config/resolve.js';
+import type { Settings } from '../service/config/types.js';
 import { createLogger, type Logger } from '../service/log.js';
-import { type RunningProxy, startProxy } from '../service/proxy.js';
-import { needsRestart, type ServeSettings } from '../service/settings.js';
+import { startProxy } from '../service/proxy.js';
+import type { RunningProxy } from '../service/running-proxy.js';
 import { socketActivationFds } from '../service/systemd.js';
 import { serveFlags } from './serve-flags.js';
 
@@ -28,11 +30,11 @@ export async function handler(flags: Readonly<Record<string, unknown>>): Promise
       log.warn({ signal: 'SIGHUP' }, 'SIGHUP: no --config file, so nothing to reload (flags need a restart)');
       return;
     }
-    let next: ServeSettings;
+    let next: Settings;
     running
       .reload(async () => {
         next = loadSettings(flags, listenFds);
-        return { ...next.proxy, log };
+        return { ...next.config, log };
       })
       .then(
         (r) => {
@@ -52,7 +54,7 @@ export async function handler(flags: Readonly<Record<string, unknown>>): Promise
           ),
       );
   });
-  lifecycle.started(await startProxy({ ...settings.proxy, log }));
+  lifecycle.started(await startProxy({ ...settings.config, log }));
 }
 
 /**

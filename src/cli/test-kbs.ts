@@ -3,7 +3,7 @@ import { DEFAULT_RESOURCE_PATH } from '../backends/kbs/options.js';
 import { SNP_MEASUREMENT_BYTES } from '../protocol/snp-report.js';
 import { parseHex } from './usage.js';
 
-export const command = ['test-kbs', 'kbs-test-server'];
+export const command = 'test-kbs';
 export const describe = "run aproxy's own KBS 0.4.0 test server (per-session state and strict checks; pair it with --protocol kbs)";
 
 export const builder = <T>(y: Argv<T>) =>

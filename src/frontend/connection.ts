@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { setTimeout as wait } from 'node:timers/promises';
 import type { Backend, BackendLogger, BackendRequestEvent } from '../backends/contract.js';
 import { codeOf, describeError, GuestGoneError, SessionSupersededError, type WaitReason } from '../protocol/errors.js';
 import { encodeFrame } from '../protocol/framing.js';
@@ -10,7 +11,7 @@ import { SessionSlot } from './session-slot.js';
 import type { GuestPeer } from './transport.js';
 
 /**
- * A listener's settings. Read when a connection opens (framing) and when
+ * What a listener serves with (its profile). Read when a connection opens (framing) and when
  * each session starts (the rest), so a reload changes new sessions only.
  */
 export interface ListenerProfile {
@@ -81,7 +82,7 @@ export class GuestConnection {
     readonly id: string,
     readonly peer: GuestPeer,
     private readonly socket: Socket,
-    /** The listener's current settings. */
+    /** The listener's current profile. */
     private readonly profile: () => ListenerProfile,
     private readonly log: ConnectionLogger,
     private readonly events: ConnectionEvents,
@@ -99,11 +100,6 @@ export class GuestConnection {
       this.gone.abort();
       this.current?.end(new GuestGoneError('guest connection closed'));
     });
-  }
-
-  /** True while a session is between its first frame and its last answer. */
-  get inSession(): boolean {
-    return this.current !== undefined;
   }
 
   /** Why the link is not read now, if it is not. */
@@ -148,13 +144,11 @@ export class GuestConnection {
   /** Routes one frame; false when the link must close. */
   private async dispatch(frame: Buffer): Promise<boolean> {
     const running = this.current;
-    if (running?.awaitingFrame) {
-      // Parsed once here; the session validates the same value.
-      const json = parseJson(frame);
-      if (!isNegotiationRequest(json)) {
-        running.deliver({ bytes: frame, json });
-        return true;
-      }
+    // Parsed once, here: the session validates the same value.
+    const guestFrame = { bytes: frame, json: parseJson(frame) };
+    if (running?.awaitingFrame && !isNegotiationRequest(guestFrame.json)) {
+      running.deliver(guestFrame);
+      return true;
     }
     // Anything else begins a new session: a NegotiationRequest (a reboot, if
     // a session was in flight), or a frame that cannot be one, which gets
@@ -168,7 +162,7 @@ export class GuestConnection {
     const number = ++this.sessions;
     const profile = this.profile();
     const release = profile.hold?.();
-    slot.done = runSession(this.link(profile, number), slot, number, frame).then((outcome) => {
+    slot.done = runSession(this.link(profile, number), slot, number, guestFrame).then((outcome) => {
       release?.();
       this.report(outcome);
       if (this.current === slot) {
@@ -276,16 +270,9 @@ function kernelRefused(socket: Socket): boolean {
   return typeof queued === 'number' && queued > 0;
 }
 
+/** Waits `ms`, or less if `signal` aborts; never rejects. */
 function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
+  return wait(ms, undefined, { signal }).catch(noop);
 }
 
 const noop = () => undefined;

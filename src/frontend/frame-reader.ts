@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import { FrameTimeoutError } from '../protocol/errors.js';
-import { FrameDecoder } from '../protocol/framing.js';
+import { FRAME_HEADER_BYTES, FrameDecoder } from '../protocol/framing.js';
 
 export interface FrameReaderOptions {
   readonly maxFrameBytes: number;
@@ -102,7 +102,9 @@ export class FrameReader {
     }
     if (complete.length > 0) {
       const onFrame = this.options.onFrame;
-      if (onFrame) for (const f of complete) onFrame({ bytes: f.length + 8, reads: this.reads, ms: performance.now() - this.firstByteAt });
+      if (onFrame)
+        for (const f of complete)
+          onFrame({ bytes: f.length + FRAME_HEADER_BYTES, reads: this.reads, ms: performance.now() - this.firstByteAt });
       this.reads = this.decoder.inFrame ? 1 : 0;
       this.firstByteAt = performance.now();
       this.frames.push(...complete);

@@ -60,7 +60,7 @@ function describeFromProc(fd: number): { family: string; stream: boolean; listen
 export interface InheritedListenerOptions {
   /** The listening socket's file descriptor (systemd: 3). */
   readonly fd: number;
-  readonly name?: string;
+  readonly name: string;
   readonly onListening?: (fields: Record<string, unknown>, message: string) => void;
 }
 
@@ -76,7 +76,7 @@ export class InheritedUnixListener extends ServerListener {
 
   constructor(private readonly options: InheritedListenerOptions) {
     super();
-    this.name = options.name ?? `fd${options.fd}`;
+    this.name = options.name;
   }
 
   async listen(): Promise<void> {

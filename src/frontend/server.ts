@@ -34,7 +34,7 @@ interface Served {
 /**
  * The guest-facing side: takes streams from any number of listeners, one
  * GuestConnection per stream, all served concurrently, each with its
- * listener's settings. Emits 'session' (SessionOutcome) after every guest
+ * listener's profile. Emits 'session' (SessionOutcome) after every guest
  * boot, 'backend-request' (BackendRequestEvent) after every server
  * exchange, 'refusal' (RefusalEvent) for a guest over its limits,
  * 'paced' (PacedEvent) for a guest over its session budget, and
@@ -79,7 +79,7 @@ export class ProxyServer extends EventEmitter {
     return [...counts.values()];
   }
 
-  /** Serves the guests `listener` accepts, including those that waited for this call, with the profile's current settings. */
+  /** Serves the guests `listener` accepts, including those that waited for this call, with the listener's current profile. */
   serve(listener: GuestListener, profile: () => ListenerProfile): void {
     const served = { listener, profile };
     this.served.add(served);

@@ -14,8 +14,7 @@ import {
   attestationRequestFromJson,
   checkAttestationResponse,
   checkNegotiationResponse,
-  parseAttestationRequest,
-  parseNegotiationRequest,
+  negotiationRequestFromJson,
 } from '../protocol/message-parsers.js';
 import {
   type AttestationRequest,
@@ -83,7 +82,12 @@ interface Negotiated {
  * answer (FAILURE_ANSWER), in either phase, and the link carries on. Never
  * throws.
  */
-export async function runSession(link: SessionLink, control: SessionControl, number: number, firstFrame: Buffer): Promise<SessionOutcome> {
+export async function runSession(
+  link: SessionLink,
+  control: SessionControl,
+  number: number,
+  firstFrame: GuestFrame,
+): Promise<SessionOutcome> {
   const started = performance.now();
   const trace = new SessionTrace(link);
   const negotiated = await negotiate(link, control, number, firstFrame, trace);
@@ -113,7 +117,7 @@ async function negotiate(
   link: SessionLink,
   control: SessionControl,
   number: number,
-  frame: Buffer,
+  frame: GuestFrame,
   reporting: PhaseReporting,
 ): Promise<PhaseResult<Negotiated> & { readonly session?: BackendSession }> {
   const stop = (cause: unknown, detail?: string) => ({ ok: false, stop: stopIn('negotiate', cause, detail) }) as const;
@@ -223,12 +227,13 @@ async function answer(link: SessionLink, control: SessionControl, payload: strin
   return link.send(payload);
 }
 
-function parseNegotiation(frame: Buffer): NegotiationRequest {
+function parseNegotiation(frame: GuestFrame): NegotiationRequest {
+  if (frame.json instanceof Error) throw frame.json;
   let req: NegotiationRequest;
   try {
-    req = parseNegotiationRequest(frame);
+    req = negotiationRequestFromJson(frame.json);
   } catch (err) {
-    if (looksLikeAttestation(frame)) throw new OutOfOrderError('attestation request received before any negotiation request');
+    if (looksLikeAttestation(frame.json)) throw new OutOfOrderError('attestation request received before any negotiation request');
     throw err;
   }
   if (req.version.some((v, i) => v !== PROTOCOL_VERSION[i])) throw new UnsupportedVersionError(req.version);
@@ -246,9 +251,9 @@ function attestationRequestFor(frame: GuestFrame, n: Negotiated): AttestationReq
   return request;
 }
 
-function looksLikeAttestation(frame: Buffer): boolean {
+function looksLikeAttestation(json: JsonValue): boolean {
   try {
-    parseAttestationRequest(frame);
+    attestationRequestFromJson(json);
     return true;
   } catch {
     return false;

@@ -30,7 +30,7 @@ export async function socketPathState(path: string, force: boolean): Promise<'fr
     throw new SocketPathError(path, `cannot inspect: ${(err as Error).message}`);
   }
   if (!st.isSocket()) {
-    if (!force) throw new SocketInUseError(path, 'already exists; remove it, or set option force to replace a stale socket');
+    if (!force) throw new SocketInUseError(path, 'already exists and is not a socket; remove it, or choose another path');
     throw new SocketPathError(
       path,
       `exists and is a ${st.isDirectory() ? 'directory' : 'regular file or other non-socket'}; force only replaces sockets`,
@@ -40,11 +40,14 @@ export async function socketPathState(path: string, force: boolean): Promise<'fr
   // another process, and one we cannot probe (permissions) is not ours to judge.
   const probe = await probeSocket(path);
   if (probe === 'listening') return 'live';
-  if (!force) throw new SocketInUseError(path, 'already exists; remove it, or set option force to replace a stale socket');
+  if (!force) throw new SocketInUseError(path, 'is a stale socket (nothing accepts on it); set option force to replace it, or remove it');
   if (probe !== 'ECONNREFUSED')
     throw new SocketPathError(path, `force removes only a socket that refuses connections; connecting gave ${probe}`);
   return 'stale';
 }
+
+/** A live socket is never taken over nor to be removed: it cuts every VM on it off the process serving it. */
+export const LIVE_SOCKET = 'another process is serving guests on this socket; stop it, or choose another path';
 
 /** The socket's directory: it exists, this process may create entries in it, and it is shallow enough for the temporary socket path. */
 export async function checkSocketDirectory(path: string): Promise<void> {
@@ -77,11 +80,7 @@ export async function checkSocketDirectory(path: string): Promise<void> {
  */
 export async function prepareSocketPath(path: string, force: boolean): Promise<void> {
   const state = await socketPathState(path, force);
-  if (state === 'live') {
-    throw force
-      ? new SocketInUseError(path, 'another process is listening on this socket; refusing to take it over')
-      : new SocketInUseError(path, 'already exists; remove it, or set option force to replace a stale socket');
-  }
+  if (state === 'live') throw new SocketInUseError(path, LIVE_SOCKET);
   if (state === 'stale') {
     await unlink(path).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw new SocketPathError(path, `cannot remove stale socket: ${err.message}`);

@@ -9,12 +9,12 @@ import { type GuestPeer, ServerListener } from './transport.js';
 export interface UnixListenerOptions {
   readonly path: string;
   /** Replace a stale socket at the path. */
-  readonly force?: boolean;
-  /** Permission bits of the socket file; 0o600 by default. */
-  readonly mode?: number;
+  readonly force: boolean;
+  /** Permission bits of the socket file. */
+  readonly mode: number;
   /** Group to own the socket (numeric gid), so a QEMU group can connect with mode 0o660. */
   readonly gid?: number;
-  readonly name?: string;
+  readonly name: string;
   /** Called once bound, with what an operator wants to see in the log. */
   readonly onListening?: (fields: Record<string, unknown>, message: string) => void;
 }
@@ -29,7 +29,7 @@ export class UnixListener extends ServerListener {
 
   constructor(private readonly options: UnixListenerOptions) {
     super();
-    this.name = options.name ?? options.path;
+    this.name = options.name;
   }
 
   get path(): string {
@@ -45,8 +45,8 @@ export class UnixListener extends ServerListener {
    * no moment at which another user could connect.
    */
   async listen(): Promise<void> {
-    const { path, mode = 0o600, gid } = this.options;
-    await prepareSocketPath(path, this.options.force ?? false);
+    const { path, mode, gid } = this.options;
+    await prepareSocketPath(path, this.options.force);
     await checkSocketDirectory(path);
     const dir = await mkdtemp(join(dirname(path), TEMP_DIR_PREFIX)).catch((err: Error) => {
       throw new SocketPathError(path, `cannot create a temporary directory beside it: ${err.message}`);

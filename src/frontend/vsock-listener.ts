@@ -3,14 +3,12 @@ import { existsSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { VsockUnavailableError } from '../protocol/errors.js';
 import { type GuestPeer, ServerListener } from './transport.js';
-import { DEFAULT_VSOCK_PORT, peerCidOf, streamHandle, vsockSupport } from './vsock-native.js';
+import { peerCidOf, streamHandle, vsockSupport } from './vsock-native.js';
 
 export interface VsockListenerOptions {
-  /** Port to bind on VMADDR_CID_ANY; SVSM connects to 1995. Ignored with `fd`. */
-  readonly port?: number;
-  /** A listening vsock socket handed over by systemd (`ListenStream=vsock::1995`). */
-  readonly fd?: number;
-  readonly name?: string;
+  /** Port to bind on VMADDR_CID_ANY, or a listening vsock socket handed over by systemd (`ListenStream=vsock::1995`). */
+  readonly address: { readonly port: number } | { readonly fd: number };
+  readonly name: string;
   readonly onListening?: (fields: Record<string, unknown>, message: string) => void;
   /** Said once at start when guests could not reach this host yet (no /dev/vhost-vsock). */
   readonly onWarning?: (fields: Record<string, unknown>, message: string) => void;
@@ -28,24 +26,20 @@ export class VsockListener extends ServerListener {
   readonly transport = 'vsock' as const;
   readonly name: string;
   protected readonly server = createServer({ allowHalfOpen: false, pauseOnConnect: true }, (s) => this.accept(s));
-  private boundPort: number | undefined;
 
-  constructor(private readonly options: VsockListenerOptions = {}) {
+  constructor(private readonly options: VsockListenerOptions) {
     super();
-    this.name = options.name ?? (options.fd === undefined ? `vsock:${options.port ?? DEFAULT_VSOCK_PORT}` : `vsock-fd${options.fd}`);
-  }
-
-  get port(): number | undefined {
-    return this.boundPort;
+    this.name = options.name;
   }
 
   async listen(): Promise<void> {
     const { addon } = vsockSupport();
     let fd: number;
-    if (this.options.fd !== undefined) {
-      fd = this.options.fd;
+    const address = this.options.address;
+    if ('fd' in address) {
+      fd = address.fd;
     } else {
-      const port = this.options.port ?? DEFAULT_VSOCK_PORT;
+      const port = address.port;
       try {
         // A host that boots many VMs at once: a full vsock accept queue answers with a reset.
         fd = addon.listen(port, 4096);
@@ -63,7 +57,6 @@ export class VsockListener extends ServerListener {
     }
     this.server.listen(streamHandle(fd, 'server'));
     await once(this.server, 'listening');
-    this.boundPort = what.port;
     if (!existsSync('/dev/vhost-vsock')) {
       this.options.onWarning?.(
         { port: what.port },
@@ -71,7 +64,7 @@ export class VsockListener extends ServerListener {
       );
     }
     this.options.onListening?.(
-      { transport: 'vsock', port: what.port, ...(this.options.fd === undefined ? {} : { fd }), startupMs: Math.round(performance.now()) },
+      { transport: 'vsock', port: what.port, ...('fd' in address ? { fd } : {}), startupMs: Math.round(performance.now()) },
       'listening for guests',
     );
   }

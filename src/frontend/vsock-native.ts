@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { Socket } from 'node:net';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { PACKAGE_ROOT } from '../package-root.js';
 import { VsockUnavailableError } from '../protocol/errors.js';
 
 /**
@@ -32,13 +32,12 @@ interface TcpWrap {
 }
 
 /** Well-known context ids (linux/vm_sockets.h). */
-export const VMADDR_CID_HOST = 2;
 export const VMADDR_CID_LOCAL = 1;
 /** Where SVSM connects: libaproxy::ATTEST_DEFAULT_VSOCK_PORT. */
 export const DEFAULT_VSOCK_PORT = 1995;
 
 /** Where the addon lives: built here from source (build/Release), or prebuilt in the package (prebuilds/linux-x64). */
-const ADDON_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'native', 'vsock');
+const ADDON_DIR = join(PACKAGE_ROOT, 'native', 'vsock');
 
 let loaded: { addon: VsockAddon; tcp: TcpWrap } | undefined;
 

@@ -236,6 +236,23 @@ export class VsockUnavailableError extends AproxyError {
   }
 }
 
+/**
+ * What a configuration's check at start or reload found, every problem of
+ * it, each on a line of its own; the code is the first problem's (they are
+ * all configuration or host errors).
+ */
+export class SetupRefusedError extends AproxyError {
+  constructor(readonly problems: ReadonlyArray<{ readonly code: AproxyErrorCode; readonly text: string }>) {
+    const [first] = problems;
+    super(
+      first?.code ?? 'CONFIG',
+      problems.length === 1
+        ? (first?.text ?? '')
+        : `${problems.length} problems:\n${problems.map((p) => `  ${p.text} [${p.code}]`).join('\n')}`,
+    );
+  }
+}
+
 /** The guest's stream went away mid-session. */
 export class GuestGoneError extends AproxyError {
   constructor(detail = 'guest connection closed') {
@@ -279,6 +296,7 @@ export function cut(text: string, max = 64): string {
 /** One line for a log: the coded message and, when present, the cause's message. */
 export function describeError(err: unknown): string {
   if (!(err instanceof Error)) return String(err);
-  const cause = err.cause instanceof Error ? ` (cause: ${err.cause.message})` : '';
+  // A cause whose words the message already carries adds nothing.
+  const cause = err.cause instanceof Error && !err.message.includes(err.cause.message) ? ` (cause: ${err.cause.message})` : '';
   return `${err.message}${cause}`;
 }

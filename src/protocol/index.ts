@@ -1,6 +1,7 @@
 // The whole pure protocol layer: wire formats, schemas and crypto, no I/O.
-// Code inside aproxy imports the concept it needs from its own file; this
-// barrel serves the public surfaces and the tests.
+// Code inside aproxy and the public surfaces import the concept they need
+// from its own file; this barrel serves the tests, the test kit and the
+// operator tools.
 
 export * from './base64.js';
 export * from './errors.js';

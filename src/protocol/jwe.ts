@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, createECDH, createHash, randomBytes } from 'node:crypto';
 import { encodeUrl } from './base64.js';
 import { CryptoError } from './errors.js';
-import type { AesGcmData, EcPublicKey } from './messages.js';
+import type { AesGcmData, AttestationResponse, EcPublicKey } from './messages.js';
 
 /**
  * ECDH-ES+A256KW with A256GCM on P-521 (RFC 7518 §4.6, §4.4, §5.3), both
@@ -141,13 +141,27 @@ export function aesGcmDecrypt(cek: Uint8Array, iv: Uint8Array, aad: Uint8Array, 
   }
 }
 
-/** A flattened-JWE encryption result, before serialization. */
-export interface JweParts {
+/** The JWE protected header this profile uses (RFC 7516 §4), its key members decoded. */
+export interface JweProtectedHeader {
+  readonly alg: typeof JWE_ALG;
+  readonly enc: typeof JWE_ENC;
+  readonly epk: { readonly kty: 'EC'; readonly crv: 'P-521'; readonly x: Uint8Array; readonly y: Uint8Array };
+}
+
+/**
+ * A flattened JWE, one shape whether it was made here (jweEncrypt), parsed
+ * from a server (parseKbsJwe) or is about to be sent (serializeKbsJwe).
+ */
+export interface Jwe {
+  /** The protected header exactly as on the wire: it is what the AAD authenticates. */
   readonly protectedWire: string;
+  readonly header: JweProtectedHeader;
   readonly encryptedKey: Uint8Array;
   readonly iv: Uint8Array;
   readonly ciphertext: Uint8Array;
   readonly tag: Uint8Array;
+  /** The JWE's own `aad` member, if it has one. */
+  readonly aad?: string | undefined;
 }
 
 /**
@@ -155,20 +169,53 @@ export interface JweParts {
  * (RFC 7516 §5.1): ephemeral key, Z, KEK by Concat KDF, random CEK wrapped
  * under KEK, AES-256-GCM with AAD = ASCII(protected header).
  */
-export function jweEncrypt(plaintext: Uint8Array, recipient: EcPublicKey, ephemeral: P521KeyPair = generateP521KeyPair()): JweParts {
+export function jweEncrypt(plaintext: Uint8Array, recipient: EcPublicKey, ephemeral: P521KeyPair = generateP521KeyPair()): Jwe {
   const Z = ecdhZ(ephemeral.secretKey, recipient);
   const KEK = concatKdf(Z);
   const CEK = randomBytes(32);
   const encryptedKey = aesKeyWrap(KEK, CEK);
-  const header = {
-    alg: JWE_ALG,
-    enc: JWE_ENC,
-    epk: { crv: 'P-521', kty: 'EC', x: encodeUrl(ephemeral.publicKey.x), y: encodeUrl(ephemeral.publicKey.y) },
-  };
-  const protectedWire = encodeUrl(Buffer.from(JSON.stringify(header), 'utf8'));
+  const { x, y } = ephemeral.publicKey;
+  const wireHeader = { alg: JWE_ALG, enc: JWE_ENC, epk: { crv: 'P-521', kty: 'EC', x: encodeUrl(x), y: encodeUrl(y) } };
+  const protectedWire = encodeUrl(Buffer.from(JSON.stringify(wireHeader), 'utf8'));
   const iv = randomBytes(12);
-  const { ciphertext, tag } = aesGcmEncrypt(CEK, iv, Buffer.from(protectedWire, 'ascii'), plaintext);
-  return { protectedWire, encryptedKey, iv, ciphertext, tag };
+  const { ciphertext, tag } = aesGcmEncrypt(CEK, iv, jweAad(protectedWire), plaintext);
+  const header = { alg: JWE_ALG, enc: JWE_ENC, epk: { kty: 'EC', crv: 'P-521', x, y } } as const;
+  return { protectedWire, header, encryptedKey, iv, ciphertext, tag };
+}
+
+/** JWE Additional Authenticated Data, RFC 7516 §5.1 step 14: ASCII(protected [ '.' aad ]). */
+export function jweAad(protectedWire: string, aad?: string): Uint8Array {
+  return Buffer.from(aad === undefined ? protectedWire : `${protectedWire}.${aad}`, 'ascii');
+}
+
+/**
+ * The guest-facing answer for a JWE (PROTOCOL.md §6). The AAD is the
+ * protected header as received, not re-serialized as the reference does,
+ * so any server's header byte form decrypts.
+ */
+export function jweToAttestationResponse(jwe: Jwe, token: string): AttestationResponse {
+  return {
+    success: true,
+    secret: jwe.ciphertext,
+    decryption: {
+      epk: { x: jwe.header.epk.x, y: jwe.header.epk.y },
+      wrapped_cek: jwe.encryptedKey,
+      aad: jweAad(jwe.protectedWire, jwe.aad),
+      iv: jwe.iv,
+      tag: jwe.tag,
+    },
+    token: { tag: 'Jwt', value: token },
+  };
+}
+
+/**
+ * A secret sealed to the guest's P-521 key, as the guest's answer: what a
+ * backend that holds the secret itself returns from `attest` (the KBS
+ * does the same sealing on its side). `token` is the attestation token the
+ * answer carries (a JWT).
+ */
+export function sealToGuest(secret: Uint8Array, guestKey: EcPublicKey, token: string): AttestationResponse {
+  return jweToAttestationResponse(jweEncrypt(secret, guestKey), token);
 }
 
 /** What SVSM does with a successful AttestationResponse (PROTOCOL.md §5). */

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { encodeStd, encodeUrl } from './base64.js';
 import { InvalidMessageError } from './errors.js';
-import type { AttestationRequest, AttestationResponse, EcPublicKey, Tee } from './messages.js';
+import type { Jwe } from './jwe.js';
+import type { AttestationRequest, EcPublicKey, Tee } from './messages.js';
 import { NEGOTIATION_PARAMS, type NegotiationParam } from './messages.js';
 import { b64Std, b64Url, validate } from './schema.js';
 
@@ -27,7 +28,6 @@ export const kbsRequestSchema = z.object({
   tee: z.string(),
   'extra-params': z.unknown(),
 });
-export type KbsRequest = z.output<typeof kbsRequestSchema>;
 
 /** /auth reply. The nonce must be canonical standard base64; extra-params must be present (any value). */
 export const kbsChallengeSchema = z.object({
@@ -92,7 +92,6 @@ export const kbsAttestationSchema = z.object({
     additional_evidence: z.unknown().optional(),
   }),
 });
-export type KbsAttestation = z.output<typeof kbsAttestationSchema>;
 
 export const kbsTokenResponseSchema = z.object({ token: z.string() });
 
@@ -119,21 +118,10 @@ export const jweProtectedHeaderSchema = z.object({
   epk: z.object({ kty: z.literal('EC'), crv: z.literal('P-521'), x: b64Url, y: b64Url }),
 });
 
-export interface KbsJwe {
-  /** The protected header exactly as received: it is what the AAD authenticates. */
-  readonly protectedWire: string;
-  readonly header: z.output<typeof jweProtectedHeaderSchema>;
-  readonly encryptedKey: Uint8Array;
-  readonly iv: Uint8Array;
-  readonly ciphertext: Uint8Array;
-  readonly tag: Uint8Array;
-  readonly aad: string | undefined;
-}
-
 /** Built once: a schema per call showed in profiles. */
 const protectedHeaderBytesSchema = z.object({ protected: b64Url });
 
-export function parseKbsJwe(json: unknown): KbsJwe {
+export function parseKbsJwe(json: unknown): Jwe {
   const jwe = validate('KBS resource JWE', kbsJweSchema, json);
   const headerBytes = validate('KBS resource JWE', protectedHeaderBytesSchema, { protected: jwe.protected }).protected;
   let headerJson: unknown;
@@ -176,44 +164,14 @@ export function parseKbsJwe(json: unknown): KbsJwe {
   };
 }
 
-/** JWE Additional Authenticated Data, RFC 7516 §5.1 step 14: ASCII(protected [ '.' aad ]). */
-export function jweAad(protectedWire: string, aad?: string): Uint8Array {
-  return Buffer.from(aad === undefined ? protectedWire : `${protectedWire}.${aad}`, 'ascii');
-}
-
-/**
- * The guest-facing answer for a resource JWE (PROTOCOL.md §6). The AAD is the
- * protected header as received — not re-serialized as the reference does — so
- * any KBS's header byte form decrypts.
- */
-export function jweToAttestationResponse(jwe: KbsJwe, token: string): AttestationResponse {
-  return {
-    success: true,
-    secret: jwe.ciphertext,
-    decryption: {
-      epk: { x: jwe.header.epk.x, y: jwe.header.epk.y },
-      wrapped_cek: jwe.encryptedKey,
-      aad: jweAad(jwe.protectedWire, jwe.aad),
-      iv: jwe.iv,
-      tag: jwe.tag,
-    },
-    token: { tag: 'Jwt', value: token },
-  };
-}
-
 /** Serializes a flattened JWE the way Trustee does (field order of kbs_types::Response). */
-export function serializeKbsJwe(parts: {
-  protectedWire: string;
-  encryptedKey: Uint8Array;
-  iv: Uint8Array;
-  ciphertext: Uint8Array;
-  tag: Uint8Array;
-}): string {
+export function serializeKbsJwe(parts: Jwe): string {
   return JSON.stringify({
     protected: parts.protectedWire,
     encrypted_key: encodeUrl(parts.encryptedKey),
     iv: encodeUrl(parts.iv),
     ciphertext: encodeUrl(parts.ciphertext),
     tag: encodeUrl(parts.tag),
+    ...(parts.aad === undefined ? {} : { aad: parts.aad }),
   });
 }

@@ -80,6 +80,8 @@ export const parseNegotiationResponse = (payload: Uint8Array | string): Negotiat
 export const parseAttestationRequest = (payload: Uint8Array | string): AttestationRequest =>
   parseWith('AttestationRequest', attestationRequestSchema, payload);
 /** The same, for a frame whose JSON was already parsed (with parseStrictJson): each frame is parsed once. */
+export const negotiationRequestFromJson = (json: JsonValue): NegotiationRequest =>
+  validate('NegotiationRequest', negotiationRequestSchema, json);
 export const attestationRequestFromJson = (json: JsonValue): AttestationRequest =>
   validate('AttestationRequest', attestationRequestSchema, json);
 export const parseAttestationResponse = (payload: Uint8Array | string): AttestationResponse =>

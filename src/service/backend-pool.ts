@@ -1,8 +1,7 @@
 import type { Backend, SharedResources } from '../backends/contract.js';
 import { withDeadline } from '../backends/deadline.js';
-import { type PreparedBackend, prepareBackend } from '../backends/registry.js';
-import { ConfigError, describeError } from '../protocol/errors.js';
-import type { PlannedListener } from './listener-plan.js';
+import type { PreparedBackend } from '../backends/registry.js';
+import { describeError } from '../protocol/errors.js';
 import type { Logger } from './log.js';
 
 /** One backend and who holds it: listeners and the sessions they run. */
@@ -55,19 +54,9 @@ export class BackendPool {
     return [...this.resources.keys()];
   }
 
-  /** Finds and checks each backend the plans need that the pool lacks; nothing is created yet. */
-  async prepare(plans: readonly PlannedListener[]): Promise<Map<string, PreparedBackend>> {
-    const prepared = new Map<string, PreparedBackend>();
-    for (const p of plans) {
-      if (this.entries.has(p.backendKey) || prepared.has(p.backendKey)) continue;
-      try {
-        prepared.set(p.backendKey, await prepareBackend(p.protocol, p.backendOptions, process.cwd(), this.callTimeoutMs));
-      } catch (err) {
-        if (err instanceof ConfigError && plans.length > 1) throw new ConfigError(`listener ${p.name}: ${err.message}`);
-        throw err;
-      }
-    }
-    return prepared;
+  /** Does the pool hold a backend for this key. */
+  has(key: string): boolean {
+    return this.entries.has(key);
   }
 
   /** Creates the prepared backends: all of them, or (on a failure) none. */

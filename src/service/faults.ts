@@ -1,11 +1,11 @@
-import { dirname, join, resolve, sep } from 'node:path';
+import { join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LogBursts } from '../frontend/log-bursts.js';
+import { PACKAGE_ROOT } from '../package-root.js';
 import { describeError } from '../protocol/errors.js';
 import type { Logger } from './log.js';
 
 /** aproxy's own code and its dependencies: dist/ and node_modules/ beside this package's package.json. */
-const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const OWN_PREFIXES = [join(PACKAGE_ROOT, 'dist') + sep, join(PACKAGE_ROOT, 'node_modules') + sep];
 
 /** Exit code for a fault in aproxy itself: EX_SOFTWARE, so the service manager restarts it. */

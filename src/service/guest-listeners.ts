@@ -9,12 +9,13 @@ import type { Logger } from './log.js';
 export function listenerFor(plan: PlannedListener, log: Logger): GuestListener {
   const onListening = (fields: Record<string, unknown>, message: string) => log.info({ listener: plan.name, ...fields }, message);
   const onWarning = (fields: Record<string, unknown>, message: string) => log.warn({ listener: plan.name, ...fields }, message);
-  const c = plan.config;
-  if (c.fd !== undefined) {
-    return inheritedSocketKind(c.fd) === 'vsock'
-      ? new VsockListener({ fd: c.fd, name: plan.name, onListening, onWarning })
-      : new InheritedUnixListener({ fd: c.fd, name: plan.name, onListening });
+  const { address, name } = plan;
+  if (address.fd !== undefined) {
+    return inheritedSocketKind(address.fd) === 'vsock'
+      ? new VsockListener({ address: { fd: address.fd }, name, onListening, onWarning })
+      : new InheritedUnixListener({ fd: address.fd, name, onListening });
   }
-  if (c.vsock !== undefined) return new VsockListener({ port: c.vsock, name: plan.name, onListening, onWarning });
-  return new UnixListener({ path: c.unix as string, name: plan.name, force: c.force, mode: c.socketMode, gid: c.socketGid, onListening });
+  if (address.vsock !== undefined) return new VsockListener({ address: { port: address.vsock }, name, onListening, onWarning });
+  const { force, mode, gid } = address.socket;
+  return new UnixListener({ path: address.unix, name, force, mode, gid, onListening });
 }

@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { type DestinationStream, type LevelWithSilent, type Logger, pino } from 'pino';
-import { DEFAULT_LOG_BUFFER_BYTES } from './config.js';
+import { DEFAULT_LOG_BUFFER_BYTES } from './config/defaults.js';
 
 export type { Logger };
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;

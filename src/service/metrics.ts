@@ -5,7 +5,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import type { BackendRequestEvent } from '../backends/contract.js';
 import type { PacedEvent, ProxyServer, RefusalEvent } from '../frontend/server.js';
 import type { SessionOutcome } from '../frontend/session.js';
-import { parseListenAddress } from './config.js';
+import { parseListenAddress } from './config/values.js';
 import { droppedLogLines } from './log.js';
 
 /**

@@ -1,39 +1,35 @@
 import type { Server } from 'node:http';
 import { GuestLimits } from '../frontend/guest-limits.js';
 import { BackendPool } from './backend-pool.js';
-import { DEFAULT_BACKEND_CALL_TIMEOUT_MS, DEFAULT_GUEST_LIMITS } from './config.js';
+import { normalizeConfig } from './config/normalize.js';
+import type { ProxyConfig } from './config/types.js';
 import { listenerFor } from './guest-listeners.js';
-import { planListeners } from './listener-plan.js';
 import { redactUrl } from './log.js';
 import type { ProxyMetrics } from './metrics.js';
-import type { ProxyConfig } from './proxy-config.js';
+import { preflight, refuseProblems } from './preflight.js';
 import { RunningProxy } from './running-proxy.js';
 
-export { redactUrl } from './log.js';
-export type { ListenerConfig, ListenerSettings, ProxyConfig, ReloadResult } from './proxy-config.js';
-export { RunningProxy } from './running-proxy.js';
-
 /** Binds the guest listeners, loads the backends, and returns the running proxy. */
-export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
-  const log = config.log;
-  const callTimeoutMs = config.backendCallTimeoutMs ?? DEFAULT_BACKEND_CALL_TIMEOUT_MS;
-  const plans = planListeners(config);
-  const backends = new BackendPool(callTimeoutMs, log);
-  // Bad usage (an unknown backend, a bad option, a clash of names) is refused before anything is bound.
-  const prepared = await backends.prepare(plans);
+export async function startProxy(input: ProxyConfig): Promise<RunningProxy> {
+  const config = normalizeConfig(input);
+  const { log } = config;
+  const backends = new BackendPool(config.backendCallTimeoutMs, log);
+  // Every problem (a bad option, a socket in use, a plugin that will not load) is found before anything is bound.
+  const checked = await preflight(config, backends, { kind: 'start' });
+  refuseProblems(checked);
+  const { plans, prepared } = checked;
   const listeners = plans.map((p) => listenerFor(p, log));
   let server: import('../frontend/server.js').ProxyServer | undefined;
   let metrics: { metrics: ProxyMetrics; server: Server; url: string } | undefined;
   try {
     for (const l of listeners) await l.listen();
-    // Lazy loading happens here, at the composition's edge, and only here:
-    // the listeners bind first because loading the session code, the schemas
-    // and a backend (HTTP client, a plugin) takes longer than binding, and
-    // QEMU may be waiting to connect. Guests that connect meanwhile wait in
-    // their listener with their bytes buffered.
+    // Lazy loading: the listeners bind first because loading the session
+    // code, the schemas and a backend (HTTP client, a plugin) takes longer
+    // than binding, and QEMU may be waiting to connect. Guests that connect
+    // meanwhile wait in their listener with their bytes buffered.
     const { ProxyServer } = await import('../frontend/server.js');
     await backends.create(prepared);
-    server = new ProxyServer({ log, limits: new GuestLimits({ ...DEFAULT_GUEST_LIMITS, ...config.vsockLimits, ...config.guestLimits }) });
+    server = new ProxyServer({ log, limits: new GuestLimits(config.guestLimits) });
     if (config.metrics !== undefined) {
       const m = await import('./metrics.js');
       const proxyMetrics = new m.ProxyMetrics(server, log);
@@ -41,7 +37,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
       metrics = { metrics: proxyMetrics, ...served };
       log.info({ url: served.url }, 'serving metrics');
     }
-    const proxy = new RunningProxy(server, backends, callTimeoutMs, log, metrics);
+    const proxy = new RunningProxy(server, backends, config.backendCallTimeoutMs, log, metrics);
     for (const [i, plan] of plans.entries()) proxy.attach(plan, listeners[i]!);
     const first = plans[0]!;
     log.info({ backend: proxy.backendName, listeners: plans.length, ...describeOptions(first.backendOptions) }, 'aproxy ready');

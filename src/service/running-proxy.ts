@@ -1,14 +1,24 @@
 import type { Server } from 'node:http';
 import type { Backend } from '../backends/contract.js';
+import type { PreparedBackend } from '../backends/registry.js';
 import type { ListenerProfile } from '../frontend/connection.js';
 import type { ProxyServer } from '../frontend/server.js';
 import type { GuestListener } from '../frontend/transport.js';
 import type { BackendPool } from './backend-pool.js';
+import { normalizeConfig } from './config/normalize.js';
+import type { ProxyConfig } from './config/types.js';
 import { listenerFor } from './guest-listeners.js';
 import { diffPlans, type PlannedListener, planListeners } from './listener-plan.js';
 import type { Logger } from './log.js';
 import type { ProxyMetrics } from './metrics.js';
-import type { ProxyConfig, ReloadResult } from './proxy-config.js';
+import { preflight, refuseProblems } from './preflight.js';
+
+/** What a reload did, by listener name. */
+export interface ReloadResult {
+  readonly added: string[];
+  readonly removed: string[];
+  readonly changed: string[];
+}
 
 /** A bound listener and what it serves with now. */
 export interface LiveListener {
@@ -60,18 +70,18 @@ export class RunningProxy {
     return [...this.listeners.values()].map((l) => l.plan.name);
   }
 
-  /** Starts serving a bound listener with its plan's settings. */
+  /** Starts serving a bound listener with its plan's profile. */
   attach(plan: PlannedListener, listener: GuestListener): void {
     const live = this.live(plan, listener);
     this.listeners.set(plan.key, live);
-    // A connection accepted as the listener is being removed still gets the settings it had.
+    // A connection accepted as the listener is being removed still gets the profile it had.
     this.server.serve(listener, () => (this.listeners.get(plan.key) ?? live).profile);
   }
 
   /**
    * Applies a new configuration: adds listeners, closes removed ones (their
    * sessions in flight finish, their socket files go), and gives changed
-   * settings to new sessions. All or nothing: a configuration that fails to
+   * profiles to new sessions. All or nothing: a configuration that fails to
    * check, bind or start is refused and the running one stays. Given a
    * function, calls it first (e.g. to re-read a file): its failure is a
    * refused reload too. Reloads run one at a time, in order.
@@ -104,25 +114,27 @@ export class RunningProxy {
     return this.closing;
   }
 
-  private async apply(config: ProxyConfig): Promise<ReloadResult> {
-    // Everything that can fail happens before anything running is touched.
-    const plans = planListeners(config);
+  private async apply(input: ProxyConfig): Promise<ReloadResult> {
+    // Everything that can fail happens before anything running is touched:
+    // the same checks as at start, for what this proxy does not hold yet.
+    const config = normalizeConfig(input);
     // Backends the new plans reuse stay alive until the diff is applied, even
     // if their last session ends meanwhile (one a removed listener left running).
-    const pins = plans.map((p) => this.backends.tryHold(p.backendKey));
+    const pins = planListeners(config).map((p) => this.backends.tryHold(p.backendKey));
     try {
-      return await this.applyPlans(plans);
+      const checked = await preflight(config, this.backends, { kind: 'reload', bound: new Set(this.listeners.keys()) });
+      refuseProblems(checked);
+      return await this.applyPlans(checked.plans, checked.prepared);
     } finally {
       for (const pin of pins) pin?.();
     }
   }
 
-  private async applyPlans(plans: PlannedListener[]): Promise<ReloadResult> {
+  private async applyPlans(plans: PlannedListener[], prepared: Map<string, PreparedBackend>): Promise<ReloadResult> {
     const diff = diffPlans(
       [...this.listeners.values()].map((l) => l.plan),
       plans,
     );
-    const prepared = await this.backends.prepare(plans);
     const fresh = diff.added.map((p) => listenerFor(p, this.log));
     try {
       for (const l of fresh) await l.listen();
@@ -140,7 +152,7 @@ export class RunningProxy {
       void this.server.retire(l.listener).then(() => l.release());
     }
     for (const plan of diff.changed) {
-      // Same address, new settings: new sessions get them; sessions in flight keep theirs.
+      // Same address, a new profile: new sessions get them; sessions in flight keep theirs.
       const l = this.listeners.get(plan.key) as LiveListener;
       this.listeners.set(plan.key, this.live(plan, l.listener));
       l.release();
@@ -159,7 +171,9 @@ export class RunningProxy {
       name: plan.name,
       backend: held.backend,
       backendName: held.name,
-      ...plan.settings,
+      maxFrameBytes: plan.maxFrameBytes,
+      frameTimeoutMs: plan.frameTimeoutMs,
+      phaseTimeoutMs: plan.phaseTimeoutMs,
       backendCallTimeoutMs: this.callTimeoutMs,
       hold: () => this.backends.hold(plan.backendKey).release,
     };

@@ -9,7 +9,8 @@ import type { SessionOutcome } from '../frontend/session.js';
 import { describeError } from '../protocol/errors.js';
 import { encodeFrame } from '../protocol/framing.js';
 import { createLogger, type Logger } from '../service/log.js';
-import { type RunningProxy, startProxy } from '../service/proxy.js';
+import { startProxy } from '../service/proxy.js';
+import type { RunningProxy } from '../service/running-proxy.js';
 import { SimulatedGuest } from './guest-simulator.js';
 
 export interface ConformanceOptions {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { ROOT, renderCliDoc, renderErrorsDoc, renderMetricsDoc } from '../../scripts/docs.js';
 import { ERROR_CODES } from '../../src/protocol/errors.js';
-import { OPTION_NAMES } from '../../src/service/options.js';
+import { OPTION_NAMES } from '../../src/service/config/options.js';
 
 const committed = (name: string) => readFileSync(join(ROOT, 'docs', name), 'utf8');
 

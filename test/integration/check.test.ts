@@ -2,15 +2,14 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { REPO_ROOT, runCli } from '../../scripts/processes.js';
 import { TestKbs } from '../../src/testkit/test-kbs.js';
-import { runCli } from '../support/cli.js';
 import { FaultyKbs } from '../support/faulty-kbs.js';
 import { startTestKbs, tempDir } from '../support/harness.js';
 
-const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'test', 'fixtures', 'tls');
+const fixtures = join(REPO_ROOT, 'test', 'fixtures', 'tls');
 
 async function configFile(dir: string, json: Record<string, unknown>): Promise<string> {
   const path = join(dir, 'aproxy.json');
@@ -64,7 +63,11 @@ describe('aproxy check', () => {
         { ...base, unix: join(dir, 'nowhere', 'x.sock') },
         /the directory .*nowhere does not exist/,
       ],
-      ['a regular file where the socket goes', { ...base, unix: taken }, /already exists; remove it, or set option force/],
+      [
+        'a regular file where the socket goes',
+        { ...base, unix: taken },
+        /already exists and is not a socket; remove it, or choose another path/,
+      ],
       ['a bad resource template', { ...base, resource: 'vtpm/{hostdata}' }, /unknown field \{hostdata\}/],
       [
         'a CA file that is not there',
@@ -162,7 +165,7 @@ describe('aproxy check --probe', () => {
     assert.match(r.stdout, /^probe no-probe \(no url\): the backend has no probe; not contacted$/m);
   });
 
-  test('a KBS that is down: exit 2, unreachable, named', async (t) => {
+  test('a KBS that is down: exit 2, unreachable, named once, after one exchange (the probe does not retry)', async (t) => {
     const dir = await tempDir(t);
     const free = createServer().listen(0, '127.0.0.1');
     await once(free, 'listening');
@@ -170,7 +173,8 @@ describe('aproxy check --probe', () => {
     free.close();
     const r = await runCli(['check', '--probe', '--protocol', 'kbs', '--url', `http://127.0.0.1:${port}`, '--unix', join(dir, 'a.sock')]);
     assert.equal(r.code, 2, r.stdout);
-    assert.match(r.stderr, /^aproxy check: probe kbs http:\/\/127\.0\.0\.1:\d+\/: .*ECONNREFUSED/m);
+    assert.match(r.stderr, /^aproxy check: probe kbs http:\/\/127\.0\.0\.1:\d+\/: POST \/kbs\/v0\/auth: connect ECONNREFUSED [\d.:]+$/m);
+    assert.equal(r.stderr.match(/ECONNREFUSED/g)?.length, 1, 'the cause is named once');
   });
 
   test('HTTPS: verified with the right CA, refused as a TLS failure with a wrong one', async (t) => {

@@ -3,8 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { finished, runCli, spawnCli, waitForOutput } from '../../scripts/processes.js';
 import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
-import { finished, runCli, spawnCli, waitForOutput } from '../support/cli.js';
 import { tempDir } from '../support/harness.js';
 
 describe('command line', () => {
@@ -33,12 +33,12 @@ describe('command line', () => {
     const r = await runCli(['--protocol', 'kbs', '--url', 'http://127.0.0.1:1']);
     assert.equal(r.code, 2);
     assert.equal(r.stderr.trim().split('\n').length, 1);
-    assert.match(r.stderr, /no listener: give unix PATH or vsock \[PORT\]/);
+    assert.match(r.stderr, /no listener: give unix PATH, vsock \[PORT\]/);
   });
 
   test('--help documents vsock, its limits, and that a CID is not attested', async () => {
     const r = await runCli(['--help']);
-    for (const flag of ['--vsock', '--vsock-max-per-cid', '--vsock-max-connections', '--vsock-sessions-per-minute'])
+    for (const flag of ['--vsock', '--vsock-max-per-cid', '--vsock-max-connections', '--sessions-per-minute'])
       assert.ok(r.stdout.includes(flag), flag);
     assert.match(r.stdout, /CID .* not attested/);
     const bad = await runCli(['--protocol', 'kbs', '--url', 'http://127.0.0.1:1', '--vsock', 'many']);
@@ -121,11 +121,11 @@ describe('command line', () => {
     const path = join(dir, 'taken');
     await writeFile(path, 'not a socket');
     const r = await runCli(['--protocol', 'kbs', '--url', 'http://127.0.0.1:1', '--unix', path]);
-    assert.equal(r.code, 1);
-    assert.match(r.stderr, /already exists; remove it, or set option force/);
+    assert.equal(r.code, 2, 'a configuration or host problem');
+    assert.match(r.stderr, /already exists and is not a socket; remove it, or choose another path \[SOCKET_IN_USE\]/);
     const forced = await runCli(['--protocol', 'kbs', '--url', 'http://127.0.0.1:1', '--unix', path, '--force']);
-    assert.equal(forced.code, 1);
-    assert.match(forced.stderr, /force only replaces sockets/);
+    assert.equal(forced.code, 2, 'a configuration or host problem');
+    assert.match(forced.stderr, /force only replaces sockets \[SOCKET_PATH\]/);
     assert.ok((await stat(path)).isFile(), 'the regular file is untouched');
   });
 
@@ -136,7 +136,7 @@ describe('command line', () => {
     const secret = randomBytes(16).toString('hex');
     const kbs = spawnCli(['test-kbs', '--measurement', measurement, '--secret', secret, '--port', '0']);
     t.after(() => kbs.kill('SIGKILL'));
-    const url = (await waitForOutput(kbs, /http:\/\/127\.0\.0\.1:\d+/)).trim();
+    const url = (await waitForOutput(kbs, /http:\/\/127\.0\.0\.1:\d+/))[0].trim();
     // The URL as a backend option: the same as --url.
     const proxy = spawnCli(['--protocol', 'kbs', '--backend-option', `url=${url}`, '--unix', unix]);
     t.after(() => proxy.kill('SIGKILL'));

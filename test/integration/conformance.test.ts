@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { REPO_ROOT } from '../../scripts/processes.js';
 import { defineBackend } from '../../src/backends/contract.js';
 import { NEGOTIATION_PARAMS } from '../../src/protocol/index.js';
 import { runConformance } from '../../src/testkit/conformance.js';
 import { startTestKbs, tempDir } from '../support/harness.js';
 
-const examplePlugin = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'examples', 'local-secret-backend.js');
+const examplePlugin = join(REPO_ROOT, 'dist', 'examples', 'local-secret-backend.js');
 
 describe('conformance helper for backend authors', () => {
   test('the built-in kbs backend passes every check against the test KBS', async (t) => {

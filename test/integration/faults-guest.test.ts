@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, type TestContext, test } from 'node:test';
 import { request } from 'undici';
+import { spawnCli, waitForOutput } from '../../scripts/processes.js';
 import { encodeStd, parseAttestationResponse, parseNegotiationResponse } from '../../src/protocol/index.js';
 import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
-import { spawnCli, waitForOutput } from '../support/cli.js';
 import { type Rig, startRig, startTestKbs, tempDir } from '../support/harness.js';
 import { attestationFor, FAILURE, NEGOTIATE, RawGuest, rawGuestFor, tryConnect } from '../support/raw-guest.js';
 import { vectorText } from '../support/vectors.js';
@@ -210,7 +210,7 @@ describe('connections before the session code has loaded', () => {
     t.after(() => proxy.kill('SIGKILL'));
     // Like a start-up probe: connect the moment the socket exists, and leave.
     while (!(await tryConnect(unix))) await new Promise((r) => setImmediate(r));
-    const metrics = (await waitForOutput(proxy, /http:\/\/127\.0\.0\.1:\d+\/metrics/)).trim();
+    const metrics = (await waitForOutput(proxy, /http:\/\/127\.0\.0\.1:\d+\/metrics/))[0].trim();
     const g = await RawGuest.connect(unix);
     g.send('{"version":[0,1,0],"tee":"snp"}');
     assert.ok(await g.next());

@@ -6,11 +6,11 @@ import { once } from 'node:events';
 import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { finished, spawnCli, waitForOutput } from '../../scripts/processes.js';
 import { createLogger } from '../../src/service/log.js';
 import { startProxy } from '../../src/service/proxy.js';
 import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 import { TestKbs } from '../../src/testkit/test-kbs.js';
-import { finished, spawnCli, waitForOutput } from '../support/cli.js';
 import { FaultyKbs } from '../support/faulty-kbs.js';
 import { LogSink, startRig, tempDir } from '../support/harness.js';
 
@@ -59,15 +59,16 @@ describe('resource path per guest, from attested data', () => {
     assert.match(o?.detail ?? '', /HTTP 401: policy: .* is not this guest's/);
   });
 
-  test('a template field the guest cannot fill refuses that guest (no fallback path), and the link serves the next boot', async (t) => {
-    const rig = await startRig(t, { backend: { resource: 'vtpm/{cid}' } });
-    const g = await SimulatedGuest.connect(rig.unix);
-    t.after(() => g.close());
-    const r = await g.boot({ measurement: rig.measurement });
-    assert.equal(r.attested, false);
-    const [o] = await rig.sessions(1);
-    assert.equal(o?.reason, 'CONFIG');
-    assert.match(o?.detail ?? '', /uses \{cid\}, but this guest came over unix/);
+  test("a template field a listener's guests cannot fill is refused at start, naming the option and the listener", async (t) => {
+    await assert.rejects(startRig(t, { backend: { resource: 'vtpm/{cid}' } }), {
+      code: 'CONFIG',
+      message:
+        /backend option resource "vtpm\/\{cid\}" uses \{cid\}, which only vsock guests have; listener .*proxy\.sock serves unix guests/,
+    });
+    await assert.rejects(startRig(t, { backend: { resource: 'vtpm/{listener}' } }), {
+      code: 'CONFIG',
+      message: /uses \{listener\}, but listener ".*proxy\.sock" has no name that can go into a path: give it a name/,
+    });
   });
 });
 
@@ -172,7 +173,7 @@ describe('live reload on SIGHUP', () => {
     const proxy = spawnCli(['--config', config]);
     t.after(() => proxy.kill('SIGKILL'));
     await waitForOutput(proxy, /"msg":"aproxy ready"/);
-    const metricsUrl = (await waitForOutput(proxy, /http:\/\/127\.0\.0\.1:\d+\/metrics/)).trim();
+    const metricsUrl = (await waitForOutput(proxy, /http:\/\/127\.0\.0\.1:\d+\/metrics/))[0].trim();
 
     // A session in flight on b, held inside /attest.
     let release!: () => void;

@@ -1,16 +1,15 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { finished, REPO_ROOT, spawnCli, waitForOutput } from '../../scripts/processes.js';
 import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
-import { finished, spawnCli, waitForOutput } from '../support/cli.js';
 import { FaultyKbs } from '../support/faulty-kbs.js';
 import { startFaultyRig, startRig, startTestKbs, tempDir } from '../support/harness.js';
 import { RawGuest } from '../support/raw-guest.js';
 
-const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'test', 'fixtures', 'tls');
+const fixtures = join(REPO_ROOT, 'test', 'fixtures', 'tls');
 
 describe('HTTPS to the KBS', () => {
   test('with --ca-cert the certificate verifies and the guest attests', async (t) => {
@@ -31,6 +30,11 @@ describe('HTTPS to the KBS', () => {
     const [o] = await rig.sessions(1);
     assert.equal(o?.reason, 'BACKEND_UNREACHABLE');
     assert.match(o?.detail ?? '', /certificate/i);
+    assert.deepEqual(
+      rig.logs.records.filter((r) => /retrying/.test(String(r.msg))),
+      [],
+      'a certificate that does not verify is not retried: waiting cannot fix it',
+    );
   });
 });
 
@@ -64,8 +68,8 @@ describe('the socket file', () => {
     const { url } = await startTestKbs(t);
     const second = spawnCli(['--protocol', 'kbs', '--url', url, '--unix', rig.unix, '--force']);
     const r = await finished(second);
-    assert.equal(r.code, 1);
-    assert.match(r.stderr, /another process is listening/);
+    assert.equal(r.code, 2, 'a configuration or host problem');
+    assert.match(r.stderr, /another process is serving guests on this socket; stop it, or choose another path/);
     await rig.proxy.close();
     await assert.rejects(stat(rig.unix), { code: 'ENOENT' });
     void dir;

@@ -3,15 +3,15 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { REPO_ROOT } from '../../scripts/processes.js';
 import { metricCatalogue } from '../../src/service/metrics.js';
 import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 import { startTestKbs, tempDir } from '../support/harness.js';
 import { startProxyProcess } from '../support/proxy-process.js';
 
-const contrib = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'contrib');
+const contrib = join(REPO_ROOT, 'contrib');
 const rulesFile = join(contrib, 'prometheus', 'aproxy-alerts.yml');
 const rulesText = readFileSync(rulesFile, 'utf8');
 const dashboard = JSON.parse(readFileSync(join(contrib, 'grafana', 'aproxy-dashboard.json'), 'utf8')) as {

@@ -5,13 +5,13 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { encode as encodeCbor, Tag } from 'cbor-x';
 import { request } from 'undici';
+import { finished, runCli, spawnCli, spawnSocketActivated, waitForOutput } from '../../scripts/processes.js';
 import { buildSyntheticReport } from '../../src/protocol/index.js';
 import { createLogger, formatLine } from '../../src/service/log.js';
 import { startProxy } from '../../src/service/proxy.js';
 import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 import { inspectToken } from '../../src/tools/inspect.js';
 import { qemuSerialArgs } from '../../src/tools/qemu-args.js';
-import { finished, runCli, spawnCli, spawnSocketActivated, waitForOutput } from '../support/cli.js';
 import { LogSink, startRig, startTestKbs, tempDir } from '../support/harness.js';
 import { tryConnect } from '../support/raw-guest.js';
 
@@ -146,6 +146,15 @@ describe('QEMU wiring', () => {
     const r = await runCli(['qemu-args', '--unix', '/run/a b.sock', '--qemu-version', '8.2']);
     assert.equal(r.code, 0);
     assert.equal(r.stdout.trim(), "-chardev 'socket,id=aproxy,path=/run/a b.sock,reconnect=1' -device isa-serial,chardev=aproxy,index=2");
+  });
+
+  test('qemu-args names the flag that is wrong, once', async () => {
+    const zero = await runCli(['qemu-args', '--unix', '/run/a.sock', '--reconnect-ms', '0']);
+    assert.equal(zero.code, 2);
+    assert.match(zero.stderr, /^aproxy: --reconnect-ms must be a positive integer, got 0 \(see aproxy --help\)$/m);
+    const version = await runCli(['qemu-args', '--unix', '/run/a.sock', '--qemu-version', 'nine']);
+    assert.equal(version.code, 2);
+    assert.match(version.stderr, /^aproxy: --qemu-version: QEMU version must look like 9\.2/m);
   });
 
   test('a client that reconnects like QEMU is served again by a restarted proxy', async (t) => {

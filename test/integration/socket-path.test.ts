@@ -32,7 +32,10 @@ describe('socket path preparation', () => {
     const path = join(dir, 'stale.sock');
     await leaveStaleSocket(path);
     assert.ok((await stat(path)).isSocket());
-    await assert.rejects(prepareSocketPath(path, false), { code: 'SOCKET_IN_USE', message: /already exists/ });
+    await assert.rejects(prepareSocketPath(path, false), {
+      code: 'SOCKET_IN_USE',
+      message: /is a stale socket \(nothing accepts on it\); set option force to replace it/,
+    });
     await prepareSocketPath(path, true);
     await assert.rejects(stat(path), { code: 'ENOENT' });
   });
@@ -44,7 +47,10 @@ describe('socket path preparation', () => {
     s.listen(path);
     await once(s, 'listening');
     t.after(() => s.close());
-    await assert.rejects(prepareSocketPath(path, true), { code: 'SOCKET_IN_USE', message: /another process is listening/ });
+    await assert.rejects(prepareSocketPath(path, true), {
+      code: 'SOCKET_IN_USE',
+      message: /another process is serving guests on this socket/,
+    });
     assert.ok((await stat(path)).isSocket());
   });
 
@@ -82,8 +88,8 @@ describe('socket path preparation', () => {
   test('two proxies started on one path at once: exactly one binds, the other fails and replaces nothing', async (t) => {
     const dir = await tempDir(t);
     const path = join(dir, 'race.sock');
-    const a = new UnixListener({ path });
-    const b = new UnixListener({ path });
+    const a = new UnixListener({ path, name: 'vm', force: false, mode: 0o600 });
+    const b = new UnixListener({ path, name: 'vm', force: false, mode: 0o600 });
     t.after(() => Promise.all([a.close(), b.close()]));
     const results = await Promise.allSettled([a.listen(), b.listen()]);
     assert.deepEqual(results.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
@@ -99,7 +105,7 @@ describe('socket path preparation', () => {
     await mkdir(deep);
     const path = join(deep, 's');
     assert.ok(Buffer.byteLength(path) <= 107);
-    await assert.rejects(new UnixListener({ path }).listen(), {
+    await assert.rejects(new UnixListener({ path, name: 'vm', force: false, mode: 0o600 }).listen(), {
       code: 'SOCKET_PATH',
       message: /temporary socket .* would be over 107 bytes/,
     });

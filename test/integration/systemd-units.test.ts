@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { APROXY_BIN } from '../support/cli.js';
+import { APROXY_BIN, REPO_ROOT } from '../../scripts/processes.js';
 import { tempDir } from '../support/harness.js';
 
-const units = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'contrib', 'systemd');
+const units = join(REPO_ROOT, 'contrib', 'systemd');
 const analyze = spawnSync('sh', ['-c', 'command -v systemd-analyze'], { encoding: 'utf8' }).stdout.trim();
 
 describe('the shipped systemd units', { skip: analyze === '' ? 'systemd-analyze not installed (apt-get install systemd)' : false }, () => {
@@ -50,7 +49,7 @@ describe('the shipped service configuration', () => {
     assert.equal(shipped['ca-cert'], '/etc/aproxy/kbs-ca.pem');
     await writeFile(
       join(dir, 'aproxy.json'),
-      JSON.stringify({ ...shipped, 'ca-cert': join(units, '..', '..', 'test', 'fixtures', 'tls', 'ca.pem') }),
+      JSON.stringify({ ...shipped, 'ca-cert': join(REPO_ROOT, 'test', 'fixtures', 'tls', 'ca.pem') }),
     );
     const r = spawnSync(process.execPath, [APROXY_BIN, 'check', '--config', join(dir, 'aproxy.json')], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stdout + r.stderr);

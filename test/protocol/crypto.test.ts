@@ -17,6 +17,7 @@ import {
   parseSnpReport,
   reportDataDigest,
   SNP_REPORT_BYTES,
+  sealToGuest,
   serializeAttestationResponse,
   serializeKbsJwe,
 } from '../../src/protocol/index.js';
@@ -84,6 +85,20 @@ describe('JWE encrypt then decrypt', () => {
     const jwe = parseKbsJwe(JSON.parse(serializeKbsJwe(parts)));
     const resp = jweToAttestationResponse(jwe, 'tok');
     assert.deepEqual(Buffer.from(decryptSecret(guest.secretKey, resp.decryption!, resp.secret!)), Buffer.from(secret));
+  });
+
+  test('one JWE shape: what jweEncrypt makes serializes, parses back equal, and sealToGuest is the guest answer for it', () => {
+    const guest = generateP521KeyPair();
+    const made = jweEncrypt(Buffer.from('sealed'), guest.publicKey);
+    const parsed = parseKbsJwe(JSON.parse(serializeKbsJwe(made)));
+    assert.equal(serializeKbsJwe(parsed), serializeKbsJwe(made));
+    assert.deepEqual(
+      [parsed.header.alg, parsed.header.enc, Buffer.from(parsed.header.epk.x), Buffer.from(parsed.header.epk.y)],
+      [made.header.alg, made.header.enc, Buffer.from(made.header.epk.x), Buffer.from(made.header.epk.y)],
+    );
+    const answer = sealToGuest(Buffer.from('sealed'), guest.publicKey, 'tok');
+    assert.equal(Buffer.from(decryptSecret(guest.secretKey, answer.decryption!, answer.secret!)).toString(), 'sealed');
+    assert.deepEqual(answer.token, { tag: 'Jwt', value: 'tok' });
   });
 
   test('another key cannot decrypt it', () => {

@@ -4,13 +4,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { finished, spawnCli, waitForOutput } from '../../scripts/processes.js';
 import { buildInitramfs, findQemuKit, type QemuKit, QemuVm } from '../../scripts/qemu/vm.js';
 import { createLogger } from '../../src/service/log.js';
-import { type RunningProxy, startProxy } from '../../src/service/proxy.js';
+import { startProxy } from '../../src/service/proxy.js';
+import type { RunningProxy } from '../../src/service/running-proxy.js';
 import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 import { TestKbs } from '../../src/testkit/test-kbs.js';
 import { qemuSerialArgs } from '../../src/tools/qemu-args.js';
-import { finished, spawnCli, waitForOutput } from '../support/cli.js';
 import { LogSink } from '../support/harness.js';
 
 // Every byte between the simulated SVSM (COM1) and aproxy (COM3) crosses

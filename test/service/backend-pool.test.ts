@@ -1,9 +1,21 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { type BackendContext, defineBackend } from '../../src/backends/contract.js';
+import { type PreparedBackend, prepareBackend } from '../../src/backends/registry.js';
 import { BackendPool } from '../../src/service/backend-pool.js';
-import { planListeners } from '../../src/service/listener-plan.js';
+import { normalizeConfig } from '../../src/service/config/normalize.js';
+import type { ProxyConfig } from '../../src/service/config/types.js';
+import { type PlannedListener, planListeners as planned } from '../../src/service/listener-plan.js';
 import { createLogger } from '../../src/service/log.js';
+
+const planListeners = (config: Omit<ProxyConfig, 'log'>) => planned(normalizeConfig({ ...config, log: createLogger({ level: 'silent' }) }));
+
+/** Each distinct backend of the plans, its options checked: what the preflight hands the pool. */
+async function prepareAll(plans: readonly PlannedListener[]): Promise<Map<string, PreparedBackend>> {
+  const out = new Map<string, PreparedBackend>();
+  for (const p of plans) if (!out.has(p.backendKey)) out.set(p.backendKey, await prepareBackend(p.protocol, p.backendOptions));
+  return out;
+}
 
 /** A backend that shares one "connection pool" per origin through the proxy, and records what happens. */
 function recordingBackend(events: string[]) {
@@ -42,7 +54,7 @@ describe('the backend pool: one owner of backends and what they share', () => {
       ],
     });
     const pool = new BackendPool(1000, createLogger({ level: 'silent' }));
-    await pool.create(await pool.prepare(plans));
+    await pool.create(await prepareAll(plans));
     assert.equal(pool.backends.length, 2, 'a and b share one backend, c has its own');
     assert.deepEqual(pool.sharedKeys, ['pool http://kbs:1'], 'and both backends share one pool');
     assert.deepEqual(events, ['open pool http://kbs:1']);
@@ -75,7 +87,7 @@ describe('the backend pool: one owner of backends and what they share', () => {
       ],
     });
     const pool = new BackendPool(1000, createLogger({ level: 'silent' }));
-    await assert.rejects(pool.create(await pool.prepare(plans)), /cannot start/);
+    await assert.rejects(pool.create(await prepareAll(plans)), /cannot start/);
     assert.equal(pool.backends.length, 0);
     assert.deepEqual(events, ['open pool o', 'close backend t', 'close pool o']);
   });

@@ -1,13 +1,20 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ConfigError } from '../../src/protocol/errors.js';
+import { normalizeConfig } from '../../src/service/config/normalize.js';
+import type { ProxyConfig } from '../../src/service/config/types.js';
 import { diffPlans, planListeners } from '../../src/service/listener-plan.js';
+import { createLogger } from '../../src/service/log.js';
 
-const base = { protocol: 'kbs', backendOptions: { url: 'http://kbs:8080' } };
+const log = createLogger({ level: 'silent' });
+/** A config as a program writes it, normalized (defaults, inheritance, the listener rules), then planned. */
+const plan = (config: Omit<ProxyConfig, 'log'>) => planListeners(normalizeConfig({ ...config, log }));
+
+const base = { protocol: 'kbs', backendOptions: { url: 'http://kbs:8080' } } as const;
 
 describe('listener planning', () => {
   test('each address becomes one listener, named after it unless named, with the proxy-wide settings', () => {
-    const plans = planListeners({ ...base, unix: ['/run/a.sock'], vsock: 1995, listenFds: [3], maxFrameBytes: 1000, socketMode: 0o660 });
+    const plans = plan({ ...base, unix: ['/run/a.sock'], vsock: 1995, listenFds: [3], maxFrameBytes: 1000, socketMode: 0o660 });
     assert.deepEqual(
       plans.map((p) => [p.key, p.name]),
       [
@@ -16,13 +23,13 @@ describe('listener planning', () => {
         ['vsock:1995', 'vsock:1995'],
       ],
     );
-    assert.equal(plans[1]?.config.socketMode, 0o660);
-    assert.equal(plans[1]?.settings.maxFrameBytes, 1000);
-    assert.equal(plans[2]?.settings.frameTimeoutMs, 30_000, 'the default where nothing is set');
+    assert.equal(plans[1]?.address.unix !== undefined && plans[1].address.socket.mode, 0o660);
+    assert.equal(plans[1]?.maxFrameBytes, 1000);
+    assert.equal(plans[2]?.frameTimeoutMs, 30_000, 'the default where nothing is set');
   });
 
   test("a listener's own options override the proxy's, and only listeners with equal backend options share a backend", () => {
-    const plans = planListeners({
+    const plans = plan({
       ...base,
       listeners: [
         { name: 'a', unix: '/a' },
@@ -32,13 +39,13 @@ describe('listener planning', () => {
     });
     const [a, b, c] = plans;
     assert.deepEqual(b?.backendOptions, { url: 'http://kbs:8080', resource: 'x/y/z' });
-    assert.equal(b?.settings.phaseTimeoutMs, 5);
+    assert.equal(b?.phaseTimeoutMs, 5);
     assert.equal(a?.backendKey, c?.backendKey);
     assert.notEqual(a?.backendKey, b?.backendKey);
   });
 
   test('the proxy-wide socket settings reach every Unix listener that does not set its own', () => {
-    const plans = planListeners({
+    const plans = plan({
       ...base,
       socketMode: 0o660,
       socketGid: 64,
@@ -49,7 +56,7 @@ describe('listener planning', () => {
       ],
     });
     assert.deepEqual(
-      plans.map((p) => [p.config.socketMode, p.config.socketGid]),
+      plans.map((p) => (p.address.unix === undefined ? [undefined, undefined] : [p.address.socket.mode, p.address.socket.gid])),
       [
         [0o660, 64],
         [0o600, 64],
@@ -59,7 +66,7 @@ describe('listener planning', () => {
   });
 
   test('clashes and bad names are refused before anything is bound', () => {
-    const cases: Array<[Parameters<typeof planListeners>[0], RegExp]> = [
+    const cases: Array<[Omit<ProxyConfig, 'log'>, RegExp]> = [
       [{ ...base }, /no listener/],
       [{ ...base, unix: ['/a'], listeners: [{ unix: '/a' }] }, /two listeners on unix:\/a/],
       [
@@ -74,20 +81,19 @@ describe('listener planning', () => {
       ],
       [{ ...base, listeners: [{ name: '..', unix: '/a' }] }, /listener name "\.\."/],
       [{ ...base, listeners: [{ name: 'n'.repeat(65), unix: '/a' }] }, /1 to 64 letters/],
-      [{ ...base, listeners: [{ unix: '/a', vsock: 1 }] }, /exactly one of unix, vsock or fd/],
     ];
     for (const [config, re] of cases)
       assert.throws(
-        () => planListeners(config),
+        () => plan(config),
         (e: unknown) => e instanceof ConfigError && re.test(e.message),
         String(re),
       );
-    assert.equal(planListeners({ ...base, listeners: [{ name: 'n'.repeat(64), unix: '/a' }] }).length, 1);
+    assert.equal(plan({ ...base, listeners: [{ name: 'n'.repeat(64), unix: '/a' }] }).length, 1);
   });
 });
 
 describe('a reload as the difference of two plans', () => {
-  const before = planListeners({
+  const before = plan({
     ...base,
     listeners: [
       { name: 'a', unix: '/a' },
@@ -97,7 +103,7 @@ describe('a reload as the difference of two plans', () => {
   });
 
   test('listeners are matched by address: added, removed, and changed when any setting differs', () => {
-    const after = planListeners({
+    const after = plan({
       ...base,
       listeners: [
         { name: 'a', unix: '/a', backendOptions: { resource: 'new/res/x' } },
@@ -121,7 +127,7 @@ describe('a reload as the difference of two plans', () => {
   });
 
   test('the same configuration, written in another key order, changes nothing', () => {
-    const again = planListeners({
+    const again = plan({
       backendOptions: { url: 'http://kbs:8080' },
       protocol: 'kbs',
       listeners: [
@@ -134,7 +140,7 @@ describe('a reload as the difference of two plans', () => {
   });
 
   test('a new name at the same address is a change, not a new listener', () => {
-    const renamed = planListeners({
+    const renamed = plan({
       ...base,
       listeners: [
         { name: 'z', unix: '/a' },

@@ -6,8 +6,10 @@ import { Writable } from 'node:stream';
 import type { TestContext } from 'node:test';
 import type { RawBackendOptions } from '../../src/backends/contract.js';
 import type { SessionOutcome } from '../../src/frontend/session.js';
+import type { ProxyConfig } from '../../src/service/config/types.js';
 import { createLogger, type Logger } from '../../src/service/log.js';
-import { type ProxyConfig, type RunningProxy, startProxy } from '../../src/service/proxy.js';
+import { startProxy } from '../../src/service/proxy.js';
+import type { RunningProxy } from '../../src/service/running-proxy.js';
 import { TestKbs, type TestKbsOptions } from '../../src/testkit/test-kbs.js';
 import { FaultyKbs } from './faulty-kbs.js';
 

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import type { TestContext } from 'node:test';
-import { APROXY_BIN, waitForOutput } from './cli.js';
+import { APROXY_BIN, waitForOutput } from '../../scripts/processes.js';
 
 /** aproxy as its own process (so its memory is its own), with its JSON log on stdout. */
 export interface ProxyProcess {

@@ -11,6 +11,7 @@ import {
   reportDataDigest,
   serializeAttestationRequest,
 } from '../../src/protocol/index.js';
+import type { EcPublicKey } from '../../src/protocol/messages.js';
 import type { ProxyAddress } from '../../src/testkit/guest-simulator.js';
 
 /** A guest that sends whatever bytes a test wants and reads whatever comes back. */
@@ -77,9 +78,9 @@ export function attestationFor(
   measurement: Uint8Array,
   negotiation: string,
   spoil: (json: Record<string, unknown>) => void = () => undefined,
+  key: EcPublicKey = generateP521KeyPair().publicKey,
 ): string {
   const neg = parseNegotiationResponse(negotiation);
-  const key = generateP521KeyPair().publicKey;
   const report = buildSyntheticReport({ measurement, reportData: reportDataDigest(neg.params, neg.challenge, key) });
   const json = JSON.parse(
     serializeAttestationRequest({

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { REPO_ROOT } from '../../scripts/processes.js';
 
 // Compiled to dist/test/support; the vectors stay in the source tree.
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const root = REPO_ROOT;
 export const VECTORS_DIR = join(root, 'test', 'vectors');
 
 export function vectorText(name: string): string {

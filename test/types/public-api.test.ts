@@ -116,6 +116,7 @@ test('each public surface exports what its purpose needs, by name', () => {
     'jweEncrypt',
     'jweToAttestationResponse',
     'parseKbsJwe',
+    'sealToGuest',
     'serializeKbsJwe',
   ]);
   assert.deepEqual(Object.keys(testing).sort(), ['SimulatedGuest', 'TestKbs', 'runConformance', 'runGuestFleet']);

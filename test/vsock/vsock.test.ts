@@ -7,13 +7,13 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { REPO_ROOT } from '../../scripts/processes.js';
 import { findQemuKit, runInVsockVm, type VsockVmRun } from '../../scripts/qemu/vm.js';
 import { vsockAddonPath } from '../../src/frontend/vsock-native.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const root = REPO_ROOT;
 const kit = findQemuKit();
 const skip =
   'missing' in kit

@@ -1,11 +1,12 @@
 import { OutOfOrderError, UnsupportedTeeError } from '../../protocol/errors.js';
-import { jweToAttestationResponse, KBS_NEGOTIATION_PARAMS } from '../../protocol/kbs.js';
+import { jweToAttestationResponse } from '../../protocol/jwe.js';
+import { KBS_NEGOTIATION_PARAMS } from '../../protocol/kbs.js';
 import type { AttestationRequest, AttestationResponse, NegotiationRequest, NegotiationResponse } from '../../protocol/messages.js';
 import { parseSnpReport, SNP_REPORT_BYTES, type SnpReport } from '../../protocol/snp-report.js';
 import { type Backend, type BackendContext, type BackendSession, defineBackend, type PhaseContext, type SessionInfo } from '../contract.js';
 import { KbsClient, type SessionCookie } from './client.js';
 import { Mutex } from './mutex.js';
-import { type KbsOptions, parseKbsOptions } from './options.js';
+import { checkKbsListener, type KbsOptions, parseKbsOptions } from './options.js';
 import { type ResourceTemplate, resolveResource } from './resource-template.js';
 
 /** One guest boot against a KBS: /auth at negotiation, /attest then /resource at attestation. */
@@ -68,8 +69,8 @@ function kbsBackendFor(
   return {
     openSession: (info: SessionInfo) => open(new KbsSession(client, options.resource, name, info), info),
     warm: () => client.warm(),
-    // The first exchange of every session: /auth. Its nonce and cookie are dropped here.
-    probe: async (ctx) => void (await client.auth('snp', ctx)),
+    // The first exchange of every session, once, no retry: /auth. Its nonce and cookie are dropped here.
+    probe: async (ctx) => void (await client.authOnce('snp', ctx)),
     close: () => client.close(),
   };
 }
@@ -80,6 +81,7 @@ export const kbsBackend = defineBackend<KbsOptions>({
   name: 'kbs',
   description: 'Key Broker Service protocol 0.4.0 (Trustee); guests attest concurrently',
   parseOptions: (raw) => parseKbsOptions(raw, 'kbs'),
+  checkListener: checkKbsListener,
   create: (options, context): Backend => kbsBackendFor('kbs', options, context, (session) => session),
 });
 
@@ -101,6 +103,7 @@ export const upstreamKbsTestBackend = defineBackend<KbsOptions>({
   name: 'kbs-test',
   description: 'for the upstream kbs-test server (global state): one whole session at a time',
   parseOptions: (raw) => parseKbsOptions(raw, 'kbs-test'),
+  checkListener: checkKbsListener,
   create(options, context): Backend {
     const lock = new Mutex();
     return kbsBackendFor('kbs-test', options, context, (session, info) => new SerializedSession(session, lock, info));

@@ -1,8 +1,8 @@
 import type { Dispatcher, Pool } from 'undici';
 import { BackendHttpError, BackendProtocolError, ConfigError, codeOf } from '../../protocol/errors.js';
+import type { Jwe } from '../../protocol/jwe.js';
 import {
   KBS_COOKIE_NAME,
-  type KbsJwe,
   parseKbsChallenge,
   parseKbsJwe,
   parseKbsTokenResponse,
@@ -45,7 +45,7 @@ export interface KbsClientOptions {
   /**
    * Where the proxy keeps pools shared across clients (listeners with other
    * resources, a reload): one undici pool per origin and connection
-   * settings. Without it the client owns its pool and closes it.
+   * options. Without it the client owns its pool and closes it.
    */
   readonly shared?: SharedResources | undefined;
   /** Called before each retry, for the log. */
@@ -145,7 +145,8 @@ export class KbsClient {
     }
   }
 
-  private async authOnce(tee: Tee, ctx: PhaseContext): Promise<{ challenge: Uint8Array; cookie: SessionCookie }> {
+  /** One POST /kbs/v0/auth, no retry (the probe's exchange). */
+  async authOnce(tee: Tee, ctx: PhaseContext): Promise<{ challenge: Uint8Array; cookie: SessionCookie }> {
     const endpoint = 'POST /kbs/v0/auth';
     const a = await this.exchange(endpoint, 'kbs/v0/auth', { method: 'POST', body: serializeKbsRequest(tee) }, ctx);
     if (a.status !== 200) throw new BackendHttpError(endpoint, a.status, describeErrorBody(a.json));
@@ -170,7 +171,7 @@ export class KbsClient {
    * `route` names the exchange in metrics: the configured template, not the
    * path resolved for this guest, so series do not grow with the guests.
    */
-  async resource(cookie: SessionCookie, path: string, route: string, ctx: PhaseContext): Promise<KbsJwe> {
+  async resource(cookie: SessionCookie, path: string, route: string, ctx: PhaseContext): Promise<Jwe> {
     const endpoint = `GET /kbs/v0/resource/${path}`;
     const a = await this.exchange(endpoint, `kbs/v0/resource/${path}`, { method: 'GET', cookie }, ctx, `GET /kbs/v0/resource/${route}`);
     refuseUnless200(endpoint, a);

@@ -1,3 +1,4 @@
+import { setTimeout as wait } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
 import {
   AttestationRejectedError,
@@ -21,23 +22,29 @@ export interface JsonAnswer {
   readonly setCookie: string[];
 }
 
+/** A fault a retry may outlive: the server down or restarting, or a 5xx. A certificate the client refuses is no such fault. */
 export function isRetryable(err: unknown): boolean {
   if (!isAproxyError(err)) return false;
-  if (err.code === 'BACKEND_UNREACHABLE' || err.code === 'BACKEND_TIMEOUT') return true;
+  if (err.code === 'BACKEND_UNREACHABLE') return !isCertificateError(err.cause);
+  if (err.code === 'BACKEND_TIMEOUT') return true;
   return err instanceof BackendHttpError && err.status >= 500;
 }
 
+/** Node's and OpenSSL's codes for a server certificate that does not verify (untrusted, expired, wrong name). */
+const CERTIFICATE_CODES =
+  /^(ERR_TLS_CERT_|CERT_|UNABLE_TO_(VERIFY|GET_ISSUER|DECRYPT_CERT)|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|HOSTNAME_MISMATCH)/;
+
+function isCertificateError(err: unknown): boolean {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined; e !== undefined && e !== null; e = e.cause as typeof e) {
+    if (typeof e.code === 'string' && CERTIFICATE_CODES.test(e.code)) return true;
+  }
+  return false;
+}
+
+/** Waits `ms`; an abort ends the wait with the signal's reason (a deadline, a guest that left), as the phase reports it. */
 export function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
+  return wait(ms, undefined, { signal }).catch(() => {
+    throw signal.reason;
   });
 }
 
@@ -76,7 +83,11 @@ export function transportError(endpoint: string, err: unknown, timeoutMs: number
   if (outer.aborted) return outer.reason instanceof Error ? outer.reason : new Error(String(outer.reason));
   if (err instanceof AnswerTooLarge) return new BackendProtocolError(endpoint, err.message);
   const e = err as { code?: string; message?: string };
-  return new BackendUnreachableError(endpoint, `${e.code ?? 'error'}: ${e.message ?? String(err)}`, { cause: err });
+  const message = e.message ?? String(err);
+  // Node's messages mostly name their code already ("connect ECONNREFUSED 127.0.0.1:1"); undici's do not.
+  return new BackendUnreachableError(endpoint, e.code === undefined || message.includes(e.code) ? message : `${e.code}: ${message}`, {
+    cause: err,
+  });
 }
 
 export function wrapProtocol<T>(endpoint: string, parse: () => T): T {

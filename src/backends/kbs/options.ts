@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../../protocol/errors.js';
-import type { RawBackendOptions } from '../contract.js';
+import { LISTENER_NAME, type ListenerFacts, type RawBackendOptions } from '../contract.js';
 import { parseResourceTemplate, type ResourceTemplate } from './resource-template.js';
 
 /** The resource the reference aproxy hard-codes. */
@@ -79,4 +79,19 @@ function integer(value: unknown, option: string, min: number): number {
     throw new ConfigError(`${option} must be ${min > 0 ? 'a positive' : 'a non-negative'} integer, got ${String(value)}`);
   }
   return n;
+}
+
+/** The resource template's fields that a listener's guests cannot fill. */
+export function checkKbsListener(options: KbsOptions, listener: ListenerFacts): void {
+  const template = options.resource;
+  if (template.fields.has('cid') && listener.transport !== 'vsock') {
+    throw new ConfigError(
+      `backend option resource ${JSON.stringify(template.source)} uses {cid}, which only vsock guests have; listener ${listener.name} serves ${listener.transport} guests`,
+    );
+  }
+  if (template.fields.has('listener') && !LISTENER_NAME.test(listener.name)) {
+    throw new ConfigError(
+      `backend option resource ${JSON.stringify(template.source)} uses {listener}, but listener ${JSON.stringify(listener.name)} has no name that can go into a path: give it a name`,
+    );
+  }
 }

@@ -1,16 +1,17 @@
-import type { RawBackendOptions } from '../backends/contract.js';
-import type { GuestLimitOptions } from '../frontend/guest-limits.js';
-import { DEFAULT_VSOCK_PORT } from '../frontend/vsock-native.js';
-import { ConfigError } from '../protocol/errors.js';
-import { parseListenAddress, resolveGroup } from './config.js';
-import type { LogFormat, LogLevel } from './log.js';
+import type { RawBackendOptions } from '../../backends/contract.js';
+import { BUILTIN_BACKEND_NAMES } from '../../backends/registry.js';
+import { ConfigError } from '../../protocol/errors.js';
+import { DEFAULT_VSOCK_PORT } from './defaults.js';
 import { LISTENER_ONLY_KEYS, OPTION_NAMES, OPTIONS, type OptionName, type OptionSpec, optionNamed } from './options.js';
-import type { ListenerConfig, ProxyConfig } from './proxy-config.js';
+import type { ListenerConfig, ProcessOptions, Settings } from './types.js';
+import { parseListenAddress, resolveGroup } from './values.js';
 
 /**
- * Flags and the config file → a checked configuration, by the option table
- * (options.ts). Pure but for the group lookup, which is passed in: the CLI
- * calls it at start and again on each reload, and tests call it directly.
+ * Flags and the config file → checked settings, by the option table
+ * (options.ts). Pure but for the group lookup, which is passed in: start,
+ * reload and `aproxy check` call it (through load.ts), tests call it
+ * directly. Only the process's own defaults are applied here; the proxy's
+ * are applied once, by normalizeConfig (normalize.ts), for every config.
  */
 
 export interface SettingsInput {
@@ -20,84 +21,51 @@ export interface SettingsInput {
   readonly file?: { readonly path: string; readonly json: unknown };
   /** Listening sockets passed by a service manager. */
   readonly listenFds?: readonly number[];
-  /** A service manager may pass sockets later (`aproxy check`): no listener configured is then not an error. */
-  readonly socketsFromManager?: boolean;
-}
-
-export interface ProcessSettings {
-  readonly logLevel: LogLevel;
-  readonly logFormat: LogFormat;
-  readonly logBufferBytes: number;
-  readonly shutdownGraceMs: number;
-  readonly config?: string;
-}
-
-export interface ServeSettings {
-  readonly proxy: Omit<ProxyConfig, 'log'>;
-  readonly process: ProcessSettings;
-  /** Each option's checked value (absent when unset), to compare two configurations. */
-  readonly values: Readonly<Partial<Record<OptionName, unknown>>>;
 }
 
 export type GroupLookup = (group: string) => number;
+type Values = Partial<Record<OptionName, unknown>>;
 
-/** The configuration flags and file describe, every value checked; ConfigError names the option and where it was set. */
-export function resolveSettings(input: SettingsInput, lookupGroup: GroupLookup = resolveGroup): ServeSettings {
+/** The settings flags and file describe, every value checked; ConfigError names the option and where it was set. */
+export function resolveSettings(input: SettingsInput, lookupGroup: GroupLookup = resolveGroup): Settings {
   const file = input.file === undefined ? {} : fileOptions(input.file.path, input.file.json);
   const filePrefix = input.file === undefined ? '' : `config file ${input.file.path}: `;
-  const values: Partial<Record<OptionName, unknown>> = {};
+  const values: Values = {};
   for (const name of OPTION_NAMES) {
     const spec: OptionSpec = OPTIONS[name];
-    const flag = spec.where === 'file' ? undefined : flagValue(input.flags, name, spec);
-    const fromFile = file[name];
-    const raw = flag ?? fromFile ?? spec.default;
+    const flag = spec.where === 'file' ? undefined : input.flags[name];
+    const raw = flag ?? file[name];
     if (raw === undefined) continue;
-    const where = flag !== undefined ? '' : fromFile !== undefined ? filePrefix : '';
-    values[name] = parseValue(name, spec, raw, where, lookupGroup);
+    values[name] = parseValue(name, spec, raw, flag !== undefined ? '' : filePrefix, lookupGroup);
   }
-  if (values.protocol === undefined) throw new ConfigError(`option protocol is required: kbs, kbs-test, or a path to a backend module`);
-  const listenFds = input.listenFds ?? [];
-  const listeners = (values.listeners as ListenerConfig[] | undefined) ?? [];
-  if (
-    input.socketsFromManager !== true &&
-    listenFds.length === 0 &&
-    values.unix === undefined &&
-    values.vsock === undefined &&
-    listeners.length === 0
-  ) {
-    throw new ConfigError(
-      'no listener: give unix PATH or vsock [PORT] (flags or config file), a `listeners` list, or sockets from systemd',
-    );
+  if (values.protocol === undefined) {
+    throw new ConfigError(`option protocol is required: ${BUILTIN_BACKEND_NAMES.join(', ')}, or a path to a backend module`);
   }
-  const proxy: Record<string, unknown> = { listenFds, backendOptions: backendOptionsOf(values) };
+  const config: Record<string, unknown> = { listenFds: input.listenFds ?? [], backendOptions: backendOptionsOf(values) };
   const limits: Record<string, unknown> = {};
-  const processSettings: Record<string, unknown> = {};
-  for (const [name, value] of Object.entries(values) as Array<[OptionName, unknown]>) {
+  const process: Record<string, unknown> = {};
+  for (const name of OPTION_NAMES) {
     const to: OptionSpec['to'] = OPTIONS[name].to;
-    if (typeof to !== 'object') continue;
-    if ('proxy' in to) proxy[to.proxy] = value;
-    else if ('limits' in to) limits[to.limits] = value;
-    else if ('process' in to) processSettings[to.process] = value;
+    if (typeof to !== 'object' || 'backend' in to) continue;
+    if ('process' in to) process[to.process] = values[name] ?? (OPTIONS[name] as OptionSpec).default;
+    else if (values[name] === undefined) continue;
+    else if ('proxy' in to) config[to.proxy] = values[name];
+    else limits[to.limits] = values[name];
   }
-  proxy.guestLimits = limits as Partial<GuestLimitOptions>;
-  return { proxy: proxy as unknown as ServeSettings['proxy'], process: processSettings as unknown as ProcessSettings, values };
+  if (Object.keys(limits).length > 0) config.guestLimits = limits;
+  return { config: config as unknown as Settings['config'], process: process as unknown as ProcessOptions, values };
 }
 
-/** The options that changed between two configurations and that a reload does not apply. */
-export function needsRestart(before: ServeSettings, after: ServeSettings): OptionName[] {
-  return OPTION_NAMES.filter(
-    (n) => !OPTIONS[n].reload && n !== 'config' && JSON.stringify(before.values[n]) !== JSON.stringify(after.values[n]),
-  );
+/** The options that changed between two settings and that a reload does not apply (an unset option counts as its default). */
+export function needsRestart(before: Settings, after: Settings): OptionName[] {
+  const effective = (s: Settings, n: OptionName) => JSON.stringify(s.values[n] ?? (OPTIONS[n] as OptionSpec).default);
+  return OPTION_NAMES.filter((n) => !OPTIONS[n].reload && n !== 'config' && effective(before, n) !== effective(after, n));
 }
 
-function flagValue(flags: Readonly<Record<string, unknown>>, name: string, spec: OptionSpec): unknown {
-  return flags[name] ?? (spec.alias === undefined ? undefined : flags[spec.alias]);
-}
-
-/** The file's top level by option name (aliases resolved); unknown keys refused. */
-function fileOptions(path: string, json: unknown): Partial<Record<OptionName, unknown>> {
+/** The file's top level by option name; unknown keys refused. */
+function fileOptions(path: string, json: unknown): Values {
   if (!isPlainObject(json)) throw new ConfigError(`config file ${path}: must hold a JSON object whose keys are option names`);
-  const out: Partial<Record<OptionName, unknown>> = {};
+  const out: Values = {};
   for (const [key, value] of Object.entries(json)) {
     const name = optionNamed(key);
     if (name === undefined || (OPTIONS[name] as OptionSpec).where === 'flag') {
@@ -105,7 +73,6 @@ function fileOptions(path: string, json: unknown): Partial<Record<OptionName, un
         `config file ${path}: unknown key ${JSON.stringify(key)} (keys are the option names, e.g. "max-frame-bytes"; docs/cli.md lists them)`,
       );
     }
-    if (out[name] !== undefined) throw new ConfigError(`config file ${path}: ${JSON.stringify(key)} and its other name both given`);
     out[name] = value;
   }
   return out;
@@ -119,12 +86,12 @@ function parseListeners(raw: unknown, where: string, lookupGroup: GroupLookup): 
 /** One `listeners` entry: a name, one address, and overrides of options marked `listener`, each a single value. */
 function parseListener(entry: unknown, where: string, lookupGroup: GroupLookup): ListenerConfig {
   if (!isPlainObject(entry)) throw new ConfigError(`${where}must be an object`);
-  const values: Partial<Record<OptionName, unknown>> = {};
-  let name: string | undefined;
+  const values: Values = {};
+  const config: Record<string, unknown> = {};
   for (const [key, raw] of Object.entries(entry)) {
     if (Object.hasOwn(LISTENER_ONLY_KEYS, key)) {
       if (typeof raw !== 'string' || raw === '') throw new ConfigError(`${where}name must be a non-empty string`);
-      name = raw;
+      config.name = raw;
       continue;
     }
     const option = optionNamed(key);
@@ -140,19 +107,18 @@ function parseListener(entry: unknown, where: string, lookupGroup: GroupLookup):
   }
   if ((values.unix === undefined) === (values.vsock === undefined))
     throw new ConfigError(`${where}each listener needs exactly one of "unix" or "vsock"`);
-  const backendOptions = backendOptionsOf(values);
-  const config: Record<string, unknown> = { name };
   for (const [option, value] of Object.entries(values) as Array<[OptionName, unknown]>) {
     const to: OptionSpec['to'] = OPTIONS[option].to;
     if (typeof to === 'object' && 'proxy' in to)
       config[to.proxy] = option === 'unix' || option === 'vsock' ? (value as unknown[])[0] : value;
   }
+  const backendOptions = backendOptionsOf(values);
   if (Object.keys(backendOptions).length > 0) config.backendOptions = backendOptions;
-  return Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined)) as ListenerConfig;
+  return config as unknown as ListenerConfig;
 }
 
 /** The backend's options: the `backend` object, then `backend-option` pairs, then the shorthand options, later ones winning. */
-function backendOptionsOf(values: Partial<Record<OptionName, unknown>>): RawBackendOptions {
+function backendOptionsOf(values: Values): RawBackendOptions {
   const out: Record<string, unknown> = { ...(values.backend as RawBackendOptions | undefined) };
   // key=value pairs, split (and checked) by parseValue.
   for (const [k, v] of (values['backend-option'] as Array<[string, string]> | undefined) ?? []) out[k] = v;
@@ -204,7 +170,7 @@ export function parseValue(name: string, spec: OptionSpec, raw: unknown, where: 
     }
     case 'mode': {
       const text = nonEmpty(raw);
-      return /^0?[0-7]{3}$/.test(text) ? parseInt(text, 8) : bad('an octal mode such as "0600" or "0660"');
+      return /^0?[0-7]{3}$/.test(text) ? Number.parseInt(text, 8) : bad('an octal mode such as "0600" or "0660"');
     }
     case 'group':
       if (typeof raw === 'number' && Number.isSafeInteger(raw) && raw >= 0) return raw;

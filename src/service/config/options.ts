@@ -1,30 +1,46 @@
-import { DEFAULT_AUTH_RETRY_BUDGET_MS, DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_RESOURCE_PATH } from '../backends/kbs/options.js';
-import { BUILTIN_BACKEND_NAMES } from '../backends/registry.js';
-import { DEFAULT_VSOCK_PORT } from '../frontend/vsock-native.js';
-import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/framing.js';
+import {
+  DEFAULT_AUTH_RETRY_BUDGET_MS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  DEFAULT_RESOURCE_PATH,
+  type KbsOptions,
+} from '../../backends/kbs/options.js';
+import { BUILTIN_BACKEND_NAMES } from '../../backends/registry.js';
+import type { GuestLimitOptions } from '../../frontend/guest-limits.js';
+import { LOG_FORMATS, LOG_LEVELS } from '../log.js';
 import {
   DEFAULT_BACKEND_CALL_TIMEOUT_MS,
   DEFAULT_FRAME_TIMEOUT_MS,
   DEFAULT_GUEST_LIMITS,
   DEFAULT_LOG_BUFFER_BYTES,
+  DEFAULT_MAX_FRAME_BYTES,
   DEFAULT_PHASE_TIMEOUT_MS,
   DEFAULT_SHUTDOWN_GRACE_MS,
   DEFAULT_SOCKET_MODE,
-} from './config.js';
-import { LOG_FORMATS, LOG_LEVELS } from './log.js';
+  DEFAULT_VSOCK_PORT,
+} from './defaults.js';
+import type { ProcessOptions, ProxyConfig } from './types.js';
+
+/** Where an option's value goes: a key of the type it lands in, so a wrong name does not compile. */
+export type OptionTarget =
+  | { readonly proxy: Exclude<keyof ProxyConfig, 'log' | 'guestLimits' | 'backendOptions'> }
+  | { readonly limits: Exclude<keyof GuestLimitOptions, 'trustedCids'> }
+  | { readonly process: keyof ProcessOptions }
+  /** A shorthand for one of the KBS backends' options. */
+  | { readonly backend: keyof KbsOptions }
+  | 'backend-options';
 
 /**
  * Every option of `aproxy` (the serve command), declared once. From this
  * table come the command-line flags (cli/serve-flags.ts), the config file's
- * keys at the top level and in `listeners` (service/settings.ts), the
- * mapping to ProxyConfig (service/settings.ts), docs/cli.md (`npm run
+ * keys at the top level and in `listeners` and the mapping to ProxyConfig
+ * (resolve.ts), the defaults a config gets (normalize.ts), docs/cli.md (`npm run
  * docs`), and the tests that walk it.
  */
 export interface OptionSpec {
-  /** How a value is read and checked (service/settings.ts, `parseValue`). */
+  /** How a value is read and checked (values.ts, `parseValue`). */
   readonly type: 'string' | 'integer' | 'boolean' | 'choice' | 'strings' | 'ports' | 'mode' | 'group' | 'address' | 'object' | 'listeners';
   readonly help: string;
-  /** Applied when neither a flag nor the file gives the option. */
+  /** Applied when neither a flag nor the file gives the option: a checked value, as parseValue returns it. */
   readonly default?: string | number | boolean;
   /** The default, in words, when it is not ours to apply (a backend's). */
   readonly defaultText?: string;
@@ -32,33 +48,12 @@ export interface OptionSpec {
   readonly min?: number;
   /** `choice`: the values. */
   readonly choices?: readonly string[];
-  /** An older name, still accepted as a flag and a file key. */
-  readonly alias?: string;
   /** A flag only (`config`), a file key only (`backend`, `listeners`); both when absent. */
   readonly where?: 'both' | 'flag' | 'file';
   /** May a `listeners` entry set it, for that listener only. */
   readonly listener?: boolean;
-  /** Where the value goes (service/settings.ts). */
-  readonly to:
-    | {
-        readonly proxy:
-          | 'protocol'
-          | 'unix'
-          | 'vsock'
-          | 'listeners'
-          | 'force'
-          | 'socketMode'
-          | 'socketGid'
-          | 'maxFrameBytes'
-          | 'frameTimeoutMs'
-          | 'phaseTimeoutMs'
-          | 'backendCallTimeoutMs'
-          | 'metrics';
-      }
-    | { readonly limits: 'maxPerCid' | 'maxTotal' | 'sessionsPerMinute' | 'sessionBurst' }
-    | { readonly process: 'logLevel' | 'logFormat' | 'logBufferBytes' | 'shutdownGraceMs' | 'config' }
-    | { readonly backend: string }
-    | 'backend-options';
+  /** Where the value goes (resolve.ts). */
+  readonly to: OptionTarget;
   /** Does a reload (SIGHUP) apply a change; otherwise it needs a restart, and a reload says so. */
   readonly reload: boolean;
   readonly group: 'listening' | 'attestation server' | 'guests' | 'logs and operations';
@@ -248,7 +243,6 @@ export const OPTIONS = {
   'sessions-per-minute': {
     type: 'integer',
     min: 1,
-    alias: 'vsock-sessions-per-minute',
     to: { limits: 'sessionsPerMinute' },
     reload: false,
     group: 'guests',
@@ -320,10 +314,9 @@ export const OPTIONS = {
 export type OptionName = keyof typeof OPTIONS;
 export const OPTION_NAMES = Object.keys(OPTIONS) as OptionName[];
 
-/** An option by name; `spec.alias` names are found too. */
+/** An option by name. */
 export function optionNamed(name: string): OptionName | undefined {
-  if (Object.hasOwn(OPTIONS, name)) return name as OptionName;
-  return OPTION_NAMES.find((n) => (OPTIONS[n] as OptionSpec).alias === name);
+  return Object.hasOwn(OPTIONS, name) ? (name as OptionName) : undefined;
 }
 
 /** Keys a `listeners` entry may hold besides the options marked `listener`. */

@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs';
-import { ConfigError } from '../protocol/errors.js';
-import { resolveSettings, type ServeSettings } from './settings.js';
+import { ConfigError } from '../../protocol/errors.js';
+import { resolveSettings } from './resolve.js';
+import type { Settings } from './types.js';
 
 /**
  * Reads the config file named by the option `config`: JSON whose keys are
  * the option names (options.ts). Its keys and values are checked by
- * `resolveSettings` (settings.ts), with the same rules as flags.
+ * `resolveSettings` (resolve.ts), with the same rules as flags.
  */
 export function readConfigFile(path: string): { readonly path: string; readonly json: unknown } {
   let text: string;
@@ -26,11 +27,7 @@ export function readConfigFile(path: string): { readonly path: string; readonly 
  * `aproxy` runs with at start and on each reload, and what `aproxy check`
  * checks.
  */
-export function loadSettings(
-  flags: Readonly<Record<string, unknown>>,
-  listenFds: readonly number[],
-  o: { socketsFromManager?: boolean } = {},
-): ServeSettings {
+export function loadSettings(flags: Readonly<Record<string, unknown>>, listenFds: readonly number[]): Settings {
   const path = flags.config;
-  return resolveSettings({ flags, listenFds, ...o, ...(typeof path === 'string' ? { file: readConfigFile(path) } : {}) });
+  return resolveSettings({ flags, listenFds, ...(typeof path === 'string' ? { file: readConfigFile(path) } : {}) });
 }

@@ -1,0 +1,122 @@
+import { LISTENER_NAME, type RawBackendOptions } from '../../backends/contract.js';
+import type { AnyBackendDefinition } from '../../backends/registry.js';
+import type { GuestLimitOptions } from '../../frontend/guest-limits.js';
+import { ConfigError } from '../../protocol/errors.js';
+import type { Logger } from '../log.js';
+import { TRUSTED_CIDS } from './defaults.js';
+import { OPTION_NAMES, OPTIONS, type OptionSpec, type OptionTarget } from './options.js';
+import type { ListenerAddress, ListenerConfig, ProxyConfig } from './types.js';
+
+/** A Unix socket file's options. */
+export interface SocketFileOptions {
+  readonly force: boolean;
+  readonly mode: number;
+  readonly gid?: number;
+}
+
+/** A listener's address; a Unix socket file with its options. */
+export type NormalizedAddress =
+  | { readonly unix: string; readonly socket: SocketFileOptions; readonly vsock?: never; readonly fd?: never }
+  | { readonly vsock: number; readonly unix?: never; readonly fd?: never }
+  | { readonly fd: number; readonly unix?: never; readonly vsock?: never };
+
+/** One listener with everything it runs with: its own overrides over the proxy-wide values over the defaults. */
+export interface NormalizedListener {
+  /** What identifies it across reloads: its address (`unix:PATH`, `vsock:PORT`, `fd:N`). */
+  readonly key: string;
+  readonly name: string;
+  readonly address: NormalizedAddress;
+  readonly protocol: string | AnyBackendDefinition;
+  readonly backendOptions: RawBackendOptions;
+  readonly maxFrameBytes: number;
+  readonly frameTimeoutMs: number;
+  readonly phaseTimeoutMs: number;
+}
+
+/** A config with every default applied, once, and every listener spelled out. */
+export interface NormalizedConfig {
+  readonly listeners: readonly NormalizedListener[];
+  readonly backendCallTimeoutMs: number;
+  readonly guestLimits: GuestLimitOptions;
+  readonly metrics?: string;
+  readonly log: Logger;
+}
+
+/**
+ * The one place a config gets its defaults (from the option table) and its
+ * listeners their inherited values, and where the rules every listener
+ * list must keep are checked: at least one listener, unique addresses and
+ * names, valid names. Start-up, reload and `aproxy check` all go through it.
+ */
+export function normalizeConfig(config: ProxyConfig): NormalizedConfig {
+  const list = <T>(v: T | readonly T[] | undefined): readonly T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v as T]);
+  const own: ListenerConfig[] = [
+    ...(config.listenFds ?? []).map((fd) => ({ fd })),
+    ...list(config.unix).map((unix) => ({ unix })),
+    ...list(config.vsock).map((vsock) => ({ vsock })),
+    ...(config.listeners ?? []),
+  ];
+  if (own.length === 0) throw new ConfigError('no listener: give unix PATH, vsock [PORT], a `listeners` list, or sockets from systemd');
+  const keys = new Set<string>();
+  const names = new Set<string>();
+  const listeners = own.map((l) => {
+    const key = addressKey(l);
+    const name = l.name ?? l.unix ?? key;
+    if (l.name !== undefined && !LISTENER_NAME.test(l.name)) {
+      throw new ConfigError(
+        `listener name ${JSON.stringify(l.name)}: use 1 to 64 letters, digits, ".", "_" or "-" (it goes into metrics and resource paths)`,
+      );
+    }
+    if (keys.has(key)) throw new ConfigError(`two listeners on ${key}`);
+    if (names.has(name)) throw new ConfigError(`two listeners named ${JSON.stringify(name)}`);
+    keys.add(key);
+    names.add(name);
+    const pick = <K extends Exclude<keyof ListenerConfig & keyof ProxyConfig, 'backendOptions'>>(k: K) =>
+      l[k] ?? config[k] ?? (tableDefault({ proxy: k }) as never);
+    const socketGid = pick('socketGid') as number | undefined;
+    const socket = {
+      force: pick('force') as boolean,
+      mode: pick('socketMode') as number,
+      ...(socketGid === undefined ? {} : { gid: socketGid }),
+    };
+    const address = (
+      l.unix !== undefined ? { unix: l.unix, socket } : l.vsock !== undefined ? { vsock: l.vsock } : { fd: l.fd }
+    ) as NormalizedAddress;
+    return {
+      key,
+      name,
+      address,
+      protocol: pick('protocol') as string | AnyBackendDefinition,
+      backendOptions: { ...config.backendOptions, ...l.backendOptions },
+      maxFrameBytes: pick('maxFrameBytes') as number,
+      frameTimeoutMs: pick('frameTimeoutMs') as number,
+      phaseTimeoutMs: pick('phaseTimeoutMs') as number,
+    };
+  });
+  const limits: Record<string, unknown> = { trustedCids: TRUSTED_CIDS };
+  for (const key of ['maxPerCid', 'maxTotal', 'sessionsPerMinute', 'sessionBurst'] as const) {
+    limits[key] = config.guestLimits?.[key] ?? tableDefault({ limits: key });
+  }
+  return {
+    listeners,
+    backendCallTimeoutMs: config.backendCallTimeoutMs ?? (tableDefault({ proxy: 'backendCallTimeoutMs' }) as number),
+    guestLimits: { ...(limits as unknown as GuestLimitOptions), ...config.guestLimits },
+    ...(config.metrics === undefined ? {} : { metrics: config.metrics }),
+    log: config.log,
+  };
+}
+
+/** A listener's address as text: its key across reloads, and its name unless it has one. */
+export function addressKey(a: ListenerAddress): string {
+  return a.unix !== undefined ? `unix:${a.unix}` : a.vsock !== undefined ? `vsock:${a.vsock}` : `fd:${a.fd}`;
+}
+
+/** The default the option table declares for a target. */
+function tableDefault(target: Exclude<OptionTarget, 'backend-options'>): unknown {
+  const [kind, key] = Object.entries(target)[0] as [string, string];
+  const name = OPTION_NAMES.find((n) => {
+    const to: OptionSpec['to'] = OPTIONS[n].to;
+    return typeof to === 'object' && (to as Record<string, string>)[kind] === key;
+  });
+  return name === undefined ? undefined : (OPTIONS[name] as OptionSpec).default;
+}
