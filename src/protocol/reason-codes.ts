@@ -58,7 +58,7 @@ export const ERROR_REASONS = {
   },
   INVALID_BASE64: {
     area: 'guest',
-    when: "a base64 value does not decode where aproxy decodes it outside a guest's message: the operator tools (`aproxy inspect-token`). In a guest's message a bad base64 field is INVALID_MESSAGE, naming the field; no session ends with this code.",
+    when: "a base64 value does not decode where aproxy decodes it outside a guest's message: `aproxy inspect-token` says which part and where (exit 1). In a guest's message a bad base64 field is INVALID_MESSAGE, naming the field; no session ends with this code.",
     action: 'Check what was pasted into the tool: a token is base64url, a report standard base64.',
   },
   UNSUPPORTED_VERSION: {

@@ -94,6 +94,12 @@ function negotiatingWith(name: string, negotiate: BackendSession['negotiate']) {
   });
 }
 
+/** An AttestationRequest whose challenge is not base64. */
+async function badBase64Challenge(t: TestContext): Promise<Seen> {
+  const rig = await startRig(t);
+  return attestation(rig, t, (neg) => attestationFor(rig.measurement, neg, (j) => (j.challenge = 'not base64!')));
+}
+
 /** The example plugin with a policy that allows `measurement`. */
 async function exampleRig(t: TestContext, measurement: Buffer): Promise<Rig> {
   const policy = join(await tempDir(t), 'policy.json');
@@ -227,10 +233,15 @@ describe('every reason code does what docs/errors.md says', () => {
     const reason = ERROR_REASONS[code];
     const provoke = PROVOKED[code];
     if (provoke === null) {
-      test(`${code}: no session or start ends with it, as its entry says`, () => {
+      test(`${code}: no session or start ends with it, as its entry says; the tool names it`, async (t) => {
         assert.equal('guest' in reason, false);
         assert.match(reason.when, /no session ends with this code/);
         assert.throws(() => decodeStd('not base64!'), { code });
+        const tool = await runCli(['inspect-token', 'eyJhbGciOiJub25lIn0.ab!c.sig']);
+        assert.equal(tool.code, 1);
+        assert.match(tool.stderr, /JWT claims is not base64url JSON: invalid character for unpadded base64url at offset 2/);
+        // A guest's message with a bad base64 field: INVALID_MESSAGE, as the entry says.
+        assert.deepEqual(await badBase64Challenge(t), { code: 'INVALID_MESSAGE', guest: 'failure answer' });
       });
       continue;
     }

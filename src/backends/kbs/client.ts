@@ -1,5 +1,5 @@
 import type { Dispatcher, Pool } from 'undici';
-import { BackendHttpError, BackendProtocolError, ConfigError, codeOf } from '../../protocol/errors.js';
+import { BackendHttpError, BackendProtocolError, codeOf } from '../../protocol/errors.js';
 import type { Jwe } from '../../protocol/jwe.js';
 import {
   KBS_COOKIE_NAME,
@@ -28,6 +28,7 @@ import { DEFAULT_AUTH_RETRY_BUDGET_MS } from './options.js';
 const MAX_RESPONSE_BYTES = 1024 * 1024;
 
 export interface KbsClientOptions {
+  /** The KBS base URL as parseKbsOptions checked it (http or https, ending in `/`). */
   readonly url: string;
   readonly requestTimeoutMs: number;
   readonly caCert?: string | undefined;
@@ -74,16 +75,8 @@ export class KbsClient {
   private readonly onRetry: KbsClientOptions['onRetry'];
 
   constructor(options: KbsClientOptions) {
-    let base: URL;
-    try {
-      base = new URL(options.url);
-    } catch {
-      throw new ConfigError(`backend option url ${JSON.stringify(options.url)} is not a URL`);
-    }
-    if (base.protocol !== 'http:' && base.protocol !== 'https:') {
-      throw new ConfigError(`backend option url must be http:// or https://, got ${base.protocol}`);
-    }
-    if (!base.pathname.endsWith('/')) base.pathname += '/';
+    // Checked once, with the operator's wording, by parseKbsOptions.
+    const base = new URL(options.url);
     this.base = base;
     this.basePath = base.pathname;
     this.timeoutMs = options.requestTimeoutMs;
