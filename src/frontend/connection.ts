@@ -212,10 +212,10 @@ export class GuestConnection {
 
   /** The one place a session's outcome is logged and counted. */
   private report(outcome: SessionOutcome): void {
-    // conn is already bound to this logger.
-    const { connectionId: _conn, ...fields } = outcome;
+    // Each key once per line (strict JSON consumers reject duplicates): conn is bound to this.log, the peer to the account's.
+    const { connectionId: _conn, transport, listener, cid, ...fields } = outcome;
     const message = `session ${outcome.outcome}${outcome.detail ? `: ${outcome.detail}` : ''}`;
-    if (outcome.outcome === 'success') this.log.info(fields, message);
+    if (outcome.outcome === 'success') this.log.info({ transport, listener, ...(cid === undefined ? {} : { cid }), ...fields }, message);
     else this.account.logs.warn(`session:${outcome.outcome}:${outcome.reason ?? ''}`, { conn: this.id, ...fields }, message);
     this.events.onOutcome(outcome);
   }

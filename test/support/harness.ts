@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -6,6 +7,7 @@ import { Writable } from 'node:stream';
 import type { TestContext } from 'node:test';
 import type { RawBackendOptions } from '../../src/backends/contract.js';
 import type { SessionOutcome } from '../../src/frontend/session.js';
+import { parseStrictJson } from '../../src/protocol/json.js';
 import type { ProxyConfig } from '../../src/service/config/types.js';
 import { createLogger, type Logger } from '../../src/service/log.js';
 import { startProxy } from '../../src/service/proxy.js';
@@ -13,12 +15,26 @@ import type { RunningProxy } from '../../src/service/running-proxy.js';
 import { TestKbs, type TestKbsOptions } from '../../src/testkit/test-kbs.js';
 import { FaultyKbs } from './faulty-kbs.js';
 
-/** Collects log records so tests can assert on what the operator would read. */
+/** The first key an object of this JSON line repeats, if any. */
+export function duplicateKey(line: string): string | undefined {
+  try {
+    parseStrictJson(line);
+    return undefined;
+  } catch (err) {
+    return /duplicate field (.*)$/.exec((err as Error).message)?.[1];
+  }
+}
+
+/** Collects log records so tests can assert on what the operator would read; a line with a duplicate key fails the test that wrote it. */
 export class LogSink extends Writable {
   readonly records: Array<Record<string, unknown>> = [];
+  /** Lines that repeat a key. */
+  readonly duplicates: string[] = [];
   override _write(chunk: Buffer, _enc: string, cb: () => void): void {
     for (const line of chunk.toString().split('\n')) {
       if (!line) continue;
+      // Strict consumers (Elasticsearch, OpenSearch) drop such a line whole: every rig's test checks none was written.
+      if (duplicateKey(line) !== undefined) this.duplicates.push(line);
       const record = JSON.parse(line) as Record<string, unknown>;
       this.records.push(record);
       this.emit('record', record);
@@ -87,7 +103,10 @@ export async function startRig(
     guestLimits,
     ...o.proxy,
   });
-  t.after(() => proxy.close());
+  t.after(async () => {
+    await proxy.close();
+    assert.deepEqual(logs.duplicates, [], 'no log line repeats a key');
+  });
   const outcomes: SessionOutcome[] = [];
   const waiters: Array<{ n: number; resolve: (v: SessionOutcome[]) => void }> = [];
   proxy.server.on('session', (s: SessionOutcome) => {
