@@ -3,13 +3,14 @@
  * against the real proxy and the built-in test KBS, all in this process so
  * that leaked handles show up in process.getActiveResourcesInfo().
  *
- *   npm run soak -- [--sessions 3000] [--concurrency 32]
+ *   npm run soak -- [--sessions 3000] [--concurrency 32] [--max-seconds 900]
  *
  * Prints handles, heap and RSS before and after; exits 1 on a leak or on a
  * well-behaved guest that failed.
  */
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -22,16 +23,21 @@ import { SimulatedGuest } from '../src/testkit/guest-simulator.js';
 import { TestKbs } from '../src/testkit/test-kbs.js';
 
 const { values } = parseArgs({
-  options: { sessions: { type: 'string', default: '3000' }, concurrency: { type: 'string', default: '32' } },
+  options: {
+    sessions: { type: 'string', default: '3000' },
+    concurrency: { type: 'string', default: '32' },
+    'max-seconds': { type: 'string', default: '900' },
+  },
 });
 const total = Number(values.sessions);
 const concurrency = Number(values.concurrency);
+const maxSeconds = Number(values['max-seconds']);
 
 const measurement = randomBytes(48);
 const secret = randomBytes(32);
 const NEGOTIATE = encodeFrame('{"version":[0,1,0],"tee":"snp"}');
 
-/** A raw connection that does one bad thing and waits for the proxy to close it (or closes itself). */
+/** A raw connection that does one bad thing, then waits for the proxy to close it, or closes itself once answered. */
 async function badGuest(path: string, kind: number): Promise<void> {
   const s = connect(path);
   await once(s, 'connect');
@@ -45,8 +51,10 @@ async function badGuest(path: string, kind: number): Promise<void> {
     case 1: // header announcing 2^40 bytes
       s.write(Buffer.from([0, 0, 0, 0, 0, 1, 0, 0]));
       break;
-    case 2: // malformed JSON
+    case 2: // malformed JSON: the failure answer, and the link stays for the next boot, so the guest leaves
       s.write(encodeFrame('{"version":[0,1,0],'));
+      await once(s, 'data');
+      s.end();
       break;
     case 3: // truncated frame, then EOF
       s.end(NEGOTIATE.subarray(0, 20));
@@ -71,6 +79,13 @@ function snapshot() {
 }
 
 const dir = await mkdtemp(join(tmpdir(), 'aproxy-soak-'));
+// Whatever happens, the soak stops by itself and leaves nothing behind.
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+setTimeout(() => {
+  console.log(`FAIL: the soak did not finish within ${maxSeconds} s (--max-seconds): a guest or the proxy hung`);
+  process.exit(1);
+}, maxSeconds * 1000).unref();
+console.log(`soak: working in ${dir}`);
 const kbs = new TestKbs({ measurement, secret });
 const url = await kbs.start();
 const sock = join(dir, 'p.sock');

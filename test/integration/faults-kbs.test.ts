@@ -122,7 +122,7 @@ describe('a misbehaving KBS costs only the affected guest', () => {
     });
   }
 
-  test('a KBS that is down: /auth is retried for the retry budget, each retry logged at warn, then the guest is answered', async (t) => {
+  test('a KBS that is down: /auth is retried for the retry budget, one warning for the session, the count in its line, then the guest is answered', async (t) => {
     const rig = await startRig(t, { url: 'http://127.0.0.1:9', backend: { requestTimeoutMs: 400, authRetryBudgetMs: 1500 } });
     const g = await SimulatedGuest.connect(rig.unix);
     t.after(() => g.close());
@@ -132,12 +132,15 @@ describe('a misbehaving KBS costs only the affected guest', () => {
     // Answered once the budget was spent: at the phase deadline it would be BACKEND_TIMEOUT.
     assert.equal(o?.reason, 'BACKEND_UNREACHABLE');
     assert.match(o?.detail ?? '', /ECONNREFUSED/);
-    const retries = rig.logs.records.filter((l) => /retrying in/.test(String(l.msg)));
-    assert.ok(retries.length >= 2, `retried with backoff (${retries.length} retries)`);
-    assert.ok(
-      retries.every((l) => l.level === 40),
-      'each retry is a warning',
-    );
+    const warnings = rig.logs.records.filter((l) => /retrying within the retry budget/.test(String(l.msg)));
+    assert.equal(warnings.length, 1, 'one warning for the session, not one a retry');
+    assert.equal(warnings[0]?.level, 40);
+    assert.equal(warnings[0]?.session, 1, 'keyed by the session');
+    assert.equal(warnings[0]?.conn, o?.connectionId);
+    const retries = Number(o?.notes?.authRetries);
+    assert.ok(retries >= 2, `retried with backoff (${retries} retries, counted in the session's line)`);
+    assert.match(String(o?.notes?.authLastError), /ECONNREFUSED/);
+    assert.equal((o?.backend ?? []).filter((e) => e.startsWith('POST /kbs/v0/auth')).length, retries + 1, 'every attempt is in its line');
   });
 
   test('a flaky /auth (two 503s) is retried and the boot succeeds', async (t) => {

@@ -114,8 +114,11 @@ describe('a negotiation that cannot complete is answered and the link stays', ()
     t.after(() => g.close());
     const booting = g.boot({ measurement: rig.measurement, expectSecret: rig.secret });
     // The KBS comes back once the proxy has retried twice: the guest waits, it is not failed.
-    const retries = () => rig.logs.records.filter((r) => /retrying in/.test(String(r.msg))).length;
-    while (retries() < 2) await once(rig.logs, 'record');
+    let failedAuths = 0;
+    rig.proxy.server.on('backend-request', (e: { endpoint: string; error?: string }) => {
+      if (e.endpoint === 'POST /kbs/v0/auth' && e.error !== undefined) failedAuths++;
+    });
+    while (failedAuths < 2) await once(rig.proxy.server, 'backend-request');
     await kbs.restart();
     const r = await booting;
     assert.equal(r.secretMatches, true, r.error);

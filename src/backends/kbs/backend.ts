@@ -23,7 +23,17 @@ class KbsSession implements BackendSession {
   async negotiate(req: NegotiationRequest, ctx: PhaseContext): Promise<NegotiationResponse> {
     // The KBS body carries only an SNP report; other TEEs would fail later, less clearly.
     if (req.tee !== 'snp') throw new UnsupportedTeeError(req.tee, `the ${this.backendName} backend`);
-    const { challenge, cookie } = await this.client.auth(req.tee, ctx);
+    // A KBS that is down makes every booting guest retry: one warning per session, the count in its one session line.
+    let retries = 0;
+    const { challenge, cookie } = await this.client.auth(req.tee, ctx, (r) => {
+      if (++retries === 1) {
+        this.info.log.warn(
+          { endpoint: r.endpoint, delayMs: r.delayMs, error: r.error.message },
+          `${r.endpoint} failed, retrying within the retry budget (the session's line counts the retries): ${r.error.message}`,
+        );
+      }
+      ctx.annotate({ authRetries: retries, authLastError: r.error.message });
+    });
     this.cookie = cookie;
     return { challenge, params: [...KBS_NEGOTIATION_PARAMS] };
   }
@@ -54,7 +64,7 @@ function reportOf(req: AttestationRequest): SnpReport | undefined {
 function kbsBackendFor(
   name: string,
   options: KbsOptions,
-  { log, shared }: BackendContext,
+  { shared }: BackendContext,
   open: (session: KbsSession, info: SessionInfo) => BackendSession,
 ): Backend {
   const client = new KbsClient({
@@ -63,8 +73,6 @@ function kbsBackendFor(
     caCert: options.caCert,
     authRetryBudgetMs: options.authRetryBudgetMs,
     shared,
-    onRetry: ({ endpoint, attempt, delayMs, error }) =>
-      log.warn({ endpoint, attempt, delayMs, error: error.message }, `${endpoint} failed, retrying in ${delayMs} ms`),
   });
   return {
     openSession: (info: SessionInfo) => open(new KbsSession(client, options.resource, name, info), info),

@@ -49,8 +49,14 @@ export interface KbsClientOptions {
    * options. Without it the client owns its pool and closes it.
    */
   readonly shared?: SharedResources | undefined;
-  /** Called before each retry, for the log. */
-  readonly onRetry?: (info: { endpoint: string; attempt: number; delayMs: number; error: Error }) => void;
+}
+
+/** One /auth retry, told to the caller (the session logs and counts them). */
+export interface RetryInfo {
+  readonly endpoint: string;
+  readonly attempt: number;
+  readonly delayMs: number;
+  readonly error: Error;
 }
 
 /** The cookies one KBS session set, as the `Cookie` header value to send back. */
@@ -72,7 +78,6 @@ export class KbsClient {
   private readonly authRetryBudgetMs: number;
   private readonly retryBaseMs: number;
   private readonly retryCapMs: number;
-  private readonly onRetry: KbsClientOptions['onRetry'];
 
   constructor(options: KbsClientOptions) {
     // Checked once, with the operator's wording, by parseKbsOptions.
@@ -83,7 +88,6 @@ export class KbsClient {
     this.authRetryBudgetMs = options.authRetryBudgetMs ?? DEFAULT_AUTH_RETRY_BUDGET_MS;
     this.retryBaseMs = options.retryBaseMs ?? 200;
     this.retryCapMs = options.retryCapMs ?? 2000;
-    this.onRetry = options.onRetry;
     this.shared = options.shared;
     this.poolOptions = {
       connections: options.connections ?? 128,
@@ -123,7 +127,7 @@ export class KbsClient {
    * is started that could not finish before the phase deadline; past the
    * budget the last error stands, so the guest is answered promptly.
    */
-  async auth(tee: Tee, ctx: PhaseContext): Promise<{ challenge: Uint8Array; cookie: SessionCookie }> {
+  async auth(tee: Tee, ctx: PhaseContext, onRetry?: (info: RetryInfo) => void): Promise<{ challenge: Uint8Array; cookie: SessionCookie }> {
     const giveUpAt = Math.min(Date.now() + this.authRetryBudgetMs, ctx.deadline - this.timeoutMs);
     for (let attempt = 1; ; attempt++) {
       try {
@@ -132,7 +136,7 @@ export class KbsClient {
         if (ctx.signal.aborted || !isRetryable(err)) throw err;
         const delayMs = Math.round(Math.random() * Math.min(this.retryCapMs, this.retryBaseMs * 2 ** (attempt - 1)));
         if (Date.now() + delayMs >= giveUpAt) throw err;
-        this.onRetry?.({ endpoint: 'POST /kbs/v0/auth', attempt, delayMs, error: err as Error });
+        onRetry?.({ endpoint: 'POST /kbs/v0/auth', attempt, delayMs, error: err as Error });
         await sleep(delayMs, ctx.signal);
       }
     }
