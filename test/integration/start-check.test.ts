@@ -8,8 +8,10 @@ import { writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { finished, runCli, spawnCli, waitForOutput } from '../../scripts/processes.js';
+import { finished, REPO_ROOT, runCli, spawnCli, waitForOutput } from '../../scripts/processes.js';
 import { tempDir } from '../support/harness.js';
+
+const tls = join(REPO_ROOT, 'test', 'fixtures', 'tls');
 
 /** What `aproxy check` calls problems: its stderr lines, prefix removed. */
 function checkProblems(stderr: string): string[] {
@@ -56,11 +58,26 @@ describe('aproxy check and start-up decide alike', () => {
       4,
     ],
     ['a bad option value', async (dir) => ['--unix', join(dir, 'vm.sock'), '--max-frame-bytes', '0'], 1],
+    ['a ca-cert file that holds a private key', async (dir) => ['--unix', join(dir, 'vm.sock'), '--ca-cert', join(tls, 'server.key')], 1],
+    [
+      'a ca-cert file of garbage',
+      async (dir) => {
+        await writeFile(join(dir, 'ca.pem'), 'not a certificate\n');
+        return ['--unix', join(dir, 'vm.sock'), '--ca-cert', join(dir, 'ca.pem')];
+      },
+      1,
+    ],
+    [
+      'a url that already ends in /kbs/v0 (every guest would get a 404)',
+      async (dir) => ['--unix', join(dir, 'vm.sock'), '--url', 'http://kbs:8080/kbs/v0'],
+      1,
+    ],
   ];
   for (const [name, args, count] of cases) {
     test(`${name}: ${count === 0 ? 'check passes and it starts' : `both refuse it, naming the same ${count === 1 ? 'problem' : `${count} problems`}`}`, async (t) => {
       const dir = await tempDir(t);
-      const flags = ['--url', 'http://127.0.0.1:1', ...(await args(dir))];
+      const own = await args(dir);
+      const flags = [...(own.includes('--url') ? [] : ['--url', 'http://127.0.0.1:1']), ...own];
       const withProtocol = flags.includes('--protocol') ? flags : ['--protocol', 'kbs', ...flags];
       const check = await runCli(['check', ...withProtocol]);
       if (count === 0) {

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../../protocol/errors.js';
 import { LISTENER_NAME, type ListenerFacts, type RawBackendOptions } from '../contract.js';
@@ -51,6 +52,12 @@ export function parseKbsOptions(raw: RawBackendOptions, backend = 'kbs'): KbsOpt
   if (base.protocol !== 'http:' && base.protocol !== 'https:')
     throw new ConfigError(`backend option url must be http:// or https://, got ${base.protocol}`);
   if (!base.pathname.endsWith('/')) base.pathname += '/';
+  // The client appends kbs/v0/…: a URL that already ends so would ask for /kbs/v0/kbs/v0/auth and get a 404 for every guest.
+  if (/\/kbs\/v0\/$/.test(base.pathname)) {
+    throw new ConfigError(
+      `backend option url ${JSON.stringify(url)} ends in /kbs/v0: give the KBS's base URL (e.g. ${base.origin}${base.pathname.replace(/kbs\/v0\/$/, '')}); aproxy adds kbs/v0/auth and the rest`,
+    );
+  }
 
   const resource = raw.resource ?? DEFAULT_RESOURCE_PATH;
   if (typeof resource !== 'string' || resource.replace(/^\/+/, '') === '')
@@ -68,6 +75,7 @@ export function parseKbsOptions(raw: RawBackendOptions, backend = 'kbs'): KbsOpt
     } catch (err) {
       throw new ConfigError(`backend option caCert ${raw.caCert}: ${(err as Error).message}`);
     }
+    checkCaBundle(raw.caCert, caCert);
   }
   return { url: base.toString(), resource: template, requestTimeoutMs, authRetryBudgetMs, ...(caCert === undefined ? {} : { caCert }) };
 }
@@ -93,5 +101,23 @@ export function checkKbsListener(options: KbsOptions, listener: ListenerFacts): 
     throw new ConfigError(
       `backend option resource ${JSON.stringify(template.source)} uses {listener}, but listener ${JSON.stringify(listener.name)} has no name that can go into a path: give it a name`,
     );
+  }
+}
+
+/** A CA bundle is PEM certificates and nothing else: a key or garbage there would fail every TLS handshake, at every guest. */
+function checkCaBundle(path: string, pem: string): void {
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem)) {
+    throw new ConfigError(
+      `backend option caCert ${path} holds a private key: it takes the CA certificates (PEM) to trust, and no key belongs there`,
+    );
+  }
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) throw new ConfigError(`backend option caCert ${path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  for (const [i, block] of blocks.entries()) {
+    try {
+      new X509Certificate(block);
+    } catch (err) {
+      throw new ConfigError(`backend option caCert ${path}: certificate ${i + 1} does not parse (${(err as Error).message})`);
+    }
   }
 }
