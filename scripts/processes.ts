@@ -40,20 +40,28 @@ function collect(child: ChildProcess): Spawned {
   return Object.assign(child, { output });
 }
 
-/** `node [nodeOptions] FILE ARGS`, stdout and stderr collected (stderr passed through with `inheritStderr`). */
-export function spawnNode(file: string, args: string[], o: { nodeOptions?: string[]; inheritStderr?: boolean } = {}): Spawned {
+export interface SpawnOptions {
+  readonly nodeOptions?: string[];
+  /** Pass stderr through instead of collecting it. */
+  readonly inheritStderr?: boolean;
+  /** Run as this user and group (the caller must be root). */
+  readonly user?: { readonly uid: number; readonly gid: number };
+}
+
+/** `node [nodeOptions] FILE ARGS`, stdout and stderr collected. */
+export function spawnNode(file: string, args: string[], o: SpawnOptions = {}): Spawned {
   const stderr = o.inheritStderr === true ? 'inherit' : 'pipe';
-  return collect(spawn(process.execPath, [...(o.nodeOptions ?? []), file, ...args], { stdio: ['ignore', 'pipe', stderr] }));
+  return collect(spawn(process.execPath, [...(o.nodeOptions ?? []), file, ...args], { stdio: ['ignore', 'pipe', stderr], ...o.user }));
 }
 
 /** `bin/aproxy ARGS`. */
-export function spawnCli(args: string[], o: { nodeOptions?: string[]; inheritStderr?: boolean } = {}): Spawned {
+export function spawnCli(args: string[], o: SpawnOptions = {}): Spawned {
   return spawnNode(APROXY_BIN, args, o);
 }
 
 /** Runs `bin/aproxy ARGS` to completion. */
-export async function runCli(args: string[]): Promise<Finished> {
-  return finished(spawnCli(args));
+export async function runCli(args: string[], o: SpawnOptions = {}): Promise<Finished> {
+  return finished(spawnCli(args, o));
 }
 
 export async function finished(child: Spawned): Promise<Finished> {

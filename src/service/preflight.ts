@@ -4,7 +4,7 @@ import { type PreparedBackend, prepareBackend } from '../backends/registry.js';
 import { inheritedSocketKind } from '../frontend/inherited-listener.js';
 import { checkSocketDirectory, LIVE_SOCKET, socketPathState } from '../frontend/socket-path.js';
 import { vsockSupport } from '../frontend/vsock-native.js';
-import { type AproxyErrorCode, codeOf, describeError, SetupRefusedError, SocketInUseError } from '../protocol/errors.js';
+import { type AproxyErrorCode, codeOf, describeError, SetupRefusedError, SocketInUseError, SocketPathError } from '../protocol/errors.js';
 import type { BackendPool } from './backend-pool.js';
 import type { NormalizedConfig } from './config/normalize.js';
 import { type PlannedListener, planListeners } from './listener-plan.js';
@@ -108,12 +108,22 @@ async function checkAddress(plan: PlannedListener, purpose: PreflightPurpose, no
     } else {
       await checkSocketDirectory(a.unix);
     }
+    checkSocketGroup(a.unix, a.socket.gid);
     if (state === 'stale') notes.push(`${a.unix} is a stale socket: force replaces it`);
   } else if (a.vsock !== undefined) {
     vsockSupport();
     if (!existsSync('/dev/vhost-vsock'))
       notes.push('no /dev/vhost-vsock: VMs cannot reach this host over vsock until the vhost_vsock module is loaded');
   }
+}
+
+/** Giving the socket file to a group takes root (CAP_CHOWN) or membership of that group, as chown(2) does. */
+function checkSocketGroup(path: string, gid: number | undefined): void {
+  if (gid === undefined || process.getuid?.() === 0 || process.getgid?.() === gid || process.getgroups?.().includes(gid)) return;
+  throw new SocketPathError(
+    path,
+    `cannot give the socket to group ${gid} (option socket-group): this user (uid ${process.getuid?.()}) is not in it; add the user to the group, or run as a user that is`,
+  );
 }
 
 /** A problem's line, naming the listeners it is about unless the message starts with the name (a socket path). */

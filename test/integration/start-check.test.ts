@@ -4,11 +4,11 @@
 // operator runs them, as processes.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { writeFile } from 'node:fs/promises';
+import { chmod, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { finished, REPO_ROOT, runCli, spawnCli, waitForOutput } from '../../scripts/processes.js';
+import { APROXY_BIN, finished, REPO_ROOT, runCli, spawnCli, waitForOutput } from '../../scripts/processes.js';
 import { tempDir } from '../support/harness.js';
 
 const tls = join(REPO_ROOT, 'test', 'fixtures', 'tls');
@@ -97,6 +97,27 @@ describe('aproxy check and start-up decide alike', () => {
       assert.deepEqual(startProblems(start.stderr), found, 'start-up names what check named');
     });
   }
+
+  test('a socket group this user may not give the socket to: both refuse it, before anything is bound', {
+    skip: process.getuid?.() === 0 ? false : 'needs root, to run the two as another user',
+  }, async (t) => {
+    const dir = await tempDir(t);
+    await chmod(dir, 0o777);
+    // nobody (65534) is in no group but its own; group 0 is root's.
+    const nobody = { uid: 65534, gid: 65534 };
+    if ((await runCli(['--version'], { user: nobody })).code !== 0) {
+      t.skip(`this checkout (${APROXY_BIN}) is not readable by nobody`);
+      return;
+    }
+    const args = ['--protocol', 'kbs', '--url', 'http://127.0.0.1:1', '--unix', join(dir, 'vm.sock'), '--socket-group', '0'];
+    const check = await runCli(['check', ...args], { user: nobody });
+    const start = await runCli(args, { user: nobody });
+    assert.equal(check.code, 2, check.stdout + check.stderr);
+    assert.equal(start.code, 2, start.stderr);
+    assert.match(check.stderr, /cannot give the socket to group 0 \(option socket-group\): this user \(uid 65534\) is not in it/);
+    assert.deepEqual(startProblems(start.stderr), checkProblems(check.stderr));
+    await assert.rejects(stat(join(dir, 'vm.sock')), { code: 'ENOENT' }, 'nothing was bound');
+  });
 
   test('the one difference: a socket another process serves is noted by check (the running proxy, before a reload) and refused by a start', async (t) => {
     const dir = await tempDir(t);
