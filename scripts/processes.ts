@@ -6,7 +6,6 @@
  * time a process spent.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../src/package-root.js';
@@ -31,10 +30,20 @@ process.on('exit', () => {
   for (const c of children) c.kill('SIGKILL');
 });
 
-function collect(child: ChildProcess): Spawned {
+/** Ends `child` when this process exits, however it exits short of a signal: no VM or proxy outlives its test. */
+export function dieWithMe<T extends ChildProcess>(child: T): T {
   children.add(child);
   child.once('exit', () => children.delete(child));
+  return child;
+}
+
+function collect(child: ChildProcess): Spawned {
+  dieWithMe(child);
   const output = { stdout: '', stderr: '' };
+  // A process that could not be started (EACCES, ENOENT) ends the same way, its reason in stderr.
+  child.once('error', (err) => {
+    output.stderr += `${err.message}\n`;
+  });
   child.stdout?.setEncoding('utf8').on('data', (d: string) => (output.stdout += d));
   child.stderr?.setEncoding('utf8').on('data', (d: string) => (output.stderr += d));
   return Object.assign(child, { output });
@@ -68,7 +77,10 @@ export async function finished(child: Spawned): Promise<Finished> {
   const [code, signal] =
     child.exitCode !== null || child.signalCode !== null
       ? [child.exitCode, child.signalCode]
-      : ((await once(child, 'close')) as [number | null, NodeJS.Signals | null]);
+      : await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
+          child.once('close', (c: number | null, s: NodeJS.Signals | null) => resolve([c, s]));
+          child.once('error', () => resolve([null, null]));
+        });
   return { code, signal, stdout: child.output.stdout, stderr: child.output.stderr };
 }
 

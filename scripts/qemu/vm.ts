@@ -10,7 +10,7 @@ import { existsSync, readdirSync, watch } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { REPO_ROOT } from '../processes.js';
+import { dieWithMe, REPO_ROOT } from '../processes.js';
 
 export interface QemuKit {
   readonly qemu: string;
@@ -96,7 +96,7 @@ export class QemuVm {
       `file:${this.consoleLog}`,
       ...this.o.com3,
     ];
-    const child = spawn(this.o.kit.qemu, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = dieWithMe(spawn(this.o.kit.qemu, args, { stdio: ['ignore', 'ignore', 'pipe'] }));
     this.child = child;
     child.stderr?.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
     const exited = once(child, 'exit').then(([code]) => {
@@ -182,37 +182,39 @@ export async function runInVsockVm(o: {
   if (r.status !== 0) throw new Error(`building the vsock initramfs failed: ${r.stderr}`);
   spawnSync('mkdir', ['-p', results]);
   const t0 = performance.now();
-  const child = spawn(
-    o.kit.qemu,
-    [
-      '-accel',
-      'tcg,thread=multi',
-      '-cpu',
-      'max',
-      '-smp',
-      '2',
-      '-m',
-      '2048',
-      '-nodefaults',
-      '-nic',
-      'none',
-      '-display',
-      'none',
-      '-no-reboot',
-      '-kernel',
-      o.kit.kernel,
-      '-initrd',
-      initrd,
-      '-append',
-      'console=ttyS0 quiet panic=-1',
-      '-serial',
-      `file:${consoleLog}`,
-      '-virtfs',
-      'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',
-      '-virtfs',
-      `local,path=${results},mount_tag=results,security_model=none`,
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
+  const child = dieWithMe(
+    spawn(
+      o.kit.qemu,
+      [
+        '-accel',
+        'tcg,thread=multi',
+        '-cpu',
+        'max',
+        '-smp',
+        '2',
+        '-m',
+        '2048',
+        '-nodefaults',
+        '-nic',
+        'none',
+        '-display',
+        'none',
+        '-no-reboot',
+        '-kernel',
+        o.kit.kernel,
+        '-initrd',
+        initrd,
+        '-append',
+        'console=ttyS0 quiet panic=-1',
+        '-serial',
+        `file:${consoleLog}`,
+        '-virtfs',
+        'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',
+        '-virtfs',
+        `local,path=${results},mount_tag=results,security_model=none`,
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    ),
   );
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
