@@ -5,6 +5,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import type { BackendRequestEvent } from '../backends/contract.js';
 import type { PacedEvent, ProxyServer, RefusalEvent } from '../frontend/server.js';
 import type { SessionOutcome } from '../frontend/session.js';
+import { packageVersion } from '../package-root.js';
 import { parseListenAddress } from './config/values.js';
 import { droppedLogLines } from './log.js';
 
@@ -34,6 +35,13 @@ export class ProxyMetrics {
   constructor(server: ProxyServer, log?: object) {
     collectDefaultMetrics({ register: this.registry, prefix: 'aproxy_' });
     const registers = [this.registry];
+    // Which build answers, for dashboards and alerts across an upgrade (the build_info convention).
+    new Gauge({
+      name: 'aproxy_build_info',
+      help: 'Always 1; its labels say which aproxy (version) runs on which Node (node)',
+      labelNames: ['version', 'node'],
+      registers,
+    }).set({ version: packageVersion(), node: process.version }, 1);
     this.sessions = new Counter({
       name: 'aproxy_sessions_total',
       help: 'Guest attestation sessions by outcome (success, failure, aborted), reason code, transport (unix, vsock) and listener',

@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import { GuestLimits } from '../frontend/guest-limits.js';
+import { packageVersion } from '../package-root.js';
 import { BackendPool } from './backend-pool.js';
 import { normalizeConfig } from './config/normalize.js';
 import type { ProxyConfig } from './config/types.js';
@@ -40,7 +41,16 @@ export async function startProxy(input: ProxyConfig): Promise<RunningProxy> {
     const proxy = new RunningProxy(server, backends, config.backendCallTimeoutMs, log, metrics);
     for (const [i, plan] of plans.entries()) proxy.attach(plan, listeners[i]!);
     const first = plans[0]!;
-    log.info({ backend: proxy.backendName, listeners: plans.length, ...describeOptions(first.backendOptions) }, 'aproxy ready');
+    log.info(
+      {
+        version: packageVersion(),
+        node: process.version,
+        backend: proxy.backendName,
+        listeners: plans.length,
+        ...describeOptions(first.backendOptions),
+      },
+      'aproxy ready',
+    );
     // Load what the first guest will need (HTTP client) now that the sockets are up.
     setImmediate(() => backends.warm());
     return proxy;

@@ -77,11 +77,11 @@ describe('aproxy check', () => {
       ['a plugin that exports no backend', { ...base, protocol: plugin }, /broken-plugin\.mjs: must export a backend definition/],
       ['two listeners on one address', { ...base, listeners: [{ unix: join(dir, 'ok.sock') }] }, /two listeners on unix:/],
       ['a listener name that cannot be a label', { ...base, listeners: [{ name: 'a b', vsock: 5000 }] }, /listener name "a b"/],
-      ['a config file that is not JSON', {}, /not JSON/],
+      ['a config file that is not JSON, with the line and column', {}, /\.json:2:3: not JSON \(/],
     ];
     for (const [what, json, re] of cases) {
       const config = await configFile(dir, json);
-      if (what === 'a config file that is not JSON') await writeFile(config, '{ protocol: kbs');
+      if (what.startsWith('a config file that is not JSON')) await writeFile(config, '{\n  protocol: kbs\n}\n');
       const r = await runCli(['check', '--config', config]);
       assert.equal(r.code, 2, `${what}: ${r.stdout}${r.stderr}`);
       assert.match(r.stderr, new RegExp(`^aproxy check: .*${re.source}`, 'm'), what);

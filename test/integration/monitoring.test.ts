@@ -75,6 +75,15 @@ describe('monitoring that ships with aproxy', () => {
     // The sessions of this run are there with the labels the rules group by.
     assert.match(scrape, /^aproxy_sessions_total\{outcome="success",reason="none",transport="unix",listener="[^"]+"\} 1$/m);
     assert.match(scrape, /^aproxy_sessions_total\{outcome="failure",reason="ATTESTATION_REJECTED",transport="unix",listener="[^"]+"\} 1$/m);
+    // Which build runs, across an upgrade.
+    const { version } = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
+    assert.match(
+      scrape,
+      new RegExp(
+        `^aproxy_build_info\\{version="${version.replaceAll('.', '\\.')}",node="${process.version.replaceAll('.', '\\.')}"\\} 1$`,
+        'm',
+      ),
+    );
   });
 
   test('every label the rules and the dashboard select or group by is one the metric has', async () => {

@@ -84,7 +84,12 @@ describe('aproxy check and start-up decide alike', () => {
         assert.equal(check.code, 0, check.stderr);
         const proxy = spawnCli([...withProtocol, '--log-format', 'json']);
         t.after(() => proxy.kill('SIGKILL'));
-        await waitForOutput(proxy, /"msg":"aproxy ready"/);
+        const ready = await waitForOutput(proxy, /^.*"msg":"aproxy ready".*$/m);
+        assert.match(
+          ready[0],
+          new RegExp(`"version":"\\d+\\.\\d+\\.\\d+[^"]*","node":"${process.version}"`),
+          'the ready line says which build runs',
+        );
         proxy.kill('SIGTERM');
         assert.equal((await finished(proxy)).code, 0);
         return;

@@ -18,8 +18,18 @@ export function readConfigFile(path: string): { readonly path: string; readonly 
   try {
     return { path, json: JSON.parse(text) as unknown };
   } catch (err) {
-    throw new ConfigError(`config file ${path}: not JSON (${(err as Error).message})`);
+    throw new ConfigError(
+      `config file ${path}${where(text, (err as Error).message)}: not JSON (${(err as Error).message.replace(/ \(line \d+ column \d+\)$/, '')})`,
+    );
   }
+}
+
+/** `:LINE:COLUMN` of a JSON.parse error, from the position every Node line names (newer ones also say the line). */
+function where(text: string, message: string): string {
+  const position = /at position (\d+)/.exec(message)?.[1];
+  if (position === undefined) return '';
+  const before = text.slice(0, Number(position)).split('\n');
+  return `:${before.length}:${(before.at(-1)?.length ?? 0) + 1}`;
 }
 
 /**
