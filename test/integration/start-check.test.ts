@@ -111,7 +111,7 @@ describe('aproxy check and start-up decide alike', () => {
     // nobody (65534) is in no group but its own; group 0 is root's.
     const nobody = { uid: 65534, gid: 65534 };
     if ((await runCli(['--version'], { user: nobody })).code !== 0) {
-      t.skip(`this checkout (${APROXY_BIN}) is not readable by nobody`);
+      t.skip(`nobody may not run ${process.execPath} ${APROXY_BIN} here`);
       return;
     }
     const args = ['--protocol', 'kbs', '--url', 'http://127.0.0.1:1', '--unix', join(dir, 'vm.sock'), '--socket-group', '0'];
