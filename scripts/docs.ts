@@ -47,6 +47,11 @@ export function renderCliDoc(): string {
     '* **reload**: SIGHUP re-reads the file and applies the option; `restart`: it',
     '  needs a restart, and a reload that changes it says so in the log.',
     '',
+    `A relative path written in the file (${OPTION_NAMES.filter((n) => (OPTIONS[n] as OptionSpec).path !== undefined)
+      .map((n) => `\`${n}\``)
+      .join(', ')}) is taken from the file's directory (under systemd the working directory`,
+    'is `/`); on the command line, from the working directory, as a shell takes it.',
+    '',
     "Options that set the backend's options (`url` → `url`, …) are merged over the",
     "file's `backend` object and `--backend-option` pairs; an option set in a",
     'listener is merged over the top-level value.',

@@ -55,12 +55,20 @@ export interface SpawnOptions {
   readonly inheritStderr?: boolean;
   /** Run as this user and group (the caller must be root). */
   readonly user?: { readonly uid: number; readonly gid: number };
+  /** The working directory, as a service manager would set it. */
+  readonly cwd?: string;
 }
 
 /** `node [nodeOptions] FILE ARGS`, stdout and stderr collected. */
 export function spawnNode(file: string, args: string[], o: SpawnOptions = {}): Spawned {
   const stderr = o.inheritStderr === true ? 'inherit' : 'pipe';
-  return collect(spawn(process.execPath, [...(o.nodeOptions ?? []), file, ...args], { stdio: ['ignore', 'pipe', stderr], ...o.user }));
+  return collect(
+    spawn(process.execPath, [...(o.nodeOptions ?? []), file, ...args], {
+      stdio: ['ignore', 'pipe', stderr],
+      ...o.user,
+      ...(o.cwd === undefined ? {} : { cwd: o.cwd }),
+    }),
+  );
 }
 
 /** `bin/aproxy ARGS`. */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { copyFile, readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -86,6 +86,27 @@ describe('aproxy check', () => {
       assert.equal(r.code, 2, `${what}: ${r.stdout}${r.stderr}`);
       assert.match(r.stderr, new RegExp(`^aproxy check: .*${re.source}`, 'm'), what);
     }
+  });
+
+  test('relative paths in the config file are taken from its directory, whatever the working directory (systemd runs it in /)', async (t) => {
+    const dir = await tempDir(t);
+    await writeFile(
+      join(dir, 'local.mjs'),
+      "export default { apiVersion: 2, name: 'local', create: () => ({ openSession() { throw new Error('unused'); }, async close() {} }) };\n",
+    );
+    await copyFile(join(fixtures, 'ca.pem'), join(dir, 'kbs-ca.pem'));
+    const config = await configFile(dir, {
+      protocol: './local.mjs',
+      unix: join(dir, 'a.sock'),
+      listeners: [{ name: 'tls', unix: join(dir, 'b.sock'), protocol: 'kbs', url: 'https://kbs:8080', 'ca-cert': 'kbs-ca.pem' }],
+    });
+    const r = await runCli(['check', '--config', config], { cwd: '/' });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^backend local for .*: options checked$/m);
+    assert.match(r.stdout, /^backend kbs for tls: options checked$/m);
+    // On the command line a relative path is the shell's: from the working directory.
+    const fromFlag = await runCli(['check', '--protocol', './local.mjs', '--unix', join(dir, 'c.sock')], { cwd: dir });
+    assert.equal(fromFlag.code, 0, fromFlag.stderr);
   });
 
   test('flags are checked as aproxy reads them, and win over the file', async (t) => {

@@ -52,6 +52,13 @@ export interface OptionSpec {
   readonly where?: 'both' | 'flag' | 'file';
   /** May a `listeners` entry set it, for that listener only. */
   readonly listener?: boolean;
+  /**
+   * A file path: written in the config file, a relative one is taken from
+   * the file's directory (under systemd the working directory is /); on the
+   * command line, from the working directory, as a shell's.
+   * `plugin`: only when the value names a module rather than a built-in.
+   */
+  readonly path?: 'file' | 'plugin';
   /** Where the value goes (resolve.ts). */
   readonly to: OptionTarget;
   /** Does a reload (SIGHUP) apply a change; otherwise it needs a restart, and a reload says so. */
@@ -64,6 +71,7 @@ const ms = (what: string) => `${what} (milliseconds)`;
 export const OPTIONS = {
   protocol: {
     type: 'string',
+    path: 'plugin',
     listener: true,
     to: { proxy: 'protocol' },
     reload: true,
@@ -91,6 +99,7 @@ export const OPTIONS = {
   },
   'ca-cert': {
     type: 'string',
+    path: 'file',
     listener: true,
     to: { backend: 'caCert' },
     reload: true,

@@ -1,5 +1,6 @@
+import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import type { RawBackendOptions } from '../../backends/contract.js';
-import { BUILTIN_BACKEND_NAMES } from '../../backends/registry.js';
+import { BUILTIN_BACKEND_NAMES, isPluginSpecifier } from '../../backends/registry.js';
 import { ConfigError } from '../../protocol/errors.js';
 import { DEFAULT_VSOCK_PORT } from './defaults.js';
 import { LISTENER_ONLY_KEYS, OPTION_NAMES, OPTIONS, type OptionName, type OptionSpec, optionNamed } from './options.js';
@@ -36,7 +37,8 @@ export function resolveSettings(input: SettingsInput, lookupGroup: GroupLookup =
     const flag = spec.where === 'file' ? undefined : input.flags[name];
     const raw = flag ?? file[name];
     if (raw === undefined) continue;
-    values[name] = parseValue(name, spec, raw, flag !== undefined ? '' : filePrefix, lookupGroup);
+    const fromFile = flag === undefined && input.file !== undefined ? input.file.path : undefined;
+    values[name] = fileRelative(spec, parseValue(name, spec, raw, flag !== undefined ? '' : filePrefix, lookupGroup, fromFile), fromFile);
   }
   if (values.protocol === undefined) {
     throw new ConfigError(`option protocol is required: ${BUILTIN_BACKEND_NAMES.join(', ')}, or a path to a backend module`);
@@ -78,13 +80,20 @@ function fileOptions(path: string, json: unknown): Values {
   return out;
 }
 
-function parseListeners(raw: unknown, where: string, lookupGroup: GroupLookup): ListenerConfig[] {
+/** A path option's value written in the config file, taken from the file's directory when relative. */
+function fileRelative(spec: OptionSpec, value: unknown, configFile: string | undefined): unknown {
+  if (configFile === undefined || typeof value !== 'string' || spec.path === undefined || isAbsolute(value)) return value;
+  if (spec.path === 'plugin' && !isPluginSpecifier(value)) return value;
+  return resolvePath(dirname(configFile), value);
+}
+
+function parseListeners(raw: unknown, where: string, lookupGroup: GroupLookup, configFile: string | undefined): ListenerConfig[] {
   if (!Array.isArray(raw)) throw new ConfigError(`${where}listeners must be a list of objects`);
-  return raw.map((entry: unknown, i) => parseListener(entry, `${where}listeners[${i}]: `, lookupGroup));
+  return raw.map((entry: unknown, i) => parseListener(entry, `${where}listeners[${i}]: `, lookupGroup, configFile));
 }
 
 /** One `listeners` entry: a name, one address, and overrides of options marked `listener`, each a single value. */
-function parseListener(entry: unknown, where: string, lookupGroup: GroupLookup): ListenerConfig {
+function parseListener(entry: unknown, where: string, lookupGroup: GroupLookup, configFile: string | undefined): ListenerConfig {
   if (!isPlainObject(entry)) throw new ConfigError(`${where}must be an object`);
   const values: Values = {};
   const config: Record<string, unknown> = {};
@@ -103,7 +112,7 @@ function parseListener(entry: unknown, where: string, lookupGroup: GroupLookup):
     // One address per listener: `unix` and `vsock` take a single value here.
     if ((spec.type === 'strings' || spec.type === 'ports') && Array.isArray(raw))
       throw new ConfigError(`${where}${key} takes one value in a listener`);
-    values[option] = parseValue(option, spec, raw, where, lookupGroup);
+    values[option] = fileRelative(spec, parseValue(option, spec, raw, where, lookupGroup), configFile);
   }
   if ((values.unix === undefined) === (values.vsock === undefined))
     throw new ConfigError(`${where}each listener needs exactly one of "unix" or "vsock"`);
@@ -130,7 +139,14 @@ function backendOptionsOf(values: Values): RawBackendOptions {
 }
 
 /** Checks one value of an option's type; the same rule whether it came from a flag or the file. */
-export function parseValue(name: string, spec: OptionSpec, raw: unknown, where: string, lookupGroup: GroupLookup): unknown {
+export function parseValue(
+  name: string,
+  spec: OptionSpec,
+  raw: unknown,
+  where: string,
+  lookupGroup: GroupLookup,
+  configFile?: string,
+): unknown {
   const bad = (expected: string): never => {
     throw new ConfigError(`${where}option ${name} must be ${expected}, got ${JSON.stringify(raw) ?? String(raw)}`);
   };
@@ -185,7 +201,7 @@ export function parseValue(name: string, spec: OptionSpec, raw: unknown, where: 
     case 'object':
       return isPlainObject(raw) ? raw : bad('a JSON object');
     case 'listeners':
-      return parseListeners(raw, where, lookupGroup);
+      return parseListeners(raw, where, lookupGroup, configFile);
   }
 }
 

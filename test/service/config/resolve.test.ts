@@ -41,7 +41,10 @@ function sample(name: OptionName, spec: OptionSpec): { flag: unknown; file: unkn
     case 'address':
       return { flag: '127.0.0.1:9464', file: '127.0.0.1:9464' };
     default:
-      return name === 'url' ? { flag: 'http://kbs:8080', file: 'http://kbs:8080' } : { flag: 'some-value', file: 'some-value' };
+      if (name === 'url') return { flag: 'http://kbs:8080', file: 'http://kbs:8080' };
+      // A path: written relative in the file (/etc/aproxy.json), it is the same file as the absolute flag.
+      if (spec.path !== undefined) return { flag: '/etc/some-value.js', file: './some-value.js' };
+      return { flag: 'some-value', file: 'some-value' };
   }
 }
 
