@@ -13,18 +13,19 @@ interface BuiltinEntry {
   load(): Promise<AnyBackendDefinition>;
 }
 
+/** Both KBS backends: one option check, told apart by name; the backend module loads only when created. */
+function kbsBuiltin(name: 'kbs' | 'kbs-test', pick: (m: typeof import('./kbs/backend.js')) => AnyBackendDefinition): BuiltinEntry {
+  return {
+    parseOptions: (raw) => parseKbsOptions(raw, name),
+    checkListener: (options, listener) => checkKbsListener(options as KbsOptions, listener),
+    load: async () => pick(await import('./kbs/backend.js')),
+  };
+}
+
 /** Built-in backends by `--protocol` name. Adding one edits only this table. */
 const BUILTINS: Readonly<Record<string, BuiltinEntry>> = Object.freeze({
-  kbs: {
-    parseOptions: (raw) => parseKbsOptions(raw, 'kbs'),
-    checkListener: (options, listener) => checkKbsListener(options as KbsOptions, listener),
-    load: async () => (await import('./kbs/backend.js')).kbsBackend,
-  },
-  'kbs-test': {
-    parseOptions: (raw) => parseKbsOptions(raw, 'kbs-test'),
-    checkListener: (options, listener) => checkKbsListener(options as KbsOptions, listener),
-    load: async () => (await import('./kbs/backend.js')).upstreamKbsTestBackend,
-  },
+  kbs: kbsBuiltin('kbs', (m) => m.kbsBackend),
+  'kbs-test': kbsBuiltin('kbs-test', (m) => m.upstreamKbsTestBackend),
 });
 
 /** A definition whose options type is not known here: the registry only passes them through. */

@@ -151,6 +151,30 @@ describe('several listeners in one process', () => {
 });
 
 describe('live reload on SIGHUP', () => {
+  test('a reload meets the checks a start does, for what it adds, every problem named, and the running listeners keep serving', async (t) => {
+    const rig = await startRig(t);
+    const dir = await tempDir(t);
+    const base = { protocol: 'kbs', backendOptions: { url: rig.kbs.url }, unix: rig.unix, log: rig.log } as const;
+    await assert.rejects(
+      rig.proxy.reload({
+        ...base,
+        listeners: [
+          { name: 'nowhere', unix: join(dir, 'no-such-directory', 'vm.sock') },
+          { name: 'percid', unix: join(dir, 'vm.sock'), backendOptions: { resource: 'vtpm/{cid}' } },
+        ],
+      }),
+      (err: Error & { code?: string }) =>
+        err.code === 'SOCKET_PATH' &&
+        /^2 problems:\n/.test(err.message) &&
+        /the directory .* does not exist/.test(err.message) &&
+        /uses \{cid\}/.test(err.message),
+    );
+    assert.deepEqual(rig.proxy.listenerNames(), [rig.unix], 'nothing was added');
+    const g = await SimulatedGuest.connect(rig.unix);
+    t.after(() => g.close());
+    assert.equal((await g.boot({ measurement: rig.measurement, expectSecret: rig.secret })).secretMatches, true);
+  });
+
   test('adds, removes and changes listeners; a session in flight on a removed one completes; a broken config is refused whole', async (t) => {
     const dir = await tempDir(t);
     const measurement = randomBytes(48);

@@ -93,14 +93,17 @@ export function normalizeConfig(config: ProxyConfig): NormalizedConfig {
       phaseTimeoutMs: pick('phaseTimeoutMs') as number,
     };
   });
-  const limits: Record<string, unknown> = { trustedCids: TRUSTED_CIDS };
-  for (const key of ['maxPerCid', 'maxTotal', 'sessionsPerMinute', 'sessionBurst'] as const) {
-    limits[key] = config.guestLimits?.[key] ?? tableDefault({ limits: key });
+  // Each limit the table declares, from the config or the table's default; the trusted CIDs are a program's choice only.
+  const limits: Record<string, unknown> = { trustedCids: config.guestLimits?.trustedCids ?? TRUSTED_CIDS };
+  for (const name of OPTION_NAMES) {
+    const to: OptionSpec['to'] = OPTIONS[name].to;
+    if (typeof to === 'object' && 'limits' in to)
+      limits[to.limits] = config.guestLimits?.[to.limits] ?? (OPTIONS[name] as OptionSpec).default;
   }
   return {
     listeners,
     backendCallTimeoutMs: config.backendCallTimeoutMs ?? (tableDefault({ proxy: 'backendCallTimeoutMs' }) as number),
-    guestLimits: { ...(limits as unknown as GuestLimitOptions), ...config.guestLimits },
+    guestLimits: limits as unknown as GuestLimitOptions,
     ...(config.metrics === undefined ? {} : { metrics: config.metrics }),
     log: config.log,
   };
