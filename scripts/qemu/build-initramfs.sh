@@ -21,12 +21,16 @@ cat > "$root/init" <<'INIT'
 mount -t devtmpfs dev /dev
 mount -t proc proc /proc
 mount -t sysfs sys /sys
+# Both ports are opened here, before the ready line: a port first opened
+# later by a background cat would have its FIFO cleared on that open, and
+# the bytes a guest sent right after the ready line would be lost with it.
+exec 3<>/dev/ttyS0 4<>/dev/ttyS2
 # Raw, 8-bit clean, no flow control, no echo: every byte value passes through.
 for t in /dev/ttyS0 /dev/ttyS2; do
   stty -F "$t" raw -echo -ixon -ixoff -crtscts clocal min 1 time 0 115200
 done
-cat /dev/ttyS0 > /dev/ttyS2 &
-cat /dev/ttyS2 > /dev/ttyS0 &
+cat <&3 >&4 &
+cat <&4 >&3 &
 echo APROXY-RELAY-READY > /dev/ttyS1
 # Keep PID 1 alive; the test ends the VM by stopping QEMU.
 while :; do sleep 3600; done
