@@ -111,8 +111,14 @@ export function waitForOutput(child: Spawned, re: RegExp): Promise<RegExpExecArr
   });
 }
 
-/** A socket systemd would create for the service: a Unix path, a vsock port (any CID), or a loopback TCP port (a misconfiguration). */
-export type ActivatedSocket = { readonly unix: string } | { readonly vsockPort: number } | { readonly tcpPort: number };
+/**
+ * A socket systemd would create for the service: a Unix path, a vsock port
+ * (any CID), or a loopback TCP port (a misconfiguration); `name` is its
+ * FileDescriptorName=.
+ */
+export type ActivatedSocket = ({ readonly unix: string } | { readonly vsockPort: number } | { readonly tcpPort: number }) & {
+  readonly name?: string;
+};
 
 /**
  * Starts `bin/aproxy ARGS` as systemd socket activation does: the sockets
@@ -132,6 +138,9 @@ export function spawnSocketActivated(sockets: readonly ActivatedSocket[], args: 
   });
   lines.push(
     `os.environ['LISTEN_FDS'] = '${sockets.length}'`,
+    ...(sockets.some((s) => s.name !== undefined)
+      ? [`os.environ['LISTEN_FDNAMES'] = ${JSON.stringify(sockets.map((s) => s.name ?? 'unknown').join(':'))}`]
+      : []),
     "os.environ['LISTEN_PID'] = str(os.getpid())",
     'os.execv(sys.argv[1], sys.argv[1:])',
   );

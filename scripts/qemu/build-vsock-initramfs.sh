@@ -8,12 +8,18 @@
 # for results, runs one command in that root, writes its exit status beside
 # its output, and powers off.
 #
-#   scripts/qemu/build-vsock-initramfs.sh OUT.cpio.gz KERNEL_VERSION WORKDIR COMMAND [BUSYBOX]
+# With INIT=systemd the root boots this machine's own systemd as PID 1
+# instead, into a target that runs the command as a service and powers off
+# when it ends: what runs under systemd on a host (socket units, journald,
+# systemctl) is tested under a real systemd.
+#
+#   scripts/qemu/build-vsock-initramfs.sh OUT.cpio.gz KERNEL_VERSION WORKDIR COMMAND [BUSYBOX] [INIT]
 #
 # Needs: busybox-static, cpio, and the kernel's modules in /lib/modules.
 set -eu
 out=$1 kver=$2 workdir=$3 command=$4
 busybox=${5:-/bin/busybox}
+init=${6:-shell}
 [ -x "$busybox" ] || { echo "build-vsock-initramfs: $busybox not found (apt-get install busybox-static)" >&2; exit 2; }
 command -v cpio >/dev/null || { echo "build-vsock-initramfs: cpio not found (apt-get install cpio)" >&2; exit 2; }
 moddir=/lib/modules/$kver/kernel
@@ -49,11 +55,39 @@ mount -t 9p -o \$o results /results
 mount -t tmpfs tmpfs /upper
 mkdir -p /upper/u /upper/w
 mount -t overlay overlay -o lowerdir=/host,upperdir=/upper/u,workdir=/upper/w /newroot
+echo "APROXY-VM-READY \$(cut -d' ' -f1 /proc/uptime)"
+if [ "$init" = systemd ]; then
+  mkdir -p /newroot/results && mount --move /results /newroot/results
+  etc=/newroot/etc/systemd/system
+  # No disks to mount, and nothing the host enabled for itself.
+  : > /newroot/etc/fstab
+  for u in systemd-timesyncd.service systemd-pstore.service getty@tty1.service serial-getty@ttyS0.service \
+           e2scrub_reap.service systemd-networkd-wait-online.service; do ln -sf /dev/null "\$etc/\$u"; done
+  cat > "\$etc/aproxy-vm.target" <<UNIT
+[Unit]
+Description=aproxy test VM
+Requires=basic.target aproxy-vm-run.service
+After=basic.target
+AllowIsolate=yes
+UNIT
+  cat > "\$etc/aproxy-vm-run.service" <<UNIT
+[Unit]
+Description=aproxy test VM: the command
+After=basic.target
+SuccessAction=poweroff-force
+FailureAction=poweroff-force
+[Service]
+Type=oneshot
+WorkingDirectory=$workdir
+Environment=HOME=/root APROXY_IN_VM=1
+ExecStart=/bin/sh -c '( $command ) > /results/out 2>&1; echo \\\$\\\$? > /results/rc; sync'
+UNIT
+  exec switch_root /newroot /lib/systemd/systemd systemd.unit=aproxy-vm.target
+fi
 mount -t proc proc /newroot/proc
 mount -t sysfs sys /newroot/sys
 mount -t devtmpfs dev /newroot/dev
 mkdir -p /newroot/results && mount --bind /results /newroot/results
-echo "APROXY-VM-READY \$(cut -d' ' -f1 /proc/uptime)"
 chroot /newroot /bin/sh -c 'cd "$workdir" && export HOME=/tmp APROXY_IN_VM=1 && $command' > /results/out 2>&1
 echo \$? > /results/rc
 sync

@@ -172,13 +172,17 @@ export async function runInVsockVm(o: {
   workDir: string;
   command: string;
   limitMs?: number;
+  /** `systemd`: boot this machine's systemd as PID 1 and run the command as a service under it. */
+  init?: 'shell' | 'systemd';
 }): Promise<VsockVmRun> {
   const kver = /vmlinuz-(.+)$/.exec(o.kit.kernel)?.[1];
   if (kver === undefined || !existsSync(join('/lib/modules', kver))) throw new Error(`no modules for ${o.kit.kernel} in /lib/modules`);
   const initrd = join(o.scratch, 'vsock-initrd.cpio.gz');
   const results = join(o.scratch, 'results');
   const consoleLog = join(o.scratch, 'console.log');
-  const r = spawnSync('sh', [BUILD_VSOCK_INITRAMFS, initrd, kver, o.workDir, o.command, o.kit.busybox], { encoding: 'utf8' });
+  const r = spawnSync('sh', [BUILD_VSOCK_INITRAMFS, initrd, kver, o.workDir, o.command, o.kit.busybox, o.init ?? 'shell'], {
+    encoding: 'utf8',
+  });
   if (r.status !== 0) throw new Error(`building the vsock initramfs failed: ${r.stderr}`);
   spawnSync('mkdir', ['-p', results]);
   const t0 = performance.now();

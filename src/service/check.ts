@@ -26,7 +26,7 @@ export async function checkConfiguration(settings: Settings, o: { readonly probe
   const own = input.unix !== undefined || input.vsock !== undefined || (input.listeners ?? []).length > 0;
   if (!own) lines.push('listeners: none configured; the service manager must pass sockets (systemd), which are checked at start');
   // Without listeners of its own, the proxy serves the sockets systemd passes from fd 3 on, with the proxy-wide backend.
-  const config = normalizeConfig(own ? input : { ...input, listenFds: [3] });
+  const config = normalizeConfig(own ? input : { ...input, listenFds: [{ fd: 3 }] });
   const pool = new BackendPool(config.backendCallTimeoutMs, o.log);
   try {
     const checked = await preflight(config, pool, { kind: 'check' });
@@ -90,6 +90,7 @@ function describeAddress(plan: PlannedListener): string {
     return `unix ${a.unix} (mode ${formatMode(a.socket.mode)}${a.socket.gid === undefined ? '' : `, group ${a.socket.gid}`})`;
   }
   if (a.vsock !== undefined) return `vsock port ${a.vsock}`;
+  if (a.systemd !== undefined) return `the socket systemd passes as ${a.systemd} (FileDescriptorName=${a.systemd})`;
   return `fd ${a.fd} and on (passed by systemd)`;
 }
 

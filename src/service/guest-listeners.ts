@@ -16,6 +16,8 @@ export function listenerFor(plan: PlannedListener, log: Logger): GuestListener {
       : new InheritedUnixListener({ fd: address.fd, name, onListening });
   }
   if (address.vsock !== undefined) return new VsockListener({ address: { port: address.vsock }, name, onListening, onWarning });
+  // preflight refuses a start or reload with a named socket that was not passed.
+  if (address.unix === undefined) throw new Error(`listener ${name}: systemd passed no socket named ${address.systemd}`);
   const { force, mode, gid } = address.socket;
   return new UnixListener({ path: address.unix, name, force, mode, gid, onListening });
 }

@@ -4,7 +4,15 @@ import { type PreparedBackend, prepareBackend } from '../backends/registry.js';
 import { inheritedSocketKind } from '../frontend/inherited-listener.js';
 import { checkSocketDirectory, LIVE_SOCKET, socketPathState } from '../frontend/socket-path.js';
 import { vsockSupport } from '../frontend/vsock-native.js';
-import { type AproxyErrorCode, codeOf, describeError, SetupRefusedError, SocketInUseError, SocketPathError } from '../protocol/errors.js';
+import {
+  type AproxyErrorCode,
+  ConfigError,
+  codeOf,
+  describeError,
+  SetupRefusedError,
+  SocketInUseError,
+  SocketPathError,
+} from '../protocol/errors.js';
 import type { BackendPool } from './backend-pool.js';
 import type { NormalizedConfig } from './config/normalize.js';
 import { type PlannedListener, planListeners } from './listener-plan.js';
@@ -93,7 +101,7 @@ function transportOf(plan: PlannedListener, purpose: PreflightPurpose): Listener
   const a = plan.address;
   if (a.unix !== undefined) return 'unix';
   if (a.vsock !== undefined) return 'vsock';
-  return purpose.kind === 'check' ? undefined : inheritedSocketKind(a.fd);
+  return purpose.kind === 'check' || a.fd === undefined ? undefined : inheritedSocketKind(a.fd);
 }
 
 /** One listener's address, checked as binding it would, without binding. */
@@ -110,6 +118,10 @@ async function checkAddress(plan: PlannedListener, purpose: PreflightPurpose, no
     }
     checkSocketGroup(a.unix, a.socket.gid);
     if (state === 'stale') notes.push(`${a.unix} is a stale socket: force replaces it`);
+  } else if (a.systemd !== undefined && a.fd === undefined) {
+    const unit = `a .socket unit with FileDescriptorName=${a.systemd} and Service=aproxy.service passes it`;
+    if (purpose.kind !== 'check') throw new ConfigError(`systemd passed no socket named ${a.systemd}; ${unit}`);
+    notes.push(`adopted when systemd starts the service: ${unit}`);
   } else if (a.vsock !== undefined) {
     vsockSupport();
     if (!existsSync('/dev/vhost-vsock'))

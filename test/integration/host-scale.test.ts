@@ -146,7 +146,7 @@ describe('several listeners in one process', () => {
     await writeFile(config, JSON.stringify({ protocol: 'kbs', url: 'http://127.0.0.1:1', listeners: [{ name: 'a' }] }));
     const r2 = await finished(spawnCli(['--config', config]));
     assert.equal(r2.code, 2);
-    assert.match(r2.stderr, /exactly one of "unix" or "vsock"/);
+    assert.match(r2.stderr, /exactly one of "unix", "vsock" or "systemd"/);
   });
 });
 

@@ -59,6 +59,62 @@ describe('systemd socket activation', () => {
     assert.equal((await finished(proc)).code, 0);
     assert.ok((await stat(unix)).isSocket(), 'the socket file belongs to systemd and stays');
   });
+
+  test('sockets are adopted by their FileDescriptorName=: a named listener applies its overrides, the others are named after their unit', async (t) => {
+    const dir = await tempDir(t);
+    const measurement = randomBytes(48);
+    const resources = { 'vm/a/key': randomBytes(32), 'vm/other/key': randomBytes(32) };
+    const { url } = await startTestKbs(t, { measurement, resources });
+    const vmA = join(dir, 'vm-a.sock');
+    const other = join(dir, 'other.sock');
+    const config = join(dir, 'aproxy.json');
+    await writeFile(
+      config,
+      JSON.stringify({ protocol: 'kbs', url, resource: 'vm/other/key', listeners: [{ systemd: 'vm-a', resource: 'vm/a/key' }] }),
+    );
+    const proc = spawnSocketActivated(
+      [
+        { unix: other, name: 'aproxy-serial.socket' },
+        { unix: vmA, name: 'vm-a' },
+      ],
+      ['--config', config, '--log-format', 'json'],
+    );
+    t.after(() => proc.kill('SIGKILL'));
+    await waitForOutput(proc, /"msg":"aproxy ready"/);
+    for (const [path, resource, listener] of [
+      [vmA, 'vm/a/key', 'vm-a'],
+      [other, 'vm/other/key', 'aproxy-serial'],
+    ] as const) {
+      const g = await SimulatedGuest.connect(path);
+      const r = await g.boot({ measurement, expectSecret: resources[resource] });
+      g.close();
+      assert.equal(r.secretMatches, true, `${listener} serves ${resource}`);
+      await waitForOutput(
+        proc,
+        new RegExp(`"listener":"${listener}"[^\\n]*"outcome":"success"|"outcome":"success"[^\\n]*"listener":"${listener}"`),
+      );
+    }
+    proc.kill('SIGTERM');
+    assert.equal((await finished(proc)).code, 0);
+  });
+
+  test('a listener naming a socket systemd did not pass is refused at start, and aproxy check says it is adopted at start', async (t) => {
+    const dir = await tempDir(t);
+    const { url } = await startTestKbs(t);
+    const config = join(dir, 'aproxy.json');
+    await writeFile(config, JSON.stringify({ protocol: 'kbs', url, listeners: [{ systemd: 'vm-b' }] }));
+    const start = spawnSocketActivated([{ unix: join(dir, 'a.sock'), name: 'vm-a' }], ['--config', config]);
+    const ended = await finished(start);
+    assert.equal(ended.code, 2);
+    assert.match(
+      ended.stderr,
+      /listener vm-b: systemd passed no socket named vm-b; a \.socket unit with FileDescriptorName=vm-b and Service=aproxy\.service passes it \[CONFIG\]/,
+    );
+    const check = await runCli(['check', '--config', config]);
+    assert.equal(check.code, 0, check.stderr);
+    assert.match(check.stdout, /listener vm-b: the socket systemd passes as vm-b/);
+    assert.match(check.stdout, /adopted when systemd starts the service/);
+  });
 });
 
 describe('configuration file', () => {

@@ -14,7 +14,7 @@ const base = { protocol: 'kbs', backendOptions: { url: 'http://kbs:8080' } } as 
 
 describe('listener planning', () => {
   test('each address becomes one listener, named after it unless named, with the proxy-wide settings', () => {
-    const plans = plan({ ...base, unix: ['/run/a.sock'], vsock: 1995, listenFds: [3], maxFrameBytes: 1000, socketMode: 0o660 });
+    const plans = plan({ ...base, unix: ['/run/a.sock'], vsock: 1995, listenFds: [{ fd: 3 }], maxFrameBytes: 1000, socketMode: 0o660 });
     assert.deepEqual(
       plans.map((p) => [p.key, p.name]),
       [

@@ -149,11 +149,11 @@ export async function startFaultyRig(
 /** The built-in test KBS on loopback, closed after the test. */
 export async function startTestKbs(
   t: TestContext,
-  o: { measurement?: Buffer; secret?: Buffer } = {},
+  o: { measurement?: Buffer; secret?: Buffer; resources?: Readonly<Record<string, Buffer>> } = {},
 ): Promise<{ kbs: TestKbs; url: string; measurement: Buffer; secret: Buffer }> {
   const measurement = o.measurement ?? randomBytes(48);
   const secret = o.secret ?? randomBytes(16);
-  const kbs = new TestKbs({ measurement, secret });
+  const kbs = new TestKbs({ measurement, secret, ...(o.resources === undefined ? {} : { resources: o.resources }) });
   const url = await kbs.start();
   t.after(() => kbs.close());
   return { kbs, url, measurement, secret };

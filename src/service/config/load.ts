@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../../protocol/errors.js';
+import type { PassedSocket } from '../systemd.js';
 import { resolveSettings } from './resolve.js';
 import type { Settings } from './types.js';
 
@@ -37,7 +38,7 @@ function where(text: string, message: string): string {
  * `aproxy` runs with at start and on each reload, and what `aproxy check`
  * checks.
  */
-export function loadSettings(flags: Readonly<Record<string, unknown>>, listenFds: readonly number[]): Settings {
+export function loadSettings(flags: Readonly<Record<string, unknown>>, listenFds: readonly PassedSocket[]): Settings {
   const path = flags.config;
   return resolveSettings({ flags, listenFds, ...(typeof path === 'string' ? { file: readConfigFile(path) } : {}) });
 }

@@ -3,6 +3,7 @@ import type { AnyBackendDefinition } from '../../backends/registry.js';
 import type { GuestLimitOptions } from '../../frontend/guest-limits.js';
 import { ConfigError } from '../../protocol/errors.js';
 import type { Logger } from '../log.js';
+import type { PassedSocket } from '../systemd.js';
 import { TRUSTED_CIDS } from './defaults.js';
 import { OPTION_NAMES, OPTIONS, type OptionSpec, type OptionTarget } from './options.js';
 import type { ListenerAddress, ListenerConfig, ProxyConfig } from './types.js';
@@ -16,13 +17,16 @@ export interface SocketFileOptions {
 
 /** A listener's address; a Unix socket file with its options. */
 export type NormalizedAddress =
-  | { readonly unix: string; readonly socket: SocketFileOptions; readonly vsock?: never; readonly fd?: never }
-  | { readonly vsock: number; readonly unix?: never; readonly fd?: never }
-  | { readonly fd: number; readonly unix?: never; readonly vsock?: never };
+  | { readonly unix: string; readonly socket: SocketFileOptions; readonly vsock?: never; readonly fd?: never; readonly systemd?: never }
+  | { readonly vsock: number; readonly unix?: never; readonly fd?: never; readonly systemd?: never }
+  /** A passed socket, with its systemd name when it has one. */
+  | { readonly fd: number; readonly systemd?: string; readonly unix?: never; readonly vsock?: never }
+  /** A socket the config names but this process was not passed (`aproxy check`, or a unit that does not pass it). */
+  | { readonly systemd: string; readonly fd?: never; readonly unix?: never; readonly vsock?: never };
 
 /** One listener with everything it runs with: its own overrides over the proxy-wide values over the defaults. */
 export interface NormalizedListener {
-  /** What identifies it across reloads: its address (`unix:PATH`, `vsock:PORT`, `fd:N`). */
+  /** What identifies it across reloads: its address (`unix:PATH`, `vsock:PORT`, `fd:N`; `systemd:NAME` when not passed). */
   readonly key: string;
   readonly name: string;
   readonly address: NormalizedAddress;
@@ -50,8 +54,11 @@ export interface NormalizedConfig {
  */
 export function normalizeConfig(config: ProxyConfig): NormalizedConfig {
   const list = <T>(v: T | readonly T[] | undefined): readonly T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v as T]);
+  const passed = config.listenFds ?? [];
+  const claimed = new Set((config.listeners ?? []).flatMap((l) => (l.systemd === undefined ? [] : [l.systemd])));
   const own: ListenerConfig[] = [
-    ...(config.listenFds ?? []).map((fd) => ({ fd })),
+    // A passed socket no listener claims by name is served with the proxy-wide values, named after it.
+    ...passed.filter((p) => p.name === undefined || !claimed.has(p.name)).map((p) => ({ fd: p.fd, name: passedName(p, passed) })),
     ...list(config.unix).map((unix) => ({ unix })),
     ...list(config.vsock).map((vsock) => ({ vsock })),
     ...(config.listeners ?? []),
@@ -60,9 +67,10 @@ export function normalizeConfig(config: ProxyConfig): NormalizedConfig {
   const keys = new Set<string>();
   const names = new Set<string>();
   const listeners = own.map((l) => {
-    const key = addressKey(l);
-    const name = l.name ?? l.unix ?? key;
-    if (l.name !== undefined && !LISTENER_NAME.test(l.name)) {
+    const adopted = l.systemd === undefined ? undefined : adopt(l.systemd, passed);
+    const key = addressKey(adopted ?? l);
+    const name = l.name ?? l.unix ?? l.systemd ?? key;
+    if (l.name !== undefined && l.fd === undefined && !LISTENER_NAME.test(l.name)) {
       throw new ConfigError(
         `listener name ${JSON.stringify(l.name)}: use 1 to 64 letters, digits, ".", "_" or "-" (it goes into metrics and resource paths)`,
       );
@@ -80,7 +88,13 @@ export function normalizeConfig(config: ProxyConfig): NormalizedConfig {
       ...(socketGid === undefined ? {} : { gid: socketGid }),
     };
     const address = (
-      l.unix !== undefined ? { unix: l.unix, socket } : l.vsock !== undefined ? { vsock: l.vsock } : { fd: l.fd }
+      l.unix !== undefined
+        ? { unix: l.unix, socket }
+        : l.vsock !== undefined
+          ? { vsock: l.vsock }
+          : l.systemd !== undefined
+            ? { systemd: l.systemd, ...(adopted === undefined ? {} : { fd: adopted.fd }) }
+            : { fd: l.fd }
     ) as NormalizedAddress;
     return {
       key,
@@ -110,8 +124,32 @@ export function normalizeConfig(config: ProxyConfig): NormalizedConfig {
 }
 
 /** A listener's address as text: its key across reloads, and its name unless it has one. */
-export function addressKey(a: ListenerAddress): string {
-  return a.unix !== undefined ? `unix:${a.unix}` : a.vsock !== undefined ? `vsock:${a.vsock}` : `fd:${a.fd}`;
+export function addressKey(a: ListenerAddress | NormalizedAddress): string {
+  if (a.unix !== undefined) return `unix:${a.unix}`;
+  if (a.vsock !== undefined) return `vsock:${a.vsock}`;
+  return a.fd !== undefined ? `fd:${a.fd}` : `systemd:${a.systemd}`;
+}
+
+/** The passed socket a listener names, if this process was passed it; one name, one socket. */
+function adopt(name: string, passed: readonly PassedSocket[]): { fd: number; systemd: string } | undefined {
+  const found = passed.filter((p) => p.name === name);
+  if (found.length > 1) {
+    throw new ConfigError(
+      `systemd passed ${found.length} sockets named ${JSON.stringify(name)} (fds ${found.map((p) => p.fd).join(', ')}); a listener adopts one: give each ListenStream= its own .socket unit and FileDescriptorName=`,
+    );
+  }
+  return found[0] === undefined ? undefined : { fd: found[0].fd, systemd: name };
+}
+
+/**
+ * A passed socket's listener name: its systemd name without the unit
+ * suffix (`aproxy-vsock.socket` → `aproxy-vsock`), or `fd:N` where it has
+ * none, shares it with another socket, or is not a valid listener name.
+ */
+function passedName(p: PassedSocket, passed: readonly PassedSocket[]): string {
+  const base = p.name?.replace(/\.socket$/, '');
+  const unique = passed.filter((q) => q.name === p.name).length === 1;
+  return base !== undefined && unique && LISTENER_NAME.test(base) ? base : `fd:${p.fd}`;
 }
 
 /** The default the option table declares for a target. */

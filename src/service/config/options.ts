@@ -331,4 +331,6 @@ export function optionNamed(name: string): OptionName | undefined {
 /** Keys a `listeners` entry may hold besides the options marked `listener`. */
 export const LISTENER_ONLY_KEYS = {
   name: "the listener's name, for logs, metrics and the {listener} template field; default: its address",
+  systemd:
+    'the address: the socket systemd passes under this name (FileDescriptorName= in its .socket unit, with Service=aproxy.service); the listener name defaults to it',
 } as const;

@@ -2,6 +2,7 @@ import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import type { RawBackendOptions } from '../../backends/contract.js';
 import { BUILTIN_BACKEND_NAMES, isPluginSpecifier } from '../../backends/registry.js';
 import { ConfigError } from '../../protocol/errors.js';
+import type { PassedSocket } from '../systemd.js';
 import { DEFAULT_VSOCK_PORT } from './defaults.js';
 import { LISTENER_ONLY_KEYS, OPTION_NAMES, OPTIONS, type OptionName, type OptionSpec, optionNamed } from './options.js';
 import type { ListenerConfig, ProcessOptions, Settings } from './types.js';
@@ -21,7 +22,7 @@ export interface SettingsInput {
   /** The config file: its path, for messages, and its JSON. */
   readonly file?: { readonly path: string; readonly json: unknown };
   /** Listening sockets passed by a service manager. */
-  readonly listenFds?: readonly number[];
+  readonly listenFds?: readonly PassedSocket[];
 }
 
 export type GroupLookup = (group: string) => number;
@@ -99,8 +100,8 @@ function parseListener(entry: unknown, where: string, lookupGroup: GroupLookup, 
   const config: Record<string, unknown> = {};
   for (const [key, raw] of Object.entries(entry)) {
     if (Object.hasOwn(LISTENER_ONLY_KEYS, key)) {
-      if (typeof raw !== 'string' || raw === '') throw new ConfigError(`${where}name must be a non-empty string`);
-      config.name = raw;
+      if (typeof raw !== 'string' || raw === '') throw new ConfigError(`${where}${key} must be a non-empty string`);
+      config[key] = raw;
       continue;
     }
     const option = optionNamed(key);
@@ -114,8 +115,8 @@ function parseListener(entry: unknown, where: string, lookupGroup: GroupLookup, 
       throw new ConfigError(`${where}${key} takes one value in a listener`);
     values[option] = fileRelative(spec, parseValue(option, spec, raw, where, lookupGroup), configFile);
   }
-  if ((values.unix === undefined) === (values.vsock === undefined))
-    throw new ConfigError(`${where}each listener needs exactly one of "unix" or "vsock"`);
+  if ([values.unix, values.vsock, config.systemd].filter((a) => a !== undefined).length !== 1)
+    throw new ConfigError(`${where}each listener needs exactly one of "unix", "vsock" or "systemd"`);
   for (const [option, value] of Object.entries(values) as Array<[OptionName, unknown]>) {
     const to: OptionSpec['to'] = OPTIONS[option].to;
     if (typeof to === 'object' && 'proxy' in to)

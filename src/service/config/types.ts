@@ -2,6 +2,7 @@ import type { RawBackendOptions } from '../../backends/contract.js';
 import type { AnyBackendDefinition } from '../../backends/registry.js';
 import type { GuestLimitOptions } from '../../frontend/guest-limits.js';
 import type { LogFormat, Logger, LogLevel } from '../log.js';
+import type { PassedSocket } from '../systemd.js';
 import type { OptionName } from './options.js';
 
 /**
@@ -36,10 +37,12 @@ export interface ListenerOverrides {
 
 /** Where one listener takes guests: exactly one address. */
 export type ListenerAddress =
-  | { readonly unix: string; readonly vsock?: never; readonly fd?: never }
-  | { readonly vsock: number; readonly unix?: never; readonly fd?: never }
+  | { readonly unix: string; readonly vsock?: never; readonly fd?: never; readonly systemd?: never }
+  | { readonly vsock: number; readonly unix?: never; readonly fd?: never; readonly systemd?: never }
   /** A listening socket passed by a service manager (Unix or vsock). */
-  | { readonly fd: number; readonly unix?: never; readonly vsock?: never };
+  | { readonly fd: number; readonly unix?: never; readonly vsock?: never; readonly systemd?: never }
+  /** The socket systemd passes under this name (`FileDescriptorName=` in its .socket unit). */
+  | { readonly systemd: string; readonly unix?: never; readonly vsock?: never; readonly fd?: never };
 
 /** One place guests connect to, with its overrides. */
 export type ListenerConfig = ListenerOverrides &
@@ -55,8 +58,13 @@ export interface ProxyConfig extends ListenerOverrides {
   readonly unix?: string | readonly string[];
   /** vsock port(s) to bind on VMADDR_CID_ANY (SVSM uses 1995). */
   readonly vsock?: number | readonly number[];
-  /** Listening sockets handed over by a service manager (systemd: 3, 4, …), Unix or vsock, told apart by asking the kernel. */
-  readonly listenFds?: readonly number[];
+  /**
+   * Listening sockets handed over by a service manager (systemd: fd 3, 4, …
+   * with their `FileDescriptorName=`), Unix or vsock, told apart by asking
+   * the kernel. A listener with `systemd: NAME` takes the one so named; each
+   * other one is a listener of its own, named after it.
+   */
+  readonly listenFds?: readonly PassedSocket[];
   /** More listeners, each with optional overrides. */
   readonly listeners?: readonly ListenerConfig[];
   /** Deadline for loading a plugin and for the backend's create(), openSession() and close(). */

@@ -152,7 +152,7 @@ describe('flags and the config file become one checked configuration', () => {
       [{ flags: base, file: file({ config: 'other.json' }) }, /unknown key "config"/],
       [
         { flags: base, file: file({ listeners: [{ unix: '/a', vsock: 1 }] }) },
-        /listeners\[0\]: each listener needs exactly one of "unix" or "vsock"/,
+        /listeners\[0\]: each listener needs exactly one of "unix", "vsock" or "systemd"/,
       ],
       [{ flags: base, file: file({ listeners: [{ unix: ['/a', '/b'] }] }) }, /listeners\[0\]: unix takes one value in a listener/],
       [{ flags: base, file: file({ listeners: [{ vsock: 1, 'log-level': 'debug' }] }) }, /listeners\[0\]: unknown key "log-level"/],
@@ -170,7 +170,10 @@ describe('flags and the config file become one checked configuration', () => {
   });
 
   test('sockets from systemd are listeners enough', () => {
-    assert.deepEqual(resolve({ flags: { protocol: 'kbs' }, listenFds: [3, 4] }).config.listenFds, [3, 4]);
+    assert.deepEqual(resolve({ flags: { protocol: 'kbs' }, listenFds: [{ fd: 3 }, { fd: 4, name: 'vsock' }] }).config.listenFds, [
+      { fd: 3 },
+      { fd: 4, name: 'vsock' },
+    ]);
   });
 
   test('a reload names the changed options it does not apply', () => {
