@@ -52,6 +52,10 @@ export function renderCliDoc(): string {
       .join(', ')}) is taken from the file's directory (under systemd the working directory`,
     'is `/`); on the command line, from the working directory, as a shell takes it.',
     '',
+    'JSON has no comments: a key that begins with `//` is one, at the top level or',
+    'in a listener, and its value is ignored. Any other key that is not an option',
+    'is refused, naming it, so that a misspelt option never goes unnoticed.',
+    '',
     "Options that set the backend's options (`url` → `url`, …) are merged over the",
     "file's `backend` object and `--backend-option` pairs; an option set in a",
     'listener is merged over the top-level value.',
@@ -91,6 +95,7 @@ export function renderCliDoc(): string {
     '```json',
     JSON.stringify(
       {
+        '//': 'vm-b has a resource of its own; every other guest asks for the one its host_data names',
         protocol: 'kbs',
         url: 'https://kbs.example:8080',
         'ca-cert': '/etc/aproxy/kbs-ca.pem',
@@ -100,7 +105,7 @@ export function renderCliDoc(): string {
         'socket-mode': '0660',
         listeners: [
           { name: 'vm-a', unix: '/run/aproxy/vm-a.sock' },
-          { name: 'vm-b', unix: '/run/aproxy/vm-b.sock', resource: 'vtpm/keys/vm-b' },
+          { '//': 'moved from host-c, 2026-11', name: 'vm-b', unix: '/run/aproxy/vm-b.sock', resource: 'vtpm/keys/vm-b' },
         ],
         metrics: '127.0.0.1:9464',
       },

@@ -59,10 +59,14 @@ echo "APROXY-VM-READY \$(cut -d' ' -f1 /proc/uptime)"
 if [ "$init" = systemd ]; then
   mkdir -p /newroot/results && mount --move /results /newroot/results
   etc=/newroot/etc/systemd/system
-  # No disks to mount, and nothing the host enabled for itself.
+  # No disks to mount, and nothing the host enabled for itself; tmpfiles
+  # would empty the host's /tmp through the overlay (slow, and pointless);
+  # the host's container marker would make systemd think it is in one.
   : > /newroot/etc/fstab
+  rm -f /newroot/.dockerenv /newroot/run/.containerenv
   for u in systemd-timesyncd.service systemd-pstore.service getty@tty1.service serial-getty@ttyS0.service \
-           e2scrub_reap.service systemd-networkd-wait-online.service; do ln -sf /dev/null "\$etc/\$u"; done
+           e2scrub_reap.service systemd-networkd-wait-online.service systemd-tmpfiles-setup.service \
+           systemd-tmpfiles-clean.timer; do ln -sf /dev/null "\$etc/\$u"; done
   cat > "\$etc/aproxy-vm.target" <<UNIT
 [Unit]
 Description=aproxy test VM
@@ -82,7 +86,8 @@ WorkingDirectory=$workdir
 Environment=HOME=/root APROXY_IN_VM=1
 ExecStart=/bin/sh -c '( $command ) > /results/out 2>&1; echo \\\$\\\$? > /results/rc; sync'
 UNIT
-  exec switch_root /newroot /lib/systemd/systemd systemd.unit=aproxy-vm.target
+  # The kernel command line names the target (systemd.unit=aproxy-vm.target).
+  exec switch_root /newroot /lib/systemd/systemd
 fi
 mount -t proc proc /newroot/proc
 mount -t sysfs sys /newroot/sys

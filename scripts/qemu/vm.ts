@@ -209,7 +209,8 @@ export async function runInVsockVm(o: {
         '-initrd',
         initrd,
         '-append',
-        'console=ttyS0 quiet panic=-1',
+        // Under systemd, each unit's start and end on the console: what a hung boot was waiting for is in the kept log.
+        `console=ttyS0 quiet panic=-1${o.init === 'systemd' ? ' systemd.unit=aproxy-vm.target systemd.show_status=1' : ''}`,
         '-serial',
         `file:${consoleLog}`,
         '-virtfs',
@@ -260,4 +261,26 @@ export async function runInVsockVm(o: {
 
 function lastLines(text: string, n: number): string {
   return text.trimEnd().split('\n').slice(-n).join('\n');
+}
+
+/** One scenario's result from a node:test TAP stream run inside a VM. */
+export interface TapResult {
+  readonly name: string;
+  readonly ok: boolean;
+  readonly skipped: boolean;
+  readonly detail: string;
+}
+
+/** The scenarios of a node:test TAP stream: the subtests one level inside its describe. */
+export function parseTap(output: string): TapResult[] {
+  const lines = output.split('\n');
+  const results: TapResult[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^ {4}(not ok|ok) \d+ - (.*?)( # SKIP.*)?$/.exec(lines[i] ?? '');
+    if (!m) continue;
+    const detail: string[] = [];
+    for (let j = i + 1; j < lines.length && /^ {6}/.test(lines[j] ?? ''); j++) detail.push((lines[j] ?? '').trim());
+    results.push({ name: m[2] ?? '', ok: m[1] === 'ok', skipped: m[3] !== undefined, detail: detail.join('\n') });
+  }
+  return results;
 }

@@ -1,5 +1,8 @@
 import { PluginFaultError } from '../protocol/errors.js';
 
+/** The longest delay Node's timers keep (2^31-1 ms, about 24.8 days); a longer one fires after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Deadline for loading a plugin module and for a backend's create(), openSession() and close(). */
 export const DEFAULT_BACKEND_CALL_TIMEOUT_MS = 10_000;
 

@@ -4,6 +4,7 @@ import { PluginInvalidError } from '../protocol/errors.js';
 import { BACKEND_API_VERSION, type BackendDefinition, type ListenerFacts, type RawBackendOptions } from './contract.js';
 import { DEFAULT_BACKEND_CALL_TIMEOUT_MS, withDeadline } from './deadline.js';
 import { checkKbsListener, type KbsOptions, parseKbsOptions } from './kbs/options.js';
+import { letPluginsImportAproxy } from './plugin-imports.js';
 
 interface BuiltinEntry {
   /** The backend's option checks, cheap to load: bad usage is found before anything is bound. */
@@ -83,6 +84,7 @@ export async function resolveBackend(
       `did not finish loading within ${loadTimeoutMs} ms (backendCallTimeoutMs): does its top-level code await something that never settles?`,
     );
   let mod: Record<string, unknown>;
+  letPluginsImportAproxy();
   try {
     mod = (await withDeadline(spec, 'import', loadTimeoutMs, () => import(pathToFileURL(resolve(cwd, spec)).href), hung)) as Record<
       string,

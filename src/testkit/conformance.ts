@@ -8,6 +8,7 @@ import { type AnyBackendDefinition, assertBackendDefinition, resolveBackend } fr
 import type { SessionOutcome } from '../frontend/session.js';
 import { describeError } from '../protocol/errors.js';
 import { encodeFrame } from '../protocol/framing.js';
+import { SNP_MEASUREMENT_BYTES } from '../protocol/snp-report.js';
 import { createLogger, type Logger } from '../service/log.js';
 import { startProxy } from '../service/proxy.js';
 import type { RunningProxy } from '../service/running-proxy.js';
@@ -18,12 +19,12 @@ export interface ConformanceOptions {
   readonly backend: AnyBackendDefinition | string;
   /** The backend's own options, as an operator would give them (for the KBS backends: url, resource, …). */
   readonly backendOptions: RawBackendOptions;
-  /** A launch measurement the backend's server accepts. */
-  readonly measurement: Uint8Array;
-  /** The secret a guest with `measurement` must decrypt; checked when given. */
-  readonly expectSecret?: Uint8Array;
-  /** A measurement the server must refuse; the refusal check runs when given. */
-  readonly rejectedMeasurement?: Uint8Array;
+  /** A launch measurement the backend's server accepts: 48 bytes, or 96 hex digits. */
+  readonly measurement: Uint8Array | string;
+  /** The secret a guest with `measurement` must decrypt (bytes, or hex); checked when given. */
+  readonly expectSecret?: Uint8Array | string;
+  /** A measurement the server must refuse (48 bytes, or 96 hex digits); the refusal check runs when given. */
+  readonly rejectedMeasurement?: Uint8Array | string;
   /** Guests attesting at once in the concurrency check. Default 8. */
   readonly concurrency?: number;
   readonly log?: Logger;
@@ -45,7 +46,16 @@ export interface ConformanceReport {
  * under test, and reports which parts of the contract held. For plugin
  * authors: call it from your own tests against your server (or a fake of it).
  */
-export async function runConformance(o: ConformanceOptions): Promise<ConformanceReport> {
+export async function runConformance(options: ConformanceOptions): Promise<ConformanceReport> {
+  const o = {
+    ...options,
+    measurement: bytesOption('measurement', options.measurement, SNP_MEASUREMENT_BYTES),
+    expectSecret: options.expectSecret === undefined ? undefined : bytesOption('expectSecret', options.expectSecret),
+    rejectedMeasurement:
+      options.rejectedMeasurement === undefined
+        ? undefined
+        : bytesOption('rejectedMeasurement', options.rejectedMeasurement, SNP_MEASUREMENT_BYTES),
+  };
   const checks: ConformanceCheck[] = [];
   const check = async (name: string, run: () => Promise<unknown>) => {
     try {
@@ -187,4 +197,17 @@ function countingDefinition(
       };
     },
   };
+}
+
+/** Bytes given as bytes or as hex digits; a string that is not hex, or a wrong length, is named. */
+function bytesOption(name: string, value: Uint8Array | string, length?: number): Uint8Array {
+  let bytes: Uint8Array;
+  if (typeof value === 'string') {
+    if (!/^([0-9a-fA-F]{2})*$/.test(value))
+      throw new TypeError(`runConformance: ${name} must be a Uint8Array or hex digits, got ${JSON.stringify(value.slice(0, 20))}`);
+    bytes = Buffer.from(value, 'hex');
+  } else bytes = value;
+  if (length !== undefined && bytes.length !== length)
+    throw new RangeError(`runConformance: ${name} must be ${length} bytes (${length * 2} hex digits), got ${bytes.length} bytes`);
+  return bytes;
 }

@@ -38,17 +38,47 @@ export interface QemuVsockOptions {
   /** The guest's context id: unique per host, 3 or above (0–2 are reserved). */
   readonly cid: number;
   /**
-   * `mmio` (vhost-vsock-device, as upstream's launch_guest.sh gives SVSM) or
-   * `pci` (vhost-vsock-pci, for guests without virtio-mmio discovery).
+   * `mmio` (vhost-vsock-device on SVSM's virtio-mmio transport, as
+   * upstream's launch_guest.sh gives SVSM) or `pci` (vhost-vsock-pci, for
+   * guests without virtio-mmio discovery).
    */
   readonly device?: 'mmio' | 'pci';
+  /** The QEMU has device planes (its `-h` names `device-plane=`): the device goes to SVSM's plane. */
+  readonly planes?: boolean;
 }
 
-/** The vsock device through which SVSM reaches the host (CID 2, port 1995). Needs /dev/vhost-vsock on the host. */
+/** SVSM's VMPL and the guest OS's, as SVSM defines them (kernel/src/types.rs) and launch_guest.sh passes them. */
+export const SVSM_VMPL = 0;
+export const GUEST_VMPL = 2;
+
+/**
+ * The vsock device through which SVSM reaches the host (CID 2, port 1995),
+ * with what SVSM's QEMU needs beside it: the machine's virtio-mmio slots
+ * for SVSM (`x-svsm-virtio-mmio=on`, a second `-machine` that QEMU merges
+ * into the first), modern virtio-mmio, and where QEMU has device planes the
+ * device on SVSM's plane while the guest OS's devices stay on its own.
+ * Needs /dev/vhost-vsock on the host.
+ */
 export function qemuVsockArgs(o: QemuVsockOptions): string[] {
   if (!Number.isInteger(o.cid) || o.cid < 3 || o.cid > 0xfffffffe)
     throw new RangeError(`guest CID must be an integer from 3 to 4294967294, got ${o.cid}`);
-  return ['-device', `${o.device === 'pci' ? 'vhost-vsock-pci' : 'vhost-vsock-device'},guest-cid=${o.cid}`];
+  if (o.device === 'pci') return ['-device', `vhost-vsock-pci,guest-cid=${o.cid}`];
+  const machine = ['x-svsm-virtio-mmio=on', ...(o.planes ? ['kernel-irqchip=split', `device-plane=${GUEST_VMPL}`] : [])];
+  return [
+    '-machine',
+    machine.join(','),
+    '-global',
+    'virtio-mmio.force-legacy=false',
+    '-device',
+    `vhost-vsock-device,guest-cid=${o.cid}${o.planes ? `,plane=${SVSM_VMPL}` : ''}`,
+  ];
+}
+
+/** What a QEMU binary says about itself: its version, whether it has device planes and SVSM's virtio-mmio machine property. */
+export interface QemuFacts {
+  readonly version: string;
+  readonly planes: boolean;
+  readonly svsmVirtioMmio: boolean;
 }
 
 /** Shell-quotes arguments for printing. */

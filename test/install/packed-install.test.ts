@@ -49,6 +49,7 @@ test('the packed tarball carries a prebuilt vsock addon, installs with no compil
   const listing = run('tar', ['tzf', tarball], {});
   assert.match(listing, /^package\/native\/vsock\/prebuilds\/linux-x64\/vsock\.napi\.glibc\.node$/m, 'the tarball holds the prebuild');
   assert.doesNotMatch(listing, /native\/vsock\/build\//, 'and no local build');
+  assert.match(listing, /^package\/dist\/examples\/local-secret-backend\.js$/m, 'the example plugin docs/backends.md deploys');
 
   // A host without a toolchain: PATH holds node and nothing else.
   const bin = join(work, 'bin');

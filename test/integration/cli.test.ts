@@ -1,11 +1,15 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { finished, runCli, spawnCli, waitForOutput } from '../../scripts/processes.js';
 import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 import { tempDir } from '../support/harness.js';
+
+const INSTALLED_QEMU = '/usr/bin/qemu-system-x86_64';
 
 describe('command line', () => {
   test('--help documents every proxy flag', async () => {
@@ -46,14 +50,65 @@ describe('command line', () => {
     assert.match(bad.stderr, /option vsock must be a port number/);
   });
 
-  test('qemu-args --vsock prints the vhost-vsock device SVSM uses, or the PCI one', async () => {
+  test("qemu-args --vsock prints what SVSM's QEMU needs with the device (as launch_guest.sh), or the PCI device alone", async () => {
     const mmio = await runCli(['qemu-args', '--vsock', '5']);
-    assert.equal(mmio.stdout.trim(), '-device vhost-vsock-device,guest-cid=5');
+    assert.equal(
+      mmio.stdout.trim(),
+      '-machine x-svsm-virtio-mmio=on -global virtio-mmio.force-legacy=false -device vhost-vsock-device,guest-cid=5',
+    );
     const pci = await runCli(['qemu-args', '--vsock', '7', '--vsock-device', 'pci']);
     assert.equal(pci.stdout.trim(), '-device vhost-vsock-pci,guest-cid=7');
     const reserved = await runCli(['qemu-args', '--vsock', '2']);
     assert.equal(reserved.code, 2);
     assert.match(reserved.stderr, /3 to 4294967294/);
+  });
+
+  test("qemu-args --qemu asks that QEMU: device planes put the device on SVSM's plane; its version picks the serial reconnect option", async (t) => {
+    const dir = await tempDir(t);
+    // A QEMU that answers as one with device planes (COCONUT-SVSM's 11.0) would: --version, -h, the q35 machine's properties.
+    const fake = join(dir, 'qemu-system-x86_64');
+    await writeFile(
+      fake,
+      '#!/bin/sh\ncase "$1" in --version) echo "QEMU emulator version 11.0.50";; -h) echo "-machine [type=]name[,prop[=value][,...]] device-plane=n";; -machine) echo "  x-svsm-virtio-mmio=<bool>";; esac\n',
+      { mode: 0o755 },
+    );
+    const planes = await runCli(['qemu-args', '--vsock', '5', '--unix', '/run/aproxy/vm.sock', '--qemu', fake]);
+    assert.equal(planes.code, 0, planes.stderr);
+    assert.equal(planes.stderr, '');
+    assert.equal(
+      planes.stdout.trim(),
+      '-machine x-svsm-virtio-mmio=on,kernel-irqchip=split,device-plane=2 -global virtio-mmio.force-legacy=false -device vhost-vsock-device,guest-cid=5,plane=0 -chardev socket,id=aproxy,path=/run/aproxy/vm.sock,reconnect-ms=1000 -device isa-serial,chardev=aproxy,index=2',
+    );
+    const missing = await runCli(['qemu-args', '--vsock', '5', '--qemu', join(dir, 'none')]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /--qemu \S+none: no such program/);
+  });
+
+  test('qemu-args --qemu with the installed QEMU: what it prints, that QEMU parses', {
+    skip: existsSync(INSTALLED_QEMU) ? false : `${INSTALLED_QEMU} not installed`,
+  }, async () => {
+    const r = await runCli(['qemu-args', '--vsock', '5', '--unix', '/run/aproxy/vm.sock', '--qemu', INSTALLED_QEMU]);
+    assert.equal(r.code, 0, r.stderr);
+    const args = r.stdout.trim().split(' ');
+    assert.ok(args.includes('-chardev'));
+    const version = /version (\d+)\.(\d+)/.exec(spawnSync(INSTALLED_QEMU, ['--version'], { encoding: 'utf8' }).stdout);
+    const modern = Number(version?.[1]) > 9 || (Number(version?.[1]) === 9 && Number(version?.[2]) >= 2);
+    assert.match(r.stdout, modern ? /reconnect-ms=1000/ : /reconnect=1 /);
+    // A stock QEMU lacks SVSM's machine property: said on stderr, the arguments still printed.
+    const svsm = spawnSync(INSTALLED_QEMU, ['-machine', 'q35,help'], { encoding: 'utf8' }).stdout.includes('x-svsm-virtio-mmio');
+    if (!svsm) assert.match(r.stderr, /has no machine property x-svsm-virtio-mmio: SVSM's vsock device needs COCONUT-SVSM's QEMU/);
+    // The device and the global as QEMU parses them, without creating the device (that would open /dev/vhost-vsock).
+    const device = args[args.indexOf('-device') + 1] as string;
+    const help = spawnSync(
+      INSTALLED_QEMU,
+      ['-global', args[args.indexOf('-global') + 1] as string, '-device', `${device.split(',')[0]},help`],
+      {
+        encoding: 'utf8',
+      },
+    );
+    assert.equal(help.status, 0, help.stderr);
+    for (const prop of device.split(',').slice(1)) assert.match(help.stdout, new RegExp(`\\b${prop.split('=')[0]}=`), prop);
+    // The serial chardev and UART run in a real QEMU in test/qemu, printed by this command with --qemu.
   });
 
   test('an unknown flag exits 2', async (t) => {

@@ -31,7 +31,7 @@ describe('conformance helper for backend authors', () => {
     assert.equal(report.checks.length, 9);
   });
 
-  test('the example plugin, loaded by path, passes', async (t) => {
+  test('the example plugin, loaded by path, passes; measurements and secrets may be given as hex, as its policy file holds them', async (t) => {
     const dir = await tempDir(t);
     const measurement = randomBytes(48);
     const secret = randomBytes(16);
@@ -40,11 +40,19 @@ describe('conformance helper for backend authors', () => {
     const report = await runConformance({
       backend: examplePlugin,
       backendOptions: { policy },
-      measurement,
-      expectSecret: secret,
-      rejectedMeasurement: randomBytes(48),
+      measurement: measurement.toString('hex'),
+      expectSecret: secret.toString('hex'),
+      rejectedMeasurement: randomBytes(48).toString('hex'),
     });
     assert.equal(report.ok, true, JSON.stringify(report.checks));
+    await assert.rejects(
+      runConformance({ backend: examplePlugin, backendOptions: { policy }, measurement: measurement.toString('hex').slice(2) }),
+      /runConformance: measurement must be 48 bytes \(96 hex digits\), got 47 bytes/,
+    );
+    await assert.rejects(
+      runConformance({ backend: examplePlugin, backendOptions: { policy }, measurement: 'zz' }),
+      /runConformance: measurement must be a Uint8Array or hex digits/,
+    );
   });
 
   test('a backend whose secret does not decrypt is reported, check by check', async () => {

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { REPO_ROOT } from '../../scripts/processes.js';
+import { REPO_ROOT, spawnCli, waitForOutput } from '../../scripts/processes.js';
 import { resolveBackend } from '../../src/backends/registry.js';
 import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 import { startRig, tempDir } from '../support/harness.js';
@@ -28,6 +28,25 @@ describe('backend plugins loaded by path', () => {
     assert.equal(refused.attested, false);
     const outcomes = await rig2.sessions(2);
     assert.match(outcomes[1]?.detail ?? '', /not allow-listed/);
+  });
+
+  test('a plugin anywhere on the host, outside any node_modules, imports aproxy/… from the aproxy that loads it and serves a guest', async (t) => {
+    const dir = await tempDir(t);
+    // As an operator deploys one: the example copied to a directory of its own, run by the CLI.
+    const plugin = join(dir, 'backends', 'local-secret-backend.js');
+    await mkdir(join(dir, 'backends'));
+    await copyFile(examplePlugin, plugin);
+    const measurement = Buffer.alloc(48, 0x6b);
+    const secret = Buffer.from('deployed plugin secret');
+    const policy = join(dir, 'policy.json');
+    await writeFile(policy, JSON.stringify({ measurements: [measurement.toString('hex')], secret: secret.toString('hex') }));
+    const unix = join(dir, 'proxy.sock');
+    const proc = spawnCli(['--protocol', plugin, '--backend-option', `policy=${policy}`, '--unix', unix, '--log-format', 'json']);
+    t.after(() => proc.kill('SIGKILL'));
+    await waitForOutput(proc, /"msg":"aproxy ready"/);
+    const guest = await SimulatedGuest.connect(unix);
+    t.after(() => guest.close());
+    assert.equal((await guest.boot({ measurement, expectSecret: secret })).secretMatches, true);
   });
 
   test('a module without a backend export is refused with a coded error', async (t) => {

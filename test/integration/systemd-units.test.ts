@@ -22,15 +22,17 @@ describe('the shipped systemd units', { skip: analyze === '' ? 'systemd-analyze 
     assert.equal(r.stderr.trim(), '', 'no warnings');
   });
 
-  test('the serial socket is reachable by the QEMU group: directory traversable, socket 0660, and /etc/aproxy may be absent', async () => {
-    const socket = await readFile(join(units, 'aproxy.socket'), 'utf8');
+  test('each serial socket is reachable by the QEMU group: directory traversable, socket 0660, and /etc/aproxy may be absent', async () => {
+    const socket = await readFile(join(units, 'aproxy-serial@.socket'), 'utf8');
+    assert.match(socket, /^FileDescriptorName=%i$/m);
+    assert.match(socket, /^Service=aproxy\.service$/m);
     assert.match(socket, /^SocketMode=0660$/m);
     const dirMode = parseInt(/^DirectoryMode=(\d+)$/m.exec(socket)?.[1] ?? '0', 8);
     assert.equal(dirMode & 0o001, 0o001, 'others (the QEMU group is not the directory group) may traverse');
     const service = await readFile(join(units, 'aproxy.service'), 'utf8');
     assert.match(service, /^ReadOnlyPaths=-\/etc\/aproxy$/m);
     assert.match(service, /^RestrictAddressFamilies=.*AF_VSOCK/m);
-    assert.match(await readFile(join(units, 'aproxy-vsock.socket'), 'utf8'), /^ListenStream=vsock::1995$/m);
+    assert.match(await readFile(join(units, 'aproxy-vsock.socket'), 'utf8'), /^ListenStream=vsock::1995\nFileDescriptorName=vsock$/m);
   });
 });
 

@@ -4,14 +4,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { finished, spawnCli, waitForOutput } from '../../scripts/processes.js';
+import { finished, runCli, spawnCli, waitForOutput } from '../../scripts/processes.js';
 import { buildInitramfs, findQemuKit, type QemuKit, QemuVm } from '../../scripts/qemu/vm.js';
 import { createLogger } from '../../src/service/log.js';
 import { startProxy } from '../../src/service/proxy.js';
 import type { RunningProxy } from '../../src/service/running-proxy.js';
 import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 import { TestKbs } from '../../src/testkit/test-kbs.js';
-import { qemuSerialArgs } from '../../src/tools/qemu-args.js';
 import { LogSink } from '../support/harness.js';
 
 // Every byte between the simulated SVSM (COM1) and aproxy (COM3) crosses
@@ -112,8 +111,10 @@ else
     test('reconnecting chardev: QEMU starts before the proxy, and the proxy is killed and restarted between boots', async (t) => {
       const work = await mkdtemp(join(dir, 'b-'));
       const unix = join(work, 'proxy.sock');
-      // The arguments `aproxy qemu-args` prints for this QEMU version.
-      const vm = new QemuVm({ kit, initrd, workDir: work, com3: qemuSerialArgs({ unix, qemuVersion: kit.version }) });
+      // The arguments `aproxy qemu-args --qemu` prints for this QEMU, as an operator would paste them.
+      const printed = await runCli(['qemu-args', '--unix', unix, '--qemu', kit.qemu]);
+      assert.equal(printed.code, 0, printed.stderr);
+      const vm = new QemuVm({ kit, initrd, workDir: work, com3: printed.stdout.trim().split(' ') });
       t.after(() => vm.stop());
       await vm.start(); // nothing listens on COM3 yet: QEMU keeps retrying
       const guest = await SimulatedGuest.connect(vm.com1);

@@ -2,6 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../../protocol/errors.js';
 import { LISTENER_NAME, type ListenerFacts, type RawBackendOptions } from '../contract.js';
+import { MAX_TIMER_MS } from '../deadline.js';
 import { parseResourceTemplate, type ResourceTemplate } from './resource-template.js';
 
 /** The resource the reference aproxy hard-codes. */
@@ -81,10 +82,13 @@ export function parseKbsOptions(raw: RawBackendOptions, backend = 'kbs'): KbsOpt
 }
 
 /** A whole number of at least `min`, from a JSON number or a string of digits. */
+/** A duration in ms: an integer from `min` to what a timer keeps. */
 function integer(value: unknown, option: string, min: number): number {
   const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
-  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min) {
-    throw new ConfigError(`${option} must be ${min > 0 ? 'a positive' : 'a non-negative'} integer, got ${String(value)}`);
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min || n > MAX_TIMER_MS) {
+    throw new ConfigError(
+      `${option} must be ${min > 0 ? 'a positive' : 'a non-negative'} integer of milliseconds, at most ${MAX_TIMER_MS} (about 24.8 days), got ${String(value)}`,
+    );
   }
   return n;
 }

@@ -1,5 +1,6 @@
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import type { RawBackendOptions } from '../../backends/contract.js';
+import { MAX_TIMER_MS } from '../../backends/deadline.js';
 import { BUILTIN_BACKEND_NAMES, isPluginSpecifier } from '../../backends/registry.js';
 import { ConfigError } from '../../protocol/errors.js';
 import type { PassedSocket } from '../systemd.js';
@@ -70,6 +71,7 @@ function fileOptions(path: string, json: unknown): Values {
   if (!isPlainObject(json)) throw new ConfigError(`config file ${path}: must hold a JSON object whose keys are option names`);
   const out: Values = {};
   for (const [key, value] of Object.entries(json)) {
+    if (isComment(key)) continue;
     const name = optionNamed(key);
     if (name === undefined || (OPTIONS[name] as OptionSpec).where === 'flag') {
       throw new ConfigError(
@@ -80,6 +82,9 @@ function fileOptions(path: string, json: unknown): Values {
   }
   return out;
 }
+
+/** JSON has no comments: a key that begins with `//` is one, its value ignored; any other unknown key is still refused. */
+const isComment = (key: string) => key.startsWith('//');
 
 /** A path option's value written in the config file, taken from the file's directory when relative. */
 function fileRelative(spec: OptionSpec, value: unknown, configFile: string | undefined): unknown {
@@ -99,6 +104,7 @@ function parseListener(entry: unknown, where: string, lookupGroup: GroupLookup, 
   const values: Values = {};
   const config: Record<string, unknown> = {};
   for (const [key, raw] of Object.entries(entry)) {
+    if (isComment(key)) continue;
     if (Object.hasOwn(LISTENER_ONLY_KEYS, key)) {
       if (typeof raw !== 'string' || raw === '') throw new ConfigError(`${where}${key} must be a non-empty string`);
       config[key] = raw;
@@ -159,6 +165,8 @@ export function parseValue(
       const min = spec.min ?? 0;
       if (typeof raw !== 'number' || !Number.isSafeInteger(raw) || raw < min)
         bad(min > 0 ? 'a positive integer' : 'a non-negative integer');
+      // Every `-ms` option becomes a timer, and Node's timers fire a longer delay after 1 ms.
+      if (name.endsWith('-ms') && (raw as number) > MAX_TIMER_MS) bad(`at most ${MAX_TIMER_MS} ms (about 24.8 days)`);
       return raw;
     }
     case 'boolean':

@@ -137,6 +137,15 @@ describe('flags and the config file become one checked configuration', () => {
     ]);
   });
 
+  test('a key that begins with // is a comment, at the top level and in a listener', () => {
+    const s = resolve({
+      flags: {},
+      file: file({ '//': 'why', protocol: 'kbs', url: 'http://kbs:8080', listeners: [{ '// owner': 'team b', vsock: 1995 }] }),
+    });
+    assert.equal(s.values.url, 'http://kbs:8080');
+    assert.deepEqual(s.config.listeners, [{ vsock: 1995 }]);
+  });
+
   test('bad values name the option and where it was set', () => {
     const cases: Array<[SettingsInput, RegExp]> = [
       [{ flags: { ...base, 'max-frame-bytes': 0 } }, /^option max-frame-bytes must be a positive integer, got 0$/],
@@ -149,6 +158,11 @@ describe('flags and the config file become one checked configuration', () => {
         /option log-level must be one of trace, debug, info, warn, error, fatal, silent, got "loud"/,
       ],
       [{ flags: base, file: file({ colour: 'red' }) }, /unknown key "colour"/],
+      // Node's timers fire a longer delay after 1 ms: a deadline that large would fail every guest at once.
+      [{ flags: { ...base, 'phase-timeout-ms': 2 ** 31 } }, /option phase-timeout-ms must be at most 2147483647 ms \(about 24\.8 days\), got 2147483648/],
+      [{ flags: { ...base, 'shutdown-grace-ms': 2 ** 32 } }, /option shutdown-grace-ms must be at most 2147483647 ms/],
+      // Only `//` begins a comment: a key that looks like one otherwise is still a typo to name.
+      [{ flags: base, file: file({ '/ note': 'x' }) }, /unknown key "\/ note"/],
       [{ flags: base, file: file({ config: 'other.json' }) }, /unknown key "config"/],
       [
         { flags: base, file: file({ listeners: [{ unix: '/a', vsock: 1 }] }) },
