@@ -7,6 +7,7 @@ import { createLogger, type Logger } from '../service/log.js';
 import { startProxy } from '../service/proxy.js';
 import type { RunningProxy } from '../service/running-proxy.js';
 import { socketActivationFds } from '../service/systemd.js';
+import { takeEarlyHangups } from './early-signals.js';
 import { serveFlags } from './serve-flags.js';
 
 export const command = '$0';
@@ -15,31 +16,84 @@ export const builder = <T>(y: Argv<T>) => serveFlags(y);
 
 export async function handler(flags: Readonly<Record<string, unknown>>): Promise<void> {
   const listenFds = socketActivationFds();
-  let settings = loadSettings(flags, listenFds);
+  const settings = loadSettings(flags, listenFds);
   const { logLevel, logFormat, logBufferBytes, shutdownGraceMs } = settings.process;
   const log = createLogger({ level: logLevel, format: logFormat, bufferBytes: logBufferBytes });
   // Before any plugin is imported: its faults are logged, not fatal to every guest.
   (await import('../service/faults.js')).guardProcessFaults(log);
-  const lifecycle = new Lifecycle(log, shutdownGraceMs);
-  // SIGHUP re-reads the configuration (the same flags, the config file anew)
-  // and applies it; a bad one is refused whole and the running one stays.
-  process.on('SIGHUP', () => {
-    const running = lifecycle.proxy;
-    if (running === undefined) return;
-    if (settings.process.config === undefined) {
+  const lifecycle = new Lifecycle(log, shutdownGraceMs, settings, () => loadSettings(flags, listenFds));
+  lifecycle.started(await startProxy({ ...settings.config, log }));
+}
+
+/**
+ * The process's signals, installed before the sockets exist, one state at
+ * a time: starting, running, stopping. SIGINT and SIGTERM stop the proxy
+ * (one that arrives while it starts stops it once it has started, so the
+ * socket files are removed; a second exits at once). SIGHUP re-reads the
+ * configuration (the same flags, the config file anew) and applies it, or
+ * refuses it whole; one that arrives while the proxy starts is applied
+ * once it has started, one that arrives while it stops is logged and not
+ * applied. Every signal leaves a log line.
+ */
+class Lifecycle {
+  proxy: RunningProxy | undefined;
+  private state: 'starting' | 'running' | 'stopping' = 'starting';
+  private pendingStop: string | undefined;
+  private pendingReload = false;
+  private signals = 0;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly graceMs: number,
+    private settings: Settings,
+    private readonly reread: () => Settings,
+  ) {
+    process.on('SIGINT', () => this.stop('SIGINT'));
+    process.on('SIGTERM', () => this.stop('SIGTERM'));
+    process.on('SIGHUP', () => this.hangup());
+    if (takeEarlyHangups() > 0) this.hangup();
+  }
+
+  started(proxy: RunningProxy): void {
+    this.proxy = proxy;
+    this.state = 'running';
+    if (this.pendingStop !== undefined) {
+      this.signals--;
+      this.stop(this.pendingStop);
+    } else if (this.pendingReload) {
+      this.pendingReload = false;
+      this.reload();
+    }
+  }
+
+  private hangup(): void {
+    if (this.state === 'stopping') {
+      this.log.warn({ signal: 'SIGHUP' }, 'SIGHUP while stopping: the configuration is not reloaded');
+    } else if (this.state === 'starting') {
+      this.pendingReload = true;
+      this.log.info({ signal: 'SIGHUP' }, 'SIGHUP while starting: the configuration is re-read once the proxy has started');
+    } else {
+      this.reload();
+    }
+  }
+
+  private reload(): void {
+    const { log } = this;
+    const running = this.proxy as RunningProxy;
+    if (this.settings.process.config === undefined) {
       log.warn({ signal: 'SIGHUP' }, 'SIGHUP: no --config file, so nothing to reload (flags need a restart)');
       return;
     }
     let next: Settings;
     running
       .reload(async () => {
-        next = loadSettings(flags, listenFds);
+        next = this.reread();
         return { ...next.config, log };
       })
       .then(
         (r) => {
-          const restart = needsRestart(settings, next);
-          settings = next;
+          const restart = needsRestart(this.settings, next);
+          this.settings = next;
           log.info(
             { signal: 'SIGHUP', ...r },
             `configuration reloaded: ${r.added.length} listeners added, ${r.removed.length} removed, ${r.changed.length} changed`,
@@ -53,34 +107,6 @@ export async function handler(flags: Readonly<Record<string, unknown>>): Promise
             `configuration reload refused, the running configuration stays: ${describeError(err)}`,
           ),
       );
-  });
-  lifecycle.started(await startProxy({ ...settings.config, log }));
-}
-
-/**
- * SIGINT and SIGTERM, installed before the sockets exist: a signal that
- * arrives while the proxy starts stops it cleanly once it has started (so
- * the socket files are removed), and a second signal exits at once.
- */
-class Lifecycle {
-  proxy: RunningProxy | undefined;
-  private pending: string | undefined;
-  private signals = 0;
-
-  constructor(
-    private readonly log: Logger,
-    private readonly graceMs: number,
-  ) {
-    process.on('SIGINT', () => this.stop('SIGINT'));
-    process.on('SIGTERM', () => this.stop('SIGTERM'));
-  }
-
-  started(proxy: RunningProxy): void {
-    this.proxy = proxy;
-    if (this.pending !== undefined) {
-      this.signals--;
-      this.stop(this.pending);
-    }
   }
 
   private stop(signal: string): void {
@@ -91,9 +117,10 @@ class Lifecycle {
     }
     const proxy = this.proxy;
     if (proxy === undefined) {
-      this.pending = signal;
+      this.pendingStop = signal;
       return;
     }
+    this.state = 'stopping';
     log.info({ signal, connections: proxy.server.connectionCount, graceMs }, 'stopping: no new guests, sessions in flight may finish');
     proxy.close(graceMs).then(
       () => {

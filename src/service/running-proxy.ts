@@ -87,7 +87,10 @@ export class RunningProxy {
    * refused reload too. Reloads run one at a time, in order.
    */
   reload(next: ProxyConfig | (() => Promise<ProxyConfig>)): Promise<ReloadResult> {
-    const run = this.reloading.then(async () => this.apply(typeof next === 'function' ? await next() : next));
+    const run = this.reloading.then(async () => {
+      this.refuseIfStopping();
+      return this.apply(typeof next === 'function' ? await next() : next);
+    });
     this.reloading = run.catch(() => undefined);
     return run.then(
       (r) => {
@@ -105,6 +108,8 @@ export class RunningProxy {
   close(graceMs = 0): Promise<void> {
     if (this.state === 'running') this.state = 'closing';
     this.closing ??= this.server.close(graceMs).finally(async () => {
+      // A reload under way when the stop came ends first (it sees the stop and adds nothing), so nothing it opened outlives the proxy.
+      await this.reloading;
       this.metrics?.server.closeAllConnections();
       this.metrics?.server.close();
       for (const l of this.listeners.values()) l.release();
@@ -139,6 +144,8 @@ export class RunningProxy {
     try {
       for (const l of fresh) await l.listen();
       await this.backends.create(prepared);
+      // The stop may have come while this reload waited: it must not add to a proxy that is closing.
+      this.refuseIfStopping();
     } catch (err) {
       await Promise.all(fresh.map((l) => l.close()));
       throw err;
@@ -163,6 +170,10 @@ export class RunningProxy {
     this.listeners.clear();
     for (const [k, l] of ordered) this.listeners.set(k, l);
     return { added: diff.added.map((p) => p.name), removed: diff.removed.map((p) => p.name), changed: diff.changed.map((p) => p.name) };
+  }
+
+  private refuseIfStopping(): void {
+    if (this.state !== 'running') throw new Error('the proxy is stopping: the reload is not applied');
   }
 
   private live(plan: PlannedListener, listener: GuestListener): LiveListener {

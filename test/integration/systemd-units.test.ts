@@ -32,6 +32,9 @@ describe('the shipped systemd units', { skip: analyze === '' ? 'systemd-analyze 
     const service = await readFile(join(units, 'aproxy.service'), 'utf8');
     assert.match(service, /^ReadOnlyPaths=-\/etc\/aproxy$/m);
     assert.match(service, /^RestrictAddressFamilies=.*AF_VSOCK/m);
+    // V8 allocates protection keys where the CPU has them (EPYC, and QEMU's -cpu max): @system-service alone kills node with SIGSYS.
+    assert.match(service, /^SystemCallFilter=@system-service @pkey$/m);
+    assert.match(service, /^SystemCallErrorNumber=EPERM$/m);
     assert.match(await readFile(join(units, 'aproxy-vsock.socket'), 'utf8'), /^ListenStream=vsock::1995\nFileDescriptorName=vsock$/m);
   });
 });

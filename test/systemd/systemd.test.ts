@@ -55,6 +55,8 @@ vmSuite({
   booted: 'the guest boots systemd and runs the host scenarios',
   minScenarios: 12,
   init: 'systemd',
+  // A TCG guest: npm installing the tarball alone takes minutes.
+  limitMs: 1_200_000,
   prepare: async (results: string) => {
     await mkdir(results);
     await packTarball(results, addon as string);
