@@ -169,7 +169,10 @@ describe('configuration file', () => {
     await writeFile(config, JSON.stringify({ protocol: 'kbs', unix, backend: { url, requestTimeoutMs: 'soon' } }));
     const bad = await runCli(['--config', config]);
     assert.equal(bad.code, 2);
-    assert.match(bad.stderr, /backend option requestTimeoutMs must be a positive integer of milliseconds, at most 2147483647 \(about 24\.8 days\), got soon/);
+    assert.match(
+      bad.stderr,
+      /backend option requestTimeoutMs must be a positive integer of milliseconds, at most 2147483647 \(about 24\.8 days\), got soon/,
+    );
   });
 
   test('an unknown key or a wrong type is named and exits 2', async (t) => {

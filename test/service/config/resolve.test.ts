@@ -159,7 +159,10 @@ describe('flags and the config file become one checked configuration', () => {
       ],
       [{ flags: base, file: file({ colour: 'red' }) }, /unknown key "colour"/],
       // Node's timers fire a longer delay after 1 ms: a deadline that large would fail every guest at once.
-      [{ flags: { ...base, 'phase-timeout-ms': 2 ** 31 } }, /option phase-timeout-ms must be at most 2147483647 ms \(about 24\.8 days\), got 2147483648/],
+      [
+        { flags: { ...base, 'phase-timeout-ms': 2 ** 31 } },
+        /option phase-timeout-ms must be at most 2147483647 ms \(about 24\.8 days\), got 2147483648/,
+      ],
       [{ flags: { ...base, 'shutdown-grace-ms': 2 ** 32 } }, /option shutdown-grace-ms must be at most 2147483647 ms/],
       // Only `//` begins a comment: a key that looks like one otherwise is still a typo to name.
       [{ flags: base, file: file({ '/ note': 'x' }) }, /unknown key "\/ note"/],
