@@ -3,6 +3,7 @@ import { describeError, isAproxyError } from '../protocol/errors.js';
 import type { CheckReport } from '../service/check.js';
 import { loadSettings } from '../service/config/load.js';
 import { createLogger } from '../service/log.js';
+import { escapeForTerminal } from '../service/terminal.js';
 import { serveFlags } from './serve-flags.js';
 
 export const command = 'check';
@@ -28,12 +29,14 @@ export async function handler(flags: Readonly<Record<string, unknown>>): Promise
     if (!isAproxyError(err)) throw err;
     report = { lines: [], problems: [describeError(err)] };
   }
-  for (const line of report.lines) console.log(line);
-  for (const p of report.problems) console.error(`aproxy check: ${p}`);
+  // A server's answer or a file's content is in these lines: nothing in them may act on the terminal or forge a line.
+  for (const line of report.lines) console.log(escapeForTerminal(line));
+  for (const p of report.problems) console.error(`aproxy check: ${escapeForTerminal(p)}`);
   console.log(
     report.problems.length === 0
       ? 'aproxy check: the configuration would start'
       : `aproxy check: ${report.problems.length} problem${report.problems.length === 1 ? '' : 's'}; the configuration would not start`,
   );
-  process.exitCode = report.problems.length === 0 ? 0 : 2;
+  // Exit now: a server still trickling its answer past the probe's deadline must not hold the command open.
+  process.exit(report.problems.length === 0 ? 0 : 2);
 }

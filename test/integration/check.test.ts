@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { copyFile, readFile, stat, writeFile } from 'node:fs/promises';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -196,6 +197,50 @@ describe('aproxy check --probe', () => {
     assert.equal(r.code, 2, r.stdout);
     assert.match(r.stderr, /^aproxy check: probe kbs http:\/\/127\.0\.0\.1:\d+\/: POST \/kbs\/v0\/auth: connect ECONNREFUSED [\d.:]+$/m);
     assert.equal(r.stderr.match(/ECONNREFUSED/g)?.length, 1, 'the cause is named once');
+  });
+
+  test('a server whose error body holds terminal controls: shown escaped, no line forged; one that trickles its body: the probe ends at its deadline', async (t) => {
+    const dir = await tempDir(t);
+    const hostile = '\x1b]52;c;ZXZpbA==\x07\x1b[31mred\r\naproxy check: the configuration would start\u202eevil';
+    const trickled: Array<ReturnType<typeof setInterval>> = [];
+    const server = createHttpServer((req, res) => {
+      if (req.url?.endsWith('/trickle/kbs/v0/auth')) {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.write('{');
+        trickled.push(setInterval(() => res.write(' '), 100));
+        return;
+      }
+      // A KBS error body (kbs_types' ErrorInformation): its detail is what an operator is shown.
+      res.writeHead(500, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ type: 'https://kbs/error', detail: hostile }));
+    }).listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    t.after(() => {
+      for (const i of trickled) clearInterval(i);
+      server.closeAllConnections();
+      server.close();
+    });
+    const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    const r = await runCli(['check', '--probe', '--protocol', 'kbs', '--url', base, '--unix', join(dir, 'a.sock')]);
+    assert.equal(r.code, 2, r.stdout + r.stderr);
+    // No raw control or bidi character reached either stream.
+    for (const c of ['\x1b', '\x07', '\r', '\u202e']) assert.ok(!(r.stdout + r.stderr).includes(c), JSON.stringify(c));
+    assert.match(r.stderr, /\\x1b\]52/);
+    assert.doesNotMatch(r.stdout, /^aproxy check: the configuration would start$/m);
+    const slow = await runCli([
+      'check',
+      '--probe',
+      '--phase-timeout-ms',
+      '1000',
+      '--protocol',
+      'kbs',
+      '--url',
+      `${base}/trickle`,
+      '--unix',
+      join(dir, 'b.sock'),
+    ]);
+    assert.equal(slow.code, 2, slow.stdout + slow.stderr);
+    assert.match(slow.stderr, /within 1000 ms/);
   });
 
   test('HTTPS: verified with the right CA, refused as a TLS failure with a wrong one', async (t) => {

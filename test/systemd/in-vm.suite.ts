@@ -52,10 +52,18 @@ async function sh(line: string, o: { ok?: boolean } = {}): Promise<{ code: numbe
 
 const active = async (unit: string) => (await sh(`systemctl is-active ${unit}`, { ok: false })).out.trim();
 const mainPid = async () => (await sh('systemctl show -p MainPID --value aproxy.service')).out.trim();
+/**
+ * What the proxy wrote to journald: the unit's lines but those of
+ * `aproxy check`, which ExecReload runs in the unit too and which writes
+ * text for a person.
+ */
 const journal = () =>
-  execFileSync('journalctl', ['--no-pager', '-o', 'cat', '_SYSTEMD_UNIT=aproxy.service'], { encoding: 'utf8' })
+  execFileSync('journalctl', ['--no-pager', '-o', 'json', '_SYSTEMD_UNIT=aproxy.service'], { encoding: 'utf8' })
     .split('\n')
-    .filter((l) => l !== '');
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as { MESSAGE?: unknown; _CMDLINE?: string })
+    .filter((e) => typeof e.MESSAGE === 'string' && !/ check( |$)/.test(e._CMDLINE ?? ''))
+    .map((e) => e.MESSAGE as string);
 
 /** Waits for a condition the system reaches by itself (a scrape, a rule evaluation), polling; bounded so a failure is reported, not hung. */
 async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, limitMs = 60_000): Promise<T> {

@@ -236,7 +236,7 @@ export class KbsClient {
     }
     let text: string;
     try {
-      text = await readLimited(res.body, MAX_RESPONSE_BYTES);
+      text = await readLimited(res.body, MAX_RESPONSE_BYTES, this.timeoutMs);
     } catch (err) {
       res.body.destroy();
       throw transportError(endpoint, err, this.timeoutMs, outer);

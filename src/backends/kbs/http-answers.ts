@@ -55,23 +55,43 @@ class AnswerTooLarge extends Error {
   }
 }
 
-export function readLimited(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
+/** The body did not end within the request deadline; becomes BACKEND_TIMEOUT for its endpoint. */
+class BodyTooSlow extends Error {
+  readonly code = 'UND_ERR_BODY_TIMEOUT';
+}
+
+/**
+ * The answer's body, at most `limit` bytes, complete within `deadlineMs`:
+ * undici's bodyTimeout bounds the wait between two chunks only, and a
+ * server that trickles a byte at a time would otherwise hold the exchange
+ * (and the link waiting for it) for ever.
+ */
+export function readLimited(body: Dispatcher.ResponseData['body'], limit: number, deadlineMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let total = 0;
+    const late = setTimeout(() => {
+      body.destroy();
+      reject(new BodyTooSlow());
+    }, deadlineMs);
     body.on('data', (chunk: Buffer) => {
       total += chunk.length;
       if (total > limit) {
+        clearTimeout(late);
         body.destroy();
         reject(new AnswerTooLarge(limit));
         return;
       }
       chunks.push(chunk);
     });
-    body.once('end', () =>
-      resolve(chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks, total).toString('utf8')),
-    );
-    body.once('error', reject);
+    body.once('end', () => {
+      clearTimeout(late);
+      resolve(chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks, total).toString('utf8'));
+    });
+    body.once('error', (err) => {
+      clearTimeout(late);
+      reject(err);
+    });
   });
 }
 
