@@ -81,6 +81,24 @@ export class UnixListener extends ServerListener {
     this.options.onListening?.({ path, mode: `0${mode.toString(8)}`, startupMs: Math.round(performance.now()) }, 'listening for guests');
   }
 
+  /**
+   * Gives the bound socket file new permissions (a reload changed
+   * socket-mode or socket-group); a file that is no longer ours is left
+   * alone. Connections already made keep working: the mode is checked at
+   * connect(2) only.
+   */
+  async setPermissions(mode: number, gid: number | undefined): Promise<void> {
+    const { path } = this.options;
+    const st = await stat(path).catch(() => undefined);
+    if (!this.bound || st === undefined || st.ino !== this.socketIno) return;
+    try {
+      if (gid !== undefined) await chown(path, -1, gid);
+      await chmod(path, mode);
+    } catch (err) {
+      throw new SocketPathError(path, `cannot apply the new socket-mode or socket-group: ${(err as Error).message}`);
+    }
+  }
+
   protected peerOf(): GuestPeer {
     return { transport: 'unix', listener: this.name };
   }

@@ -4,11 +4,12 @@ import type { PreparedBackend } from '../backends/registry.js';
 import type { ListenerProfile } from '../frontend/connection.js';
 import type { ProxyServer } from '../frontend/server.js';
 import type { GuestListener } from '../frontend/transport.js';
+import { UnixListener } from '../frontend/unix-listener.js';
 import type { BackendPool } from './backend-pool.js';
 import { normalizeConfig } from './config/normalize.js';
 import type { ProxyConfig } from './config/types.js';
 import { listenerFor } from './guest-listeners.js';
-import { diffPlans, type PlannedListener, planListeners } from './listener-plan.js';
+import { diffPlans, type PlannedListener, planListeners, stableJson } from './listener-plan.js';
 import type { Logger } from './log.js';
 import type { ProxyMetrics } from './metrics.js';
 import { preflight, refuseProblems } from './preflight.js';
@@ -146,6 +147,18 @@ export class RunningProxy {
       await this.backends.create(prepared);
       // The stop may have come while this reload waited: it must not add to a proxy that is closing.
       this.refuseIfStopping();
+      // A socket file that stays gets the permissions its listener now has.
+      for (const plan of diff.changed) {
+        const l = this.listeners.get(plan.key) as LiveListener;
+        const [was, now] = [l.plan.address, plan.address];
+        if (
+          l.listener instanceof UnixListener &&
+          was.unix !== undefined &&
+          now.unix !== undefined &&
+          stableJson(was.socket) !== stableJson(now.socket)
+        )
+          await l.listener.setPermissions(now.socket.mode, now.socket.gid);
+      }
     } catch (err) {
       await Promise.all(fresh.map((l) => l.close()));
       throw err;

@@ -151,6 +151,23 @@ describe('several listeners in one process', () => {
 });
 
 describe('live reload on SIGHUP', () => {
+  test('a reload that changes socket-mode applies it to the socket file, and a link already open keeps working', async (t) => {
+    const rig = await startRig(t, { proxy: { socketMode: 0o666 } });
+    assert.equal((await stat(rig.unix)).mode & 0o777, 0o666);
+    const g = await SimulatedGuest.connect(rig.unix);
+    t.after(() => g.close());
+    const r = await rig.proxy.reload({
+      protocol: 'kbs',
+      backendOptions: { url: rig.kbs.url },
+      unix: rig.unix,
+      socketMode: 0o600,
+      log: rig.log,
+    });
+    assert.deepEqual(r.changed, [rig.unix]);
+    assert.equal((await stat(rig.unix)).mode & 0o777, 0o600);
+    assert.equal((await g.boot({ measurement: rig.measurement, expectSecret: rig.secret })).secretMatches, true);
+  });
+
   test('a reload meets the checks a start does, for what it adds, every problem named, and the running listeners keep serving', async (t) => {
     const rig = await startRig(t);
     const dir = await tempDir(t);
