@@ -7,7 +7,7 @@ import type { PacedEvent, ProxyServer, RefusalEvent } from '../frontend/server.j
 import type { SessionOutcome } from '../frontend/session.js';
 import { packageVersion } from '../package-root.js';
 import { parseListenAddress } from './config/values.js';
-import { droppedLogLines } from './log.js';
+import { droppedLogLines, type Logger } from './log.js';
 
 /**
  * Distinct endpoint labels kept. Labels come from the configuration (the
@@ -173,18 +173,55 @@ export async function metricCatalogue(): Promise<MetricDefinition[]> {
   return all.map((m) => ({ name: m.name, type: m.type, help: m.help, labels: labels.get(m.name) ?? [] }));
 }
 
-/** Serves GET /metrics (text exposition format) and nothing else. */
-export async function serveMetrics(metrics: ProxyMetrics, address: string): Promise<{ server: Server; url: string }> {
+/**
+ * The metrics endpoint's bounds. A scraper needs one connection, every 15 s
+ * or so; anyone who can reach the port could otherwise hold connections
+ * until the process runs out of file descriptors, and every guest with it.
+ */
+export const METRICS_LIMITS = {
+  /** Connections at once; more are closed on accept (Node's maxConnections). */
+  maxConnections: 16,
+  /** A request's headers must arrive within this. */
+  headersTimeoutMs: 5_000,
+  /** A whole request must arrive within this. */
+  requestTimeoutMs: 10_000,
+  /** A kept-alive connection idle this long is closed (a scrape interval is longer: the scraper reconnects). */
+  keepAliveTimeoutMs: 5_000,
+} as const;
+
+/** Serves GET /metrics (text exposition format) and nothing else, within METRICS_LIMITS; a connection over the cap is logged once per burst. */
+export async function serveMetrics(metrics: ProxyMetrics, address: string, log?: Logger): Promise<{ server: Server; url: string }> {
   const { host, port } = parseListenAddress(address);
-  const server = createServer((req, res) => {
-    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; metrics are at /metrics\n');
-      return;
+  const server = createServer(
+    { headersTimeout: METRICS_LIMITS.headersTimeoutMs, requestTimeout: METRICS_LIMITS.requestTimeoutMs },
+    (req, res) => {
+      if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; metrics are at /metrics\n');
+        return;
+      }
+      metrics.metrics().then(
+        (body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body),
+        (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(String(err)),
+      );
+    },
+  );
+  server.maxConnections = METRICS_LIMITS.maxConnections;
+  server.keepAliveTimeout = METRICS_LIMITS.keepAliveTimeoutMs;
+  // Idle sockets (nothing sent, or half a request) close with the request deadline.
+  server.on('connection', (socket) => socket.setTimeout(METRICS_LIMITS.requestTimeoutMs, () => socket.destroy()));
+  let dropped = 0;
+  server.on('drop', () => {
+    if (dropped++ === 0) {
+      log?.warn(
+        { maxConnections: METRICS_LIMITS.maxConnections },
+        'metrics endpoint at its connection cap: connections over it are closed',
+      );
+      // One line per burst: the count is reported when the next burst starts.
+      setTimeout(() => {
+        if (dropped > 1) log?.warn({ dropped }, 'metrics endpoint closed connections over its cap');
+        dropped = 0;
+      }, 60_000).unref();
     }
-    metrics.metrics().then(
-      (body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body),
-      (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(String(err)),
-    );
   });
   server.listen(port, host);
   await once(server, 'listening');

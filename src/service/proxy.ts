@@ -34,7 +34,7 @@ export async function startProxy(input: ProxyConfig): Promise<RunningProxy> {
     if (config.metrics !== undefined) {
       const m = await import('./metrics.js');
       const proxyMetrics = new m.ProxyMetrics(server, log);
-      const served = await m.serveMetrics(proxyMetrics, config.metrics);
+      const served = await m.serveMetrics(proxyMetrics, config.metrics, log);
       metrics = { metrics: proxyMetrics, ...served };
       log.info({ url: served.url }, 'serving metrics');
     }

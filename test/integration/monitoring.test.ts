@@ -2,13 +2,16 @@
 // exports, and the rules are valid Prometheus (checked by promtool).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { request } from 'undici';
 import { REPO_ROOT } from '../../scripts/processes.js';
-import { metricCatalogue } from '../../src/service/metrics.js';
+import { METRICS_LIMITS, metricCatalogue } from '../../src/service/metrics.js';
 import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
-import { startTestKbs, tempDir } from '../support/harness.js';
+import { startRig, startTestKbs, tempDir } from '../support/harness.js';
 import { startProxyProcess } from '../support/proxy-process.js';
 
 const contrib = join(REPO_ROOT, 'contrib');
@@ -103,5 +106,42 @@ describe('monitoring that ships with aproxy', () => {
       const unknown = labels.filter((l) => !allowed.has(l));
       assert.deepEqual(unknown, [], `${where}: ${expr}`);
     }
+  });
+});
+
+describe('the metrics endpoint is bounded', () => {
+  test('connections over its cap are closed at once and logged once; idle ones close at the request deadline; guests are served meanwhile', async (t) => {
+    const rig = await startRig(t, { proxy: { metrics: '127.0.0.1:0' } });
+    const { port } = new URL(rig.proxy.metricsUrl as string);
+    const idle: Socket[] = [];
+    t.after(() => {
+      for (const s of idle) s.destroy();
+    });
+    const closed: Array<Promise<unknown>> = [];
+    for (let i = 0; i < METRICS_LIMITS.maxConnections + 8; i++) {
+      const s = connect(Number(port), '127.0.0.1');
+      s.on('error', () => undefined);
+      await once(s, 'connect');
+      // Half a request line, never finished: what a slowloris sends.
+      s.write('GET /metr');
+      idle.push(s);
+      closed.push(once(s, 'close'));
+    }
+    // The ones over the cap are closed on accept, long before any deadline.
+    await Promise.any(closed);
+    assert.ok(rig.logs.records.some((r) => r.msg === 'metrics endpoint at its connection cap: connections over it are closed'));
+    // A guest is not affected by any of it.
+    const g = await SimulatedGuest.connect(rig.unix);
+    t.after(() => g.close());
+    assert.equal((await g.boot({ measurement: rig.measurement, expectSecret: rig.secret })).secretMatches, true);
+    // Every idle one is closed by the server (the request deadline), and a scrape gets through again.
+    await Promise.all(closed);
+    const res = await request(rig.proxy.metricsUrl as string);
+    assert.equal(res.statusCode, 200);
+    await res.body.dump();
+    assert.equal(
+      rig.logs.records.filter((r) => r.msg === 'metrics endpoint at its connection cap: connections over it are closed').length,
+      1,
+    );
   });
 });
