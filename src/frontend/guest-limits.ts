@@ -52,6 +52,8 @@ export class GuestLimits {
   /** Counts the connection in, or says why not. Call `release` when an admitted one closes. */
   admit(peer: GuestPeer, now = performance.now()): Refusal | undefined {
     if (peer.transport !== 'vsock') return undefined;
+    // Fail closed: a peer the kernel cannot name is no guest we can count, and no trusted loopback either.
+    if (peer.cid === undefined) return this.refuse('no_cid', undefined, now);
     if (this.total >= this.options.maxTotal) return this.refuse('total', peer.cid, now);
     const cid = peer.cid;
     if (this.sharedCid(peer) && (this.perCid.get(cid as number) ?? 0) >= this.options.maxPerCid) {

@@ -131,10 +131,14 @@ export class ProxyServer extends EventEmitter {
 
   private refused(r: Refusal, peer: GuestPeer): void {
     if (r.firstOfBurst) {
-      const what = { per_cid: 'connections per CID', total: 'vsock connections in total' }[r.reason];
+      const why = {
+        per_cid: 'refusing a guest over its limit of connections per CID',
+        total: 'refusing a guest over the limit of vsock connections in total',
+        no_cid: 'refusing a vsock connection whose CID the kernel could not give',
+      }[r.reason];
       this.options.log.warn(
         { transport: peer.transport, listener: peer.listener, cid: r.cid, reason: r.reason },
-        `refusing a guest over its limit of ${what}; further refusals in this burst are only counted (aproxy_guest_refusals_total)`,
+        `${why}; further refusals in this burst are only counted (aproxy_guest_refusals_total)`,
       );
     }
     const event: RefusalEvent = {

@@ -193,6 +193,10 @@ export const REFUSAL_REASONS = {
     when: 'vsock-max-connections connections are open from all guests together.',
     action: 'Raise vsock-max-connections if the host runs that many VMs.',
   },
+  no_cid: {
+    when: "the kernel could not say which CID connected (getpeername failed): the connection cannot be held to any guest's caps or budget, so it is refused rather than treated as the trusted host loopback.",
+    action: 'None if rare (the peer left as it connected); report it if it repeats.',
+  },
 } as const satisfies Record<string, Omit<Reason, 'area'>>;
 export type RefusalReason = keyof typeof REFUSAL_REASONS;
 

@@ -27,6 +27,13 @@ describe('vsock guest limits', () => {
     assert.equal(l.admit(guest(8), 0)?.reason, 'total');
   });
 
+  test('a vsock peer whose CID the kernel cannot give is refused, never taken for the trusted loopback (fail closed)', () => {
+    const l = limits();
+    const anonymous: GuestPeer = { transport: 'vsock', listener: 'vsock:1995' };
+    for (let i = 0; i < 10; i++) assert.equal(l.admit(anonymous, 0)?.reason, 'no_cid');
+    assert.equal(l.admit(guest(5), 0), undefined, 'a guest with a CID is still admitted');
+  });
+
   test('Unix peers are never limited', () => {
     const l = limits({ maxTotal: 1 });
     for (let i = 0; i < 10; i++) assert.equal(l.admit({ transport: 'unix', listener: '/run/x.sock' }, 0), undefined);
