@@ -57,18 +57,20 @@ export interface SpawnOptions {
   readonly user?: { readonly uid: number; readonly gid: number };
   /** The working directory, as a service manager would set it. */
   readonly cwd?: string;
+  /** Written to standard input, which is then closed (otherwise it is not connected). */
+  readonly stdin?: string;
 }
 
 /** `node [nodeOptions] FILE ARGS`, stdout and stderr collected. */
 export function spawnNode(file: string, args: string[], o: SpawnOptions = {}): Spawned {
   const stderr = o.inheritStderr === true ? 'inherit' : 'pipe';
-  return collect(
-    spawn(process.execPath, [...(o.nodeOptions ?? []), file, ...args], {
-      stdio: ['ignore', 'pipe', stderr],
-      ...o.user,
-      ...(o.cwd === undefined ? {} : { cwd: o.cwd }),
-    }),
-  );
+  const child = spawn(process.execPath, [...(o.nodeOptions ?? []), file, ...args], {
+    stdio: [o.stdin === undefined ? 'ignore' : 'pipe', 'pipe', stderr],
+    ...o.user,
+    ...(o.cwd === undefined ? {} : { cwd: o.cwd }),
+  });
+  if (o.stdin !== undefined) child.stdin?.end(o.stdin);
+  return collect(child);
 }
 
 /** `bin/aproxy ARGS`. */

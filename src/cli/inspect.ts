@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Argv } from 'yargs';
+import { escapeForTerminal } from '../service/terminal.js';
 import { UsageError } from './usage.js';
 
 /** `inspect-report <file>` and `inspect-token <token>`: operator tools in src/tools/inspect.ts. */
@@ -10,8 +11,8 @@ export const report = {
     y.positional('file', { type: 'string', demandOption: true, describe: 'report file, or - for standard input' }),
   async handler(argv: { file: string }): Promise<void> {
     const { inspectReport } = await import('../tools/inspect.js');
-    const input = argv.file === '-' ? readFileSync(0) : readInput(argv.file);
-    for (const line of inspectReport(input)) console.log(line);
+    const input = isStdin(argv.file) ? readFileSync(0) : readInput(argv.file);
+    for (const line of inspectReport(input)) console.log(escapeForTerminal(line));
   },
 };
 
@@ -21,13 +22,20 @@ export const token = {
   builder: <T>(y: Argv<T>) => y.positional('token', { type: 'string', demandOption: true, describe: 'the token, or - for standard input' }),
   async handler(argv: { token: string }): Promise<void> {
     const { inspectToken } = await import('../tools/inspect.js');
-    const d = inspectToken(argv.token === '-' ? readFileSync(0, 'utf8') : argv.token);
+    const d = inspectToken(isStdin(argv.token) ? readFileSync(0, 'utf8').trim() : argv.token);
+    // A token's claims are anyone's text: shown escaped, line by line (JSON keeps its own layout).
+    const show = (text: string) => text.split('\n').map(escapeForTerminal).join('\n');
     console.log(`${d.kind} (not verified)`);
-    console.log(`header: ${JSON.stringify(d.header, bigintSafe, 2)}`);
-    console.log(`claims: ${JSON.stringify(d.claims, bigintSafe, 2)}`);
+    console.log(show(`header: ${JSON.stringify(d.header, bigintSafe, 2)}`));
+    console.log(show(`claims: ${JSON.stringify(d.claims, bigintSafe, 2)}`));
     console.log(`signature: ${d.signatureBytes} bytes`);
   },
 };
+
+/** `-` means standard input; yargs hands a lone `-` to a string positional as "", which names no file or token either. */
+function isStdin(arg: string): boolean {
+  return arg === '-' || (arg === '' && process.argv.includes('-'));
+}
 
 function readInput(path: string): Buffer {
   try {

@@ -260,6 +260,19 @@ describe('inspection commands', () => {
     assert.match(bad.stderr, /expected an SEV-SNP report/);
   });
 
+  test("inspect-token - and inspect-report - read standard input, as --help says; a claim's bidi override is shown escaped", async () => {
+    const claims = Buffer.from(JSON.stringify({ sub: '\u202eevil' })).toString('base64url');
+    const t = await runCli(['inspect-token', '-'], { stdin: `eyJhbGciOiJub25lIn0.${claims}.\n` });
+    assert.equal(t.code, 0, t.stderr);
+    assert.ok(!t.stdout.includes('\u202e'), 'no raw override');
+    assert.match(t.stdout, /"sub": "\\u202eevil"/);
+    const r = await runCli(['inspect-report', '-'], {
+      stdin: Buffer.from(buildSyntheticReport({ measurement: Buffer.alloc(48, 7), reportData: Buffer.alloc(64) })).toString('hex'),
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /0707070707/);
+  });
+
   test('inspect-token decodes a JWT and shows expiry', async () => {
     const r = await runCli(['inspect-token', 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJzdnNtLWdvbGRlbiIsImV4cCI6MTcwMDAwMDAwMH0.c2lnbmF0dXJl']);
     assert.equal(r.code, 0);
