@@ -40,10 +40,24 @@ export function droppedLogLines(log: object): number {
 export function createLogger(options: LoggerOptions = {}): Logger {
   const counter = { lines: 0 };
   let out = options.destination as DestinationStream | undefined;
+  let reportDrops: (() => void) | undefined;
   if (out === undefined) {
     const boom = pino.destination({ fd: 1, sync: false, maxLength: options.bufferBytes ?? DEFAULT_LOG_BUFFER_BYTES });
+    const events = boom as unknown as NodeJS.EventEmitter;
     // sonic-boom emits 'drop' with the line it could not buffer.
-    (boom as unknown as NodeJS.EventEmitter).on('drop', () => counter.lines++);
+    events.on('drop', () => counter.lines++);
+    // Once stdout has caught up, the log itself says how many lines it lost (and metrics count them, when on).
+    let reported = 0;
+    events.on('drain', () => reportDrops?.());
+    reportDrops = () => {
+      if (counter.lines === reported) return;
+      const dropped = counter.lines - reported;
+      reported = counter.lines;
+      logger.warn(
+        { dropped, droppedTotal: reported },
+        `${dropped} log lines were dropped while stdout did not keep up (log-buffer-bytes); aproxy_log_lines_dropped_total counts them`,
+      );
+    };
     out = boom;
   }
   const pretty =

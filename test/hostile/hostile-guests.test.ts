@@ -136,7 +136,7 @@ describe('a hostile guest costs the proxy a bounded amount, and the other guests
     assert.match(String(summary?.msg), /199 more like it/);
   });
 
-  test('a stdout that does not keep up costs dropped log lines, counted, not memory or a blocked proxy', async (t) => {
+  test('a stdout that does not keep up costs dropped log lines, counted, and said in the log once it drains; not memory or a blocked proxy', async (t) => {
     const { url, measurement, secret } = await startTestKbs(t);
     const dir = await tempDir(t);
     const sock = join(dir, 'proxy.sock');
@@ -173,6 +173,16 @@ describe('a hostile guest costs the proxy a bounded amount, and the other guests
     }
     assert.ok(dropped > 0, 'lines were dropped and counted');
     assert.ok(proxy.peakRssMiB() < PEAK_RSS_BOUND_MIB);
+    // Once stdout is read again, the log itself says what it lost (no metrics needed to know).
+    let after = '';
+    const said = new Promise<void>((resolve) =>
+      proxy.child.stdout?.on('data', (d: Buffer) => {
+        after += d.toString('utf8');
+        if (/log lines were dropped while stdout did not keep up/.test(after)) resolve();
+      }),
+    );
+    proxy.child.stdout?.resume();
+    await said;
   });
 
   test('pretty logs escape control characters from guests and servers: one event is one line, no terminal sequence gets through', () => {
