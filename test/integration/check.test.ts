@@ -79,10 +79,18 @@ describe('aproxy check', () => {
       ['two listeners on one address', { ...base, listeners: [{ unix: join(dir, 'ok.sock') }] }, /two listeners on unix:/],
       ['a listener name that cannot be a label', { ...base, listeners: [{ name: 'a b', vsock: 5000 }] }, /listener name "a b"/],
       ['a config file that is not JSON, with the line and column', {}, /\.json:2:3: not JSON \(/],
+      // JSON.parse would let the last one win unseen.
+      ['a config file that gives a key twice', {}, /\.json:3:3: not accepted as JSON \(duplicate field "url"\)/],
+      ['a config file nested past any need', {}, /\.json:1:\d+: not accepted as JSON \(nesting too deep\)/],
     ];
+    const texts: Record<string, string> = {
+      'a config file that is not JSON, with the line and column': '{\n  protocol: kbs\n}\n',
+      'a config file that gives a key twice': `{\n  "url": "http://a:1",\n  "url": "http://b:1",\n  "protocol": "kbs"\n}\n`,
+      'a config file nested past any need': `{"protocol":"kbs","backend":${'['.repeat(5000)}${']'.repeat(5000)}}`,
+    };
     for (const [what, json, re] of cases) {
       const config = await configFile(dir, json);
-      if (what.startsWith('a config file that is not JSON')) await writeFile(config, '{\n  protocol: kbs\n}\n');
+      if (texts[what] !== undefined) await writeFile(config, texts[what]);
       const r = await runCli(['check', '--config', config]);
       assert.equal(r.code, 2, `${what}: ${r.stdout}${r.stderr}`);
       assert.match(r.stderr, new RegExp(`^aproxy check: .*${re.source}`, 'm'), what);

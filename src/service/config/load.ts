@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { ConfigError } from '../../protocol/errors.js';
+import { ConfigError, InvalidJsonError } from '../../protocol/errors.js';
+import { parseStrictJson } from '../../protocol/json.js';
 import type { PassedSocket } from '../systemd.js';
 import { resolveSettings } from './resolve.js';
 import type { Settings } from './types.js';
@@ -16,21 +17,38 @@ export function readConfigFile(path: string): { readonly path: string; readonly 
   } catch (err) {
     throw new ConfigError(`config file ${path}: ${(err as Error).message}`);
   }
+  let json: unknown;
   try {
-    return { path, json: JSON.parse(text) as unknown };
+    json = JSON.parse(text) as unknown;
   } catch (err) {
-    throw new ConfigError(
-      `config file ${path}${where(text, (err as Error).message)}: not JSON (${(err as Error).message.replace(/ \(line \d+ column \d+\)$/, '')})`,
-    );
+    // Deep nesting overflows JSON.parse's stack: the strict parser below names it, with its place.
+    if (!(err instanceof RangeError)) {
+      throw new ConfigError(
+        `config file ${path}${where(text, (err as Error).message)}: not JSON (${(err as Error).message.replace(/ \(line \d+ column \d+\)$/, '')})`,
+      );
+    }
   }
+  // What JSON.parse lets through and a config must not hold: a key given twice (the last would win unseen), nesting past 128.
+  try {
+    parseStrictJson(text);
+  } catch (err) {
+    if (!(err instanceof InvalidJsonError)) throw err;
+    const reason = err.message.replace(/^invalid JSON at byte \d+: /, '');
+    throw new ConfigError(`config file ${path}${lineColumn(text, err.offset)}: not accepted as JSON (${reason})`);
+  }
+  return { path, json };
+}
+
+/** `:LINE:COLUMN` of a character offset. */
+function lineColumn(text: string, offset: number): string {
+  const before = text.slice(0, offset).split('\n');
+  return `:${before.length}:${(before.at(-1)?.length ?? 0) + 1}`;
 }
 
 /** `:LINE:COLUMN` of a JSON.parse error, from the position every Node line names (newer ones also say the line). */
 function where(text: string, message: string): string {
   const position = /at position (\d+)/.exec(message)?.[1];
-  if (position === undefined) return '';
-  const before = text.slice(0, Number(position)).split('\n');
-  return `:${before.length}:${(before.at(-1)?.length ?? 0) + 1}`;
+  return position === undefined ? '' : lineColumn(text, Number(position));
 }
 
 /**
