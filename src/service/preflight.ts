@@ -50,7 +50,8 @@ export interface PreflightResult {
  * directory, vsock support, an inherited socket's kind), each backend's
  * options (templates, CA file) and plugin module, and each backend's
  * options against each listener it serves (a template field the
- * listener's guests cannot fill). Changes nothing on the host.
+ * listener's guests cannot fill). Binds and writes nothing; a plugin
+ * module is loaded (its top-level code runs) to check its options.
  */
 export async function preflight(config: NormalizedConfig, pool: BackendPool, purpose: PreflightPurpose): Promise<PreflightResult> {
   const plans = planListeners(config);

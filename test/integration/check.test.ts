@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { copyFile, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -82,6 +82,16 @@ describe('aproxy check', () => {
       // JSON.parse would let the last one win unseen.
       ['a config file that gives a key twice', {}, /\.json:3:3: not accepted as JSON \(duplicate field "url"\)/],
       ['a config file nested past any need', {}, /\.json:1:\d+: not accepted as JSON \(nesting too deep\)/],
+      [
+        'a resource template longer than any resource path',
+        { ...base, resource: `a/b/${'c'.repeat(2000)}` },
+        /2004 characters, more than the 1024/,
+      ],
+      [
+        'a config file every user may write',
+        { ...base },
+        /writable by every user \(mode 0666\), and it names the code aproxy runs; chmod o-w it/,
+      ],
     ];
     const texts: Record<string, string> = {
       'a config file that is not JSON, with the line and column': '{\n  protocol: kbs\n}\n',
@@ -91,6 +101,7 @@ describe('aproxy check', () => {
     for (const [what, json, re] of cases) {
       const config = await configFile(dir, json);
       if (texts[what] !== undefined) await writeFile(config, texts[what]);
+      if (what === 'a config file every user may write') await chmod(config, 0o666);
       const r = await runCli(['check', '--config', config]);
       assert.equal(r.code, 2, `${what}: ${r.stdout}${r.stderr}`);
       assert.match(r.stderr, new RegExp(`^aproxy check: .*${re.source}`, 'm'), what);

@@ -26,8 +26,19 @@ export interface ResourceTemplate {
   readonly fields: ReadonlySet<TemplateField>;
 }
 
-/** Checks a template once, at start (or reload): unknown fields, stray braces and unsafe literals are refused. */
+/**
+ * The longest template taken. A KBS resource path is a few segments; every
+ * session builds one, so a huge template costs its size per session.
+ */
+export const MAX_RESOURCE_TEMPLATE_CHARS = 1024;
+
+/** Checks a template once, at start (or reload): its length, unknown fields, stray braces and unsafe literals. */
 export function parseResourceTemplate(source: string): ResourceTemplate {
+  if (source.length > MAX_RESOURCE_TEMPLATE_CHARS) {
+    throw new ConfigError(
+      `backend option resource: ${source.length} characters, more than the ${MAX_RESOURCE_TEMPLATE_CHARS} a resource path may have (it starts ${JSON.stringify(source.slice(0, 40))})`,
+    );
+  }
   const parts: Array<{ text: string } | { field: TemplateField }> = [];
   const fields = new Set<TemplateField>();
   const re = /\{([^{}]*)\}|([^{}]+)|([{}])/g;

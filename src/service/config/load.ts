@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { ConfigError, InvalidJsonError } from '../../protocol/errors.js';
 import { parseStrictJson } from '../../protocol/json.js';
 import type { PassedSocket } from '../systemd.js';
@@ -12,10 +12,18 @@ import type { Settings } from './types.js';
  */
 export function readConfigFile(path: string): { readonly path: string; readonly json: unknown } {
   let text: string;
+  let mode: number;
   try {
     text = readFileSync(path, 'utf8');
+    mode = statSync(path).mode;
   } catch (err) {
     throw new ConfigError(`config file ${path}: ${(err as Error).message}`);
+  }
+  // Like sshd's StrictModes: whoever may write the file chooses the code aproxy runs (protocol names a module).
+  if ((mode & 0o002) !== 0) {
+    throw new ConfigError(
+      `config file ${path}: writable by every user (mode 0${(mode & 0o777).toString(8)}), and it names the code aproxy runs; chmod o-w it`,
+    );
   }
   let json: unknown;
   try {
