@@ -3,6 +3,8 @@
  * module.registerHooks (20): registered with module.register, it runs on
  * the loader thread, so it is a module of its own.
  */
+import { isAproxySpecifier } from './plugin-imports.js';
+
 let parentURL = '';
 
 export function initialize(data: { parentURL: string }): void {
@@ -14,6 +16,5 @@ export function resolve(
   context: { parentURL?: string },
   next: (s: string, c: { parentURL?: string }) => unknown,
 ): unknown {
-  const ours = specifier === 'aproxy' || specifier.startsWith('aproxy/');
-  return next(specifier, ours ? { ...context, parentURL } : context);
+  return next(specifier, isAproxySpecifier(specifier) ? { ...context, parentURL } : context);
 }

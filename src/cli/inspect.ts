@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Argv } from 'yargs';
-import { escapeForTerminal } from '../service/terminal.js';
+import { escapeForTerminal, escapeLinesForTerminal } from '../service/terminal.js';
 import { UsageError } from './usage.js';
 
 /** `inspect-report <file>` and `inspect-token <token>`: operator tools in src/tools/inspect.ts. */
@@ -24,10 +24,9 @@ export const token = {
     const { inspectToken } = await import('../tools/inspect.js');
     const d = inspectToken(isStdin(argv.token) ? readFileSync(0, 'utf8').trim() : argv.token);
     // A token's claims are anyone's text: shown escaped, line by line (JSON keeps its own layout).
-    const show = (text: string) => text.split('\n').map(escapeForTerminal).join('\n');
     console.log(`${d.kind} (not verified)`);
-    console.log(show(`header: ${JSON.stringify(d.header, bigintSafe, 2)}`));
-    console.log(show(`claims: ${JSON.stringify(d.claims, bigintSafe, 2)}`));
+    console.log(escapeLinesForTerminal(`header: ${JSON.stringify(d.header, bigintSafe, 2)}`));
+    console.log(escapeLinesForTerminal(`claims: ${JSON.stringify(d.claims, bigintSafe, 2)}`));
     console.log(`signature: ${d.signatureBytes} bytes`);
   },
 };

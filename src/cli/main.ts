@@ -1,7 +1,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { describeError, ERROR_REASONS, isAproxyError, SetupRefusedError } from '../protocol/errors.js';
-import { escapeForTerminal } from '../service/terminal.js';
+import { escapeLinesForTerminal } from '../service/terminal.js';
 import * as check from './check.js';
 import * as inspect from './inspect.js';
 import * as qemuArgs from './qemu-args.js';
@@ -44,24 +44,19 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<void
   } catch (err) {
     // Exit 2: bad usage, or a configuration or host problem (a reason code of area `setup`): fix and start again.
     if (err instanceof UsageError || (err instanceof Error && err.name === 'YError')) {
-      console.error(`aproxy: ${escapeLines(err.message)} (see aproxy --help)`);
+      console.error(`aproxy: ${escapeLinesForTerminal(err.message)} (see aproxy --help)`);
       process.exit(2);
     }
     if (isAproxyError(err) && ERROR_REASONS[err.code].area === 'setup') {
       // The code (docs/errors.md says what to do) after each problem; several are listed a line each.
       console.error(
         err instanceof SetupRefusedError && err.problems.length > 1
-          ? `aproxy: ${escapeLines(err.message)}`
-          : `aproxy: ${escapeLines(err.message)} [${err.code}]`,
+          ? `aproxy: ${escapeLinesForTerminal(err.message)}`
+          : `aproxy: ${escapeLinesForTerminal(err.message)} [${err.code}]`,
       );
       process.exit(2);
     }
-    console.error(`aproxy: ${escapeLines(describeError(err))}`);
+    console.error(`aproxy: ${escapeLinesForTerminal(describeError(err))}`);
     process.exit(1);
   }
-}
-
-/** Our messages may span lines; within each, what came from a file or a server is shown escaped. */
-function escapeLines(text: string): string {
-  return text.split('\n').map(escapeForTerminal).join('\n');
 }

@@ -36,7 +36,7 @@ export async function handler(flags: Readonly<Record<string, unknown>>): Promise
  * applied. Every signal leaves a log line.
  */
 class Lifecycle {
-  proxy: RunningProxy | undefined;
+  private proxy: RunningProxy | undefined;
   private state: 'starting' | 'running' | 'stopping' = 'starting';
   private pendingStop: string | undefined;
   private pendingReload = false;
@@ -56,11 +56,13 @@ class Lifecycle {
 
   started(proxy: RunningProxy): void {
     this.proxy = proxy;
-    this.state = 'running';
     if (this.pendingStop !== undefined) {
       this.signals--;
       this.stop(this.pendingStop);
-    } else if (this.pendingReload) {
+      return;
+    }
+    this.state = 'running';
+    if (this.pendingReload) {
       this.pendingReload = false;
       this.reload();
     }
@@ -115,12 +117,13 @@ class Lifecycle {
       log.warn({ signal }, 'second signal: exiting now');
       process.exit(1);
     }
+    // From here a SIGHUP is not applied, even one that comes while the proxy still starts.
+    this.state = 'stopping';
     const proxy = this.proxy;
     if (proxy === undefined) {
       this.pendingStop = signal;
       return;
     }
-    this.state = 'stopping';
     log.info({ signal, connections: proxy.server.connectionCount, graceMs }, 'stopping: no new guests, sessions in flight may finish');
     proxy.close(graceMs).then(
       () => {

@@ -91,6 +91,7 @@ function describeAddress(plan: PlannedListener): string {
   }
   if (a.vsock !== undefined) return `vsock port ${a.vsock}`;
   if (a.systemd !== undefined) return `the socket systemd passes as ${a.systemd} (FileDescriptorName=${a.systemd})`;
+  // check is never passed sockets: without listeners of its own it stands for those systemd would pass.
   return `fd ${a.fd} and on (passed by systemd)`;
 }
 

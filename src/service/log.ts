@@ -40,24 +40,12 @@ export function droppedLogLines(log: object): number {
 export function createLogger(options: LoggerOptions = {}): Logger {
   const counter = { lines: 0 };
   let out = options.destination as DestinationStream | undefined;
-  let reportDrops: (() => void) | undefined;
+  let stdout: NodeJS.EventEmitter | undefined;
   if (out === undefined) {
     const boom = pino.destination({ fd: 1, sync: false, maxLength: options.bufferBytes ?? DEFAULT_LOG_BUFFER_BYTES });
-    const events = boom as unknown as NodeJS.EventEmitter;
+    stdout = boom as unknown as NodeJS.EventEmitter;
     // sonic-boom emits 'drop' with the line it could not buffer.
-    events.on('drop', () => counter.lines++);
-    // Once stdout has caught up, the log itself says how many lines it lost (and metrics count them, when on).
-    let reported = 0;
-    events.on('drain', () => reportDrops?.());
-    reportDrops = () => {
-      if (counter.lines === reported) return;
-      const dropped = counter.lines - reported;
-      reported = counter.lines;
-      logger.warn(
-        { dropped, droppedTotal: reported },
-        `${dropped} log lines were dropped while stdout did not keep up (log-buffer-bytes); aproxy_log_lines_dropped_total counts them`,
-      );
-    };
+    stdout.on('drop', () => counter.lines++);
     out = boom;
   }
   const pretty =
@@ -72,6 +60,17 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     pretty ? new PrettyLines(out) : out,
   );
   drops.set(logger, counter);
+  // Once stdout has caught up, the log itself says how many lines it lost (and metrics count them, when on).
+  let reported = 0;
+  stdout?.on('drain', () => {
+    if (counter.lines === reported) return;
+    const dropped = counter.lines - reported;
+    reported = counter.lines;
+    logger.warn(
+      { dropped, droppedTotal: reported },
+      `${dropped} log lines were dropped while stdout did not keep up (log-buffer-bytes); aproxy_log_lines_dropped_total counts them`,
+    );
+  });
   return logger;
 }
 

@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { BackendRequestEvent } from '../backends/contract.js';
+import { LogBursts } from '../frontend/log-bursts.js';
 import type { PacedEvent, ProxyServer, RefusalEvent } from '../frontend/server.js';
 import type { SessionOutcome } from '../frontend/session.js';
 import { packageVersion } from '../package-root.js';
@@ -190,7 +191,7 @@ export const METRICS_LIMITS = {
 } as const;
 
 /** Serves GET /metrics (text exposition format) and nothing else, within METRICS_LIMITS; a connection over the cap is logged once per burst. */
-export async function serveMetrics(metrics: ProxyMetrics, address: string, log?: Logger): Promise<{ server: Server; url: string }> {
+export async function serveMetrics(metrics: ProxyMetrics, address: string, log: Logger): Promise<{ server: Server; url: string }> {
   const { host, port } = parseListenAddress(address);
   const server = createServer(
     { headersTimeout: METRICS_LIMITS.headersTimeoutMs, requestTimeout: METRICS_LIMITS.requestTimeoutMs },
@@ -209,20 +210,15 @@ export async function serveMetrics(metrics: ProxyMetrics, address: string, log?:
   server.keepAliveTimeout = METRICS_LIMITS.keepAliveTimeoutMs;
   // Idle sockets (nothing sent, or half a request) close with the request deadline.
   server.on('connection', (socket) => socket.setTimeout(METRICS_LIMITS.requestTimeoutMs, () => socket.destroy()));
-  let dropped = 0;
-  server.on('drop', () => {
-    if (dropped++ === 0) {
-      log?.warn(
-        { maxConnections: METRICS_LIMITS.maxConnections },
-        'metrics endpoint at its connection cap: connections over it are closed',
-      );
-      // One line per burst: the count is reported when the next burst starts.
-      setTimeout(() => {
-        if (dropped > 1) log?.warn({ dropped }, 'metrics endpoint closed connections over its cap');
-        dropped = 0;
-      }, 60_000).unref();
-    }
-  });
+  // The first refusal of a burst is logged, the rest counted into its summary line.
+  const bursts = new LogBursts(log);
+  server.on('drop', () =>
+    bursts.warn(
+      'metrics_cap',
+      { maxConnections: METRICS_LIMITS.maxConnections },
+      'metrics endpoint at its connection cap: connections over it are closed',
+    ),
+  );
   server.listen(port, host);
   await once(server, 'listening');
   const a = server.address() as AddressInfo;

@@ -14,3 +14,8 @@ export function escapeForTerminal(text: string): string {
     return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
   });
 }
+
+/** Text of our own that may span lines: each line shown escaped, so only our newlines break it. */
+export function escapeLinesForTerminal(text: string): string {
+  return text.split('\n').map(escapeForTerminal).join('\n');
+}

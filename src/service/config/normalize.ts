@@ -6,7 +6,7 @@ import type { Logger } from '../log.js';
 import type { PassedSocket } from '../systemd.js';
 import { TRUSTED_CIDS } from './defaults.js';
 import { OPTION_NAMES, OPTIONS, type OptionSpec, type OptionTarget } from './options.js';
-import type { ListenerAddress, ListenerConfig, ProxyConfig } from './types.js';
+import type { ListenerConfig, ProxyConfig } from './types.js';
 
 /** A Unix socket file's options. */
 export interface SocketFileOptions {
@@ -67,9 +67,18 @@ export function normalizeConfig(config: ProxyConfig): NormalizedConfig {
   const keys = new Set<string>();
   const names = new Set<string>();
   const listeners = own.map((l) => {
-    const adopted = l.systemd === undefined ? undefined : adopt(l.systemd, passed);
-    const key = addressKey(adopted ?? l);
+    const pick = <K extends Exclude<keyof ListenerConfig & keyof ProxyConfig, 'backendOptions'>>(k: K) =>
+      l[k] ?? config[k] ?? (tableDefault({ proxy: k }) as never);
+    const socketGid = pick('socketGid') as number | undefined;
+    const socket = {
+      force: pick('force') as boolean,
+      mode: pick('socketMode') as number,
+      ...(socketGid === undefined ? {} : { gid: socketGid }),
+    };
+    const address = addressOf(l, passed, socket);
+    const key = addressKey(address);
     const name = l.name ?? l.unix ?? l.systemd ?? key;
+    // A passed socket's name is made here (passedName), `fd:N` included; a configured one must be a label.
     if (l.name !== undefined && l.fd === undefined && !LISTENER_NAME.test(l.name)) {
       throw new ConfigError(
         `listener name ${JSON.stringify(l.name)}: use 1 to 64 letters, digits, ".", "_" or "-" (it goes into metrics and resource paths)`,
@@ -79,23 +88,6 @@ export function normalizeConfig(config: ProxyConfig): NormalizedConfig {
     if (names.has(name)) throw new ConfigError(`two listeners named ${JSON.stringify(name)}`);
     keys.add(key);
     names.add(name);
-    const pick = <K extends Exclude<keyof ListenerConfig & keyof ProxyConfig, 'backendOptions'>>(k: K) =>
-      l[k] ?? config[k] ?? (tableDefault({ proxy: k }) as never);
-    const socketGid = pick('socketGid') as number | undefined;
-    const socket = {
-      force: pick('force') as boolean,
-      mode: pick('socketMode') as number,
-      ...(socketGid === undefined ? {} : { gid: socketGid }),
-    };
-    const address = (
-      l.unix !== undefined
-        ? { unix: l.unix, socket }
-        : l.vsock !== undefined
-          ? { vsock: l.vsock }
-          : l.systemd !== undefined
-            ? { systemd: l.systemd, ...(adopted === undefined ? {} : { fd: adopted.fd }) }
-            : { fd: l.fd }
-    ) as NormalizedAddress;
     return {
       key,
       name,
@@ -124,21 +116,30 @@ export function normalizeConfig(config: ProxyConfig): NormalizedConfig {
 }
 
 /** A listener's address as text: its key across reloads, and its name unless it has one. */
-export function addressKey(a: ListenerAddress | NormalizedAddress): string {
+export function addressKey(a: NormalizedAddress): string {
   if (a.unix !== undefined) return `unix:${a.unix}`;
   if (a.vsock !== undefined) return `vsock:${a.vsock}`;
   return a.fd !== undefined ? `fd:${a.fd}` : `systemd:${a.systemd}`;
 }
 
-/** The passed socket a listener names, if this process was passed it; one name, one socket. */
-function adopt(name: string, passed: readonly PassedSocket[]): { fd: number; systemd: string } | undefined {
+/** A listener's address: a Unix path with its socket file's options, a vsock port, a passed fd, or a systemd name and the fd passed under it. */
+function addressOf(l: ListenerConfig, passed: readonly PassedSocket[], socket: SocketFileOptions): NormalizedAddress {
+  if (l.unix !== undefined) return { unix: l.unix, socket };
+  if (l.vsock !== undefined) return { vsock: l.vsock };
+  if (l.fd !== undefined) return { fd: l.fd };
+  const fd = adopt(l.systemd, passed);
+  return fd === undefined ? { systemd: l.systemd } : { systemd: l.systemd, fd };
+}
+
+/** The fd systemd passed under `name`, if this process was passed it; one name, one socket. */
+function adopt(name: string, passed: readonly PassedSocket[]): number | undefined {
   const found = passed.filter((p) => p.name === name);
   if (found.length > 1) {
     throw new ConfigError(
       `systemd passed ${found.length} sockets named ${JSON.stringify(name)} (fds ${found.map((p) => p.fd).join(', ')}); a listener adopts one: give each ListenStream= its own .socket unit and FileDescriptorName=`,
     );
   }
-  return found[0] === undefined ? undefined : { fd: found[0].fd, systemd: name };
+  return found[0]?.fd;
 }
 
 /**
