@@ -86,7 +86,7 @@ export class GuestConnection {
     private readonly profile: () => ListenerProfile,
     private readonly log: ConnectionLogger,
     private readonly events: ConnectionEvents,
-    /** The guest's session budget and log bursts (shared by a vsock CID's connections). */
+    /** The VM's session budget, log bursts and orphaned server work (shared by its links). */
     private readonly account: GuestAccount,
   ) {
     const { maxFrameBytes, frameTimeoutMs } = profile();
@@ -138,6 +138,7 @@ export class GuestConnection {
       last?.end(new GuestGoneError('guest connection closed'));
       await last?.done;
       this.socket.destroy();
+      this.orphan(this.backendWork);
     }
   }
 
@@ -184,9 +185,18 @@ export class GuestConnection {
       );
       if (!(await this.wait('session_budget', delay(waitMs, this.gone.signal)))) return false;
     }
-    const busy = previous === undefined ? this.backendWork : Promise.all([previous.done, this.backendWork]);
-    if (busy !== undefined && !(await this.wait('backend_busy', busy))) return false;
+    // The VM's closed links may have left an exchange running (it reconnected): at most one per link, and it waits.
+    const busy = [previous?.done, this.backendWork, ...this.account.orphans].filter((p) => p !== undefined);
+    if (busy.length > 0 && !(await this.wait('backend_busy', Promise.all(busy)))) return false;
     return !this.gone.signal.aborted;
+  }
+
+  /** Leaves the link's unsettled server work to its VM's account, so the VM's next link waits for it. */
+  private orphan(work: Promise<void> | undefined): void {
+    if (work === undefined) return;
+    const orphans = this.account.orphans;
+    orphans.add(work);
+    void work.then(() => orphans.delete(work));
   }
 
   /** Holds the link unread until `until` settles or the guest leaves; false if it left. */

@@ -25,11 +25,16 @@ export interface Refusal {
   readonly firstOfBurst: boolean;
 }
 
-/** What one guest owns against abuse: its session budget and its log bursts. */
+/** What one guest (a VM) owns against abuse: its session budget, its log bursts, and the server work its closed links left running. */
 export interface GuestAccount {
   readonly budget: SessionBudget;
   readonly logs: LogBursts;
+  /** Backend work of links that closed mid-exchange, until it settles or its deadline passes. */
+  readonly orphans: Set<Promise<void>>;
 }
+
+/** Whose account a connection uses: a vsock CID, or a Unix listener (its link's key). */
+type AccountKey = number | object;
 
 /**
  * Admission and budgets for guests. Every VM on the host, tenants' guest
@@ -37,14 +42,16 @@ export interface GuestAccount {
  * vsock port, so one guest must not be able to starve the others of
  * connections, of the attestation server or of the log.
  *
- * A guest is a link for Unix (QEMU gives each VM its own socket) and a CID
- * for vsock, so reconnecting does not reset a vsock guest's budget. The
- * host's trusted CIDs get an account per connection, like Unix links.
+ * The budget belongs to the VM, not the connection, so a guest that drops
+ * its link and reconnects (QEMU's `reconnect-ms`) keeps its budget, its log
+ * bursts and its server exchange in flight: a VM is a CID for vsock, and its
+ * listener for Unix (QEMU gives each VM its own socket). The host's trusted
+ * CIDs get an account per connection: they carry host processes.
  */
 export class GuestLimits {
   private readonly perCid = new Map<number, number>();
   private total = 0;
-  private readonly accounts = new Map<number, GuestAccount>();
+  private readonly accounts = new Map<AccountKey, { account: GuestAccount; links: number }>();
   private readonly lastRefusal = new Map<string, number>();
 
   constructor(private readonly options: GuestLimitOptions) {}
@@ -56,17 +63,41 @@ export class GuestLimits {
     if (peer.cid === undefined) return this.refuse('no_cid', undefined, now);
     if (this.total >= this.options.maxTotal) return this.refuse('total', peer.cid, now);
     const cid = peer.cid;
-    if (this.sharedCid(peer) && (this.perCid.get(cid as number) ?? 0) >= this.options.maxPerCid) {
+    if (this.sharedCid(peer) && (this.perCid.get(cid) ?? 0) >= this.options.maxPerCid) {
       return this.refuse('per_cid', cid, now);
     }
     this.total++;
-    if (cid !== undefined) this.perCid.set(cid, (this.perCid.get(cid) ?? 0) + 1);
+    this.perCid.set(cid, (this.perCid.get(cid) ?? 0) + 1);
     return undefined;
   }
 
-  /** An admitted connection closed; its account, if it was the connection's own, summarises its open log bursts. */
-  release(peer: GuestPeer, account?: GuestAccount): void {
-    if (account !== undefined && !this.sharedCid(peer)) account.logs.flush();
+  /**
+   * The account of the VM behind a connection, held until `release`: a vsock
+   * CID's, or for Unix the account of `link` (the listener the link came to).
+   * Call `leave` when the connection closes.
+   */
+  account(peer: GuestPeer, link: object, log: WarnLogger): GuestAccount {
+    const key = this.keyOf(peer, link);
+    let held = key === undefined ? undefined : this.accounts.get(key);
+    if (held === undefined) {
+      const budget = new SessionBudget({ perMinute: this.options.sessionsPerMinute, burst: this.options.sessionBurst });
+      held = { account: { budget, logs: new LogBursts(log), orphans: new Set() }, links: 0 };
+      if (key !== undefined) this.accounts.set(key, held);
+    }
+    held.links++;
+    return held.account;
+  }
+
+  /** A link let go of its VM's account; an account of its own summarises its open log bursts. */
+  leave(peer: GuestPeer, link: object, account: GuestAccount): void {
+    const key = this.keyOf(peer, link);
+    const held = key === undefined ? undefined : this.accounts.get(key);
+    if (held === undefined) account.logs.flush();
+    else held.links--;
+  }
+
+  /** An admitted connection closed. */
+  release(peer: GuestPeer): void {
     if (peer.transport !== 'vsock') return;
     this.total--;
     const cid = peer.cid;
@@ -76,29 +107,21 @@ export class GuestLimits {
     else this.perCid.set(cid, n);
   }
 
-  /** The account of the guest behind `peer`: shared by a vsock CID's connections, else the link's own. */
-  account(peer: GuestPeer, log: WarnLogger): GuestAccount {
-    const budget = { perMinute: this.options.sessionsPerMinute, burst: this.options.sessionBurst };
-    if (!this.sharedCid(peer)) return { budget: new SessionBudget(budget), logs: new LogBursts(log) };
-    const cid = peer.cid as number;
-    let a = this.accounts.get(cid);
-    if (a === undefined) {
-      a = { budget: new SessionBudget(budget), logs: new LogBursts(log) };
-      this.accounts.set(cid, a);
-    }
-    return a;
-  }
-
-  /** Forgets what CIDs without a connection no longer need (keeps the maps bounded by live guests). */
+  /** Forgets the accounts of VMs without a link that no longer matter (keeps the map bounded by live guests). */
   forgetIdle(now = performance.now()): void {
-    for (const [cid, a] of this.accounts) {
-      if (this.perCid.has(cid)) continue;
-      if (a.budget.full(now)) {
-        a.logs.flush();
-        this.accounts.delete(cid);
+    for (const [key, held] of this.accounts) {
+      if (held.links > 0 || held.account.orphans.size > 0) continue;
+      if (held.account.budget.full(now)) {
+        held.account.logs.flush();
+        this.accounts.delete(key);
       }
     }
     for (const [key, t] of this.lastRefusal) if (now - t >= LOG_BURST_GAP_MS) this.lastRefusal.delete(key);
+  }
+
+  private keyOf(peer: GuestPeer, link: object): AccountKey | undefined {
+    if (peer.transport !== 'vsock') return link;
+    return this.sharedCid(peer) ? (peer.cid as number) : undefined;
   }
 
   private sharedCid(peer: GuestPeer): boolean {

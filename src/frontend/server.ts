@@ -168,6 +168,7 @@ export class ProxyServer extends EventEmitter {
     // Warnings a guest can cause at will go through its account's bursts, on the proxy's logger with the guest named.
     const account = limits.account(
       peer,
+      served,
       this.options.log.child({ transport: peer.transport, listener: peer.listener, ...(peer.cid === undefined ? {} : { cid: peer.cid }) }),
     );
     const conn = new GuestConnection(
@@ -189,7 +190,8 @@ export class ProxyServer extends EventEmitter {
     log.debug({ transport: peer.transport, listener: peer.listener }, 'guest connected');
     this.emit('connection', id);
     const done = conn.run().finally(() => {
-      limits.release(peer, account);
+      limits.release(peer);
+      limits.leave(peer, served, account);
       limits.forgetIdle();
       this.connections.delete(id);
       log.debug({}, 'guest disconnected');

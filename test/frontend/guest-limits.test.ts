@@ -39,25 +39,49 @@ describe('vsock guest limits', () => {
     for (let i = 0; i < 10; i++) assert.equal(l.admit({ transport: 'unix', listener: '/run/x.sock' }, 0), undefined);
   });
 
-  test('a vsock CID has one session budget across its connections; Unix links and the host loopback have one each', () => {
+  test('a VM has one account across its links: a vsock CID, or a Unix listener; the host loopback has one per connection', () => {
     const l = limits();
     const quiet = { warn: () => undefined };
-    assert.equal(l.account(guest(9), quiet), l.account(guest(9), quiet), 'reconnecting does not reset a CID');
-    assert.notEqual(l.account(guest(9), quiet), l.account(guest(10), quiet));
-    const unix = { transport: 'unix' as const, listener: '/run/vm.sock' };
-    assert.notEqual(l.account(unix, quiet), l.account(unix, quiet));
-    assert.notEqual(l.account(guest(1), quiet), l.account(guest(1), quiet));
+    const [vsockListener, serialA, serialB] = [{}, {}, {}];
+    assert.equal(l.account(guest(9), vsockListener, quiet), l.account(guest(9), vsockListener, quiet), 'reconnecting does not reset a CID');
+    assert.notEqual(l.account(guest(9), vsockListener, quiet), l.account(guest(10), vsockListener, quiet));
+    const unix = { transport: 'unix' as const, listener: 'vm-a' };
+    assert.equal(l.account(unix, serialA, quiet), l.account(unix, serialA, quiet), 'reconnecting to its socket does not reset a VM');
+    assert.notEqual(l.account(unix, serialA, quiet), l.account({ ...unix, listener: 'vm-b' }, serialB, quiet));
+    assert.notEqual(l.account(guest(1), vsockListener, quiet), l.account(guest(1), vsockListener, quiet));
   });
 
-  test('an idle CID whose budget is whole again is forgotten', () => {
+  test('an account outlives its links until its budget is whole and its orphaned server work settled', async () => {
     const l = limits();
     const quiet = { warn: () => undefined };
-    const first = l.account(guest(9), quiet);
+    const serial = {};
+    const unix = { transport: 'unix' as const, listener: 'vm-a' };
+    const first = l.account(unix, serial, quiet);
     first.budget.take(0);
+    l.leave(unix, serial, first);
     l.forgetIdle(1000);
-    assert.equal(l.account(guest(9), quiet), first, 'kept while its budget is spent');
+    assert.equal(l.account(unix, serial, quiet), first, 'kept while its budget is spent');
+    l.leave(unix, serial, first);
+    let settle: () => void = () => undefined;
+    const work = new Promise<void>((r) => {
+      settle = r;
+    });
+    first.orphans.add(work);
     l.forgetIdle(120_000);
-    assert.notEqual(l.account(guest(9), quiet), first);
+    assert.equal(l.account(unix, serial, quiet), first, "kept while a closed link's exchange runs");
+    l.leave(unix, serial, first);
+    settle();
+    first.orphans.delete(work);
+    l.forgetIdle(120_000);
+    assert.notEqual(l.account(unix, serial, quiet), first);
+  });
+
+  test('an account is kept while a link holds it, whatever its budget', () => {
+    const l = limits();
+    const quiet = { warn: () => undefined };
+    const first = l.account(guest(9), {}, quiet);
+    l.forgetIdle(120_000);
+    assert.equal(l.account(guest(9), {}, quiet), first);
   });
 
   test('refusals come in bursts: only the first of a burst is to be logged', () => {

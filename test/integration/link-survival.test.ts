@@ -13,6 +13,7 @@ import { type Rig, startFaultyRig, startRig, tempDir } from '../support/harness.
 import { attestationFor, FAILURE, NEGOTIATE, type RawGuest, rawGuestFor } from '../support/raw-guest.js';
 
 const raw = (rig: Rig, t: TestContext) => rawGuestFor(rig.unix, t);
+const negotiateOk = async () => ({ challenge: new Uint8Array(32), params: [...NEGOTIATION_PARAMS] });
 
 /** A full good boot on an existing raw link. */
 async function bootOn(g: RawGuest, rig: Rig): Promise<void> {
@@ -144,8 +145,6 @@ describe('a negotiation that cannot complete is answered and the link stays', ()
 });
 
 describe('every backend call has a deadline and its result is checked', () => {
-  const negotiateOk = async () => ({ challenge: new Uint8Array(32), params: [...NEGOTIATION_PARAMS] });
-
   test("a plugin whose close() never returns: the fault is logged naming it, and the link's next boot is served", async (t) => {
     let closes = 0;
     const stuck = defineBackend({
@@ -216,6 +215,77 @@ describe('every backend call has a deadline and its result is checked', () => {
       code: 'PLUGIN_FAULT',
       message: /backend hung-create: create\(\) did not return within 200 ms/,
     });
+  });
+});
+
+describe('a VM that drops its link and reconnects is the same guest', () => {
+  /** A frame header announcing 2^40 bytes: the proxy closes the link (FRAME_TOO_LARGE), and QEMU's reconnect-ms opens a new one. */
+  const hugeHeader = () => {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(1n << 40n);
+    return b;
+  };
+
+  test('a serial VM keeps its session budget and its log bursts across reconnects: no fresh budget per link', async (t) => {
+    // Two sessions at once, then one every 10 s: far more than the test takes.
+    const rig = await startRig(t, { proxy: { guestLimits: { sessionsPerMinute: 6, sessionBurst: 2 } } });
+    for (let link = 0; link < 2; link++) {
+      const g = await raw(rig, t);
+      g.send(NEGOTIATE);
+      assert.ok((await g.next())?.startsWith('{"challenge"'));
+      g.write(hugeHeader());
+      await g.closed;
+    }
+    const third = await raw(rig, t);
+    const paced = once(rig.proxy.server, 'paced') as Promise<[{ waitMs: number }]>;
+    third.send(NEGOTIATE);
+    const first = await Promise.race([paced, third.next().then(() => undefined)]);
+    assert.ok(first !== undefined, "the third link's session waits for the budget instead of being served");
+    assert.ok(first[0].waitMs > 0);
+    assert.equal(rig.kbs.stats.auth, 2, 'one /auth per session the budget allowed');
+    const closings = rig.logs.records.filter((r) => r.level === 40 && String(r.msg).startsWith('closing guest connection'));
+    assert.equal(closings.length, 1, "the second link's identical fault is counted in the VM's burst, not logged again");
+  });
+
+  test('a reconnect waits for the server exchange its closed link left running: one exchange per VM at a time', async (t) => {
+    const PHASE_MS = 1000;
+    const started: number[] = [];
+    let firstStarted: () => void = () => undefined;
+    const negotiating = new Promise<void>((r) => {
+      firstStarted = r;
+    });
+    // A plugin that ignores its abort signal: the proxy bounds its work by the phase deadline alone.
+    const deaf = defineBackend({
+      apiVersion: 2,
+      name: 'deaf',
+      create: () => ({
+        openSession: (): BackendSession => ({
+          negotiate: () => {
+            started.push(performance.now());
+            firstStarted();
+            return started.length === 1 ? new Promise<never>(() => undefined) : negotiateOk();
+          },
+          attest: async () => ({ success: false }),
+          close() {},
+        }),
+        close: async () => undefined,
+      }),
+    });
+    const rig = await startRig(t, { protocol: deaf, proxy: { phaseTimeoutMs: PHASE_MS, backendOptions: {} } });
+    const first = await raw(rig, t);
+    first.send(NEGOTIATE);
+    await negotiating;
+    const gone = once(rig.proxy.server, 'disconnect');
+    first.destroy();
+    await gone;
+    const second = await raw(rig, t);
+    second.send(NEGOTIATE);
+    assert.ok((await second.next())?.startsWith('{"challenge"'), 'the reconnected VM is served once the old exchange is over');
+    assert.equal(started.length, 2);
+    assert.ok(
+      (started[1] as number) - (started[0] as number) >= PHASE_MS,
+      "the second exchange began only when the first one's deadline passed",
+    );
   });
 });
 

@@ -256,7 +256,7 @@ export const OPTIONS = {
     reload: false,
     group: 'guests',
     default: DEFAULT_GUEST_LIMITS.sessionsPerMinute,
-    help: 'sessions (boots) one guest may start per minute, sustained (a guest: a serial link, or a vsock CID); past it the guest is paced, its link unread',
+    help: 'sessions (boots) one guest may start per minute, sustained (a guest: a VM, by its serial socket or its vsock CID, across reconnects); past it the guest is paced, its link unread',
   },
   'session-burst': {
     type: 'integer',
