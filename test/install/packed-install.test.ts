@@ -2,7 +2,7 @@
 // addon, installed on a host with no C compiler, no make and no python.
 import assert from 'node:assert/strict';
 import { type SpawnSyncOptions, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, symlinkSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { REPO_ROOT } from '../../scripts/processes.js';
@@ -28,29 +28,54 @@ function run(cmd: string, args: string[], o: SpawnSyncOptions): string {
   return `${String(r.stdout)}${String(r.stderr)}`;
 }
 
-test('the packed tarball carries a prebuilt vsock addon, installs with no compiler on PATH and loads it', { skip }, async (t) => {
+/** What the tarball must hold, derived from the sources: `files` in package.json declares it, this checks it. */
+function declaredContents(pkg: string): string[] {
+  const tracked = run('git', ['ls-files', '--cached', '--others', '--exclude-standard'], { cwd: root })
+    .split('\n')
+    .filter((f) => f !== '' && existsSync(join(pkg, f)));
+  const compiled = tracked
+    .filter((f) => /^(src|examples)\/.*\.ts$/.test(f) && !f.endsWith('.d.ts'))
+    .flatMap((f) => ['.js', '.js.map', '.d.ts'].map((ext) => `dist/${f.replace(/\.ts$/, ext)}`));
+  const shipped = tracked.filter((f) => /^(bin|contrib|docs)\//.test(f) || f === 'README.md' || f === 'package.json');
+  const native = ['native/vsock/vsock.c', 'native/vsock/binding.gyp', 'scripts/build-native.mjs'];
+  const prebuilt = ['native/vsock/prebuilds/SHA256SUMS', 'native/vsock/prebuilds/linux-x64/vsock.napi.glibc.node'];
+  return [...compiled, ...shipped, ...native, ...prebuilt].map((f) => `package/${f}`).sort();
+}
+
+test('npm pack ships exactly the declared files, whatever lies around (a fresh build, one stripped prebuild with its checksum); the tarball installs with no compiler on PATH and loads its prebuild', {
+  skip,
+}, async (t) => {
   const work = await tempDir(t);
-  // What `npm pack` does in a checkout (prepare: tsc, done for this run already; prepack: the prebuild),
-  // here in a copy so this run's own dist/ and addon are left alone.
-  const staged = join(work, 'staged');
-  mkdirSync(staged);
-  run(process.execPath, [npmCli, 'pack', '--ignore-scripts', '--pack-destination', staged], { cwd: root });
-  const first = readdirSync(staged).find((f) => f.endsWith('.tgz')) as string;
-  run('tar', ['xzf', join(staged, first), '-C', staged], {});
-  const pkg = join(staged, 'package');
-  run(process.execPath, [join(pkg, 'scripts', 'build-native.mjs'), '--prebuild'], {
-    cwd: pkg,
-    env: { ...process.env, npm_config_node_gyp: nodeGyp },
-  });
+  // A checkout with what a developer's tree collects: a compiled file whose source is gone, a binary someone dropped in.
+  const stage = join(work, 'checkout');
+  for (const f of run('git', ['ls-files', '--cached', '--others', '--exclude-standard'], { cwd: root }).split('\n')) {
+    if (f === '' || !existsSync(join(root, f))) continue;
+    mkdirSync(dirname(join(stage, f)), { recursive: true });
+    copyFileSync(join(root, f), join(stage, f));
+  }
+  symlinkSync(join(root, 'node_modules'), join(stage, 'node_modules'));
+  mkdirSync(join(stage, 'dist', 'src'), { recursive: true });
+  writeFileSync(join(stage, 'dist', 'src', 'removed-module.js'), 'export {};\n');
+  mkdirSync(join(stage, 'native', 'vsock', 'prebuilds', 'linux-arm64'), { recursive: true });
+  writeFileSync(join(stage, 'native', 'vsock', 'prebuilds', 'linux-arm64', 'evil.node'), 'planted');
+  writeFileSync(join(stage, 'native', 'vsock', 'prebuilds', 'linux-arm64', 'vsock.napi.glibc.node'), 'planted');
+  // npm pack as a maintainer runs it, lifecycle scripts included (prepare: a clean build; prepack: the prebuild).
   const packed = join(work, 'packed');
   mkdirSync(packed);
-  run(process.execPath, [npmCli, 'pack', '--ignore-scripts', '--pack-destination', packed], { cwd: pkg });
+  run(process.execPath, [npmCli, 'pack', '--pack-destination', packed], {
+    cwd: stage,
+    env: { ...process.env, npm_config_node_gyp: nodeGyp },
+  });
   const tarball = join(packed, readdirSync(packed).find((f) => f.endsWith('.tgz')) as string);
-  const listing = run('tar', ['tzf', tarball], {});
-  assert.match(listing, /^package\/native\/vsock\/prebuilds\/linux-x64\/vsock\.napi\.glibc\.node$/m, 'the tarball holds the prebuild');
-  assert.doesNotMatch(listing, /native\/vsock\/build\//, 'and no local build');
-  assert.match(listing, /^package\/dist\/examples\/local-secret-backend\.js$/m, 'the example plugin docs/backends.md deploys');
+  const listing = run('tar', ['tzf', tarball], {}).trim().split('\n').sort();
+  assert.deepEqual(listing, declaredContents(stage), 'the tarball holds the declared files and nothing else');
 
+  const unpacked = join(work, 'unpacked');
+  mkdirSync(unpacked);
+  run('tar', ['xzf', tarball, '-C', unpacked], {});
+  const prebuilds = join(unpacked, 'package', 'native', 'vsock', 'prebuilds');
+  assert.doesNotMatch(run('readelf', ['-S', join(prebuilds, 'linux-x64', 'vsock.napi.glibc.node')], {}), /\.symtab|\.debug_/, 'stripped');
+  assert.equal(run('sha256sum', ['-c', 'SHA256SUMS'], { cwd: prebuilds }).trim(), 'linux-x64/vsock.napi.glibc.node: OK');
   // A host without a toolchain: PATH holds node and nothing else.
   const bin = join(work, 'bin');
   mkdirSync(bin);
@@ -100,4 +125,24 @@ test('the packed tarball carries a prebuilt vsock addon, installs with no compil
   };
   assert.equal(loaded.path, join(installed, 'native', 'vsock', 'prebuilds', 'linux-x64', 'vsock.napi.glibc.node'));
   assert.deepEqual([loaded.socket.stream, loaded.socket.listening], [true, true], 'the addon answers: it describes a listening socket');
+});
+
+test('the install refuses a prebuilt addon that does not match its recorded checksum, and says so', { skip }, async (t) => {
+  const pkg = join(await tempDir(t), 'package');
+  const addonDir = join(pkg, 'native', 'vsock');
+  mkdirSync(join(addonDir, 'prebuilds', 'linux-x64'), { recursive: true });
+  mkdirSync(join(pkg, 'scripts'), { recursive: true });
+  copyFileSync(join(root, 'scripts', 'build-native.mjs'), join(pkg, 'scripts', 'build-native.mjs'));
+  symlinkSync(join(root, 'node_modules'), join(pkg, 'node_modules'));
+  const binary = join(addonDir, 'prebuilds', 'linux-x64', 'vsock.napi.glibc.node');
+  writeFileSync(binary, 'not the binary the package recorded');
+  writeFileSync(join(addonDir, 'prebuilds', 'SHA256SUMS'), `${'0'.repeat(64)}  linux-x64/vsock.napi.glibc.node\n`);
+  // No node-gyp: what the install does next is not the question here.
+  const env = { ...process.env, npm_config_node_gyp: join(pkg, 'no-node-gyp') };
+  const out = run(process.execPath, [join(pkg, 'scripts', 'build-native.mjs')], { cwd: pkg, env });
+  assert.match(
+    out,
+    /not using a prebuilt binary: prebuilds\/linux-x64\/vsock\.napi\.glibc\.node does not match its checksum in prebuilds\/SHA256SUMS/,
+  );
+  assert.doesNotMatch(out, /using the prebuilt/);
 });

@@ -6,8 +6,9 @@
 // reported here under its own name.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, readFile, rm } from 'node:fs/promises';
+import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../../scripts/processes.js';
 import { findQemuKit } from '../../scripts/qemu/vm.js';
@@ -39,9 +40,15 @@ async function packTarball(into: string, addonPath: string): Promise<void> {
   const files = (JSON.parse(await readFile(join(REPO_ROOT, 'package.json'), 'utf8')) as { files: string[] }).files;
   for (const p of ['package.json', ...files].filter((f) => existsSync(join(REPO_ROOT, f))))
     await cp(join(REPO_ROOT, p), join(stage, p), { recursive: true });
-  const prebuilt = join(stage, 'native', 'vsock', 'prebuilds', 'linux-x64');
-  await mkdir(prebuilt, { recursive: true });
-  await cp(addonPath, join(prebuilt, 'vsock.napi.glibc.node'));
+  const prebuilds = join(stage, 'native', 'vsock', 'prebuilds');
+  await rm(prebuilds, { recursive: true, force: true });
+  await mkdir(join(prebuilds, 'linux-x64'), { recursive: true });
+  await cp(addonPath, join(prebuilds, 'linux-x64', 'vsock.napi.glibc.node'));
+  // The record the install checks the binary against (prepack's, in sha256sum's format).
+  const sum = createHash('sha256')
+    .update(await readFile(addonPath))
+    .digest('hex');
+  await writeFile(join(prebuilds, 'SHA256SUMS'), `${sum}  linux-x64/vsock.napi.glibc.node\n`);
   const r = spawnSync('npm', ['pack', '--ignore-scripts', '--pack-destination', into], { cwd: stage, encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   await rm(stage, { recursive: true, force: true });
