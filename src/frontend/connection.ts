@@ -113,8 +113,9 @@ export class GuestConnection {
     if (this.current === undefined) this.socket.destroy();
   }
 
-  /** Ends the connection now (shutdown after the grace period). */
-  destroy(): void {
+  /** Ends the connection now, its session with `reason` (shutdown after the grace period). */
+  destroy(reason?: Error): void {
+    if (reason !== undefined) this.current?.end(reason);
     this.socket.destroy();
   }
 

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
+import { ShutdownError } from '../protocol/errors.js';
 import { type ConnectionLogger, GuestConnection, type LinkWait, type ListenerProfile } from './connection.js';
 import type { GuestLimits, Refusal } from './guest-limits.js';
 import type { SessionOutcome } from './session.js';
@@ -125,7 +126,8 @@ export class ProxyServer extends EventEmitter {
       ]);
       clearTimeout(timer);
     }
-    for (const { conn } of this.connections.values()) conn.destroy();
+    const cut = new ShutdownError(graceMs);
+    for (const { conn } of this.connections.values()) conn.destroy(cut);
     await Promise.allSettled(running());
   }
 

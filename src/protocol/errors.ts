@@ -260,6 +260,13 @@ export class GuestGoneError extends AproxyError {
   }
 }
 
+/** The proxy stopped and its shutdown grace ended before the session did. */
+export class ShutdownError extends AproxyError {
+  constructor(graceMs: number) {
+    super('SHUTDOWN', `the proxy is stopping and the session did not end within shutdown-grace-ms (${graceMs} ms)`);
+  }
+}
+
 /** The guest sent a new NegotiationRequest (it rebooted) before this session ended. */
 export class SessionSupersededError extends AproxyError {
   constructor() {

@@ -139,6 +139,12 @@ export const ERROR_REASONS = {
     when: 'the guest started a new session (it rebooted) before this one ended; the old answer is not sent.',
     action: 'None; a reboot during attestation does this.',
   },
+  SHUTDOWN: {
+    area: 'session',
+    guest: 'not answered',
+    when: 'the proxy was stopping (SIGTERM or SIGINT) and shutdown-grace-ms passed before this session ended: its link was closed.',
+    action: 'None for a planned stop: the guest attests at its next boot. If stops cut sessions often, raise shutdown-grace-ms.',
+  },
   PLUGIN_INVALID: {
     area: 'setup',
     when: 'the protocol option names a module that cannot be loaded, does not export a backend, or missed its load deadline (backend-call-timeout-ms).',

@@ -205,6 +205,26 @@ const PROVOKED: { readonly [C in ErrorCode]: Provocation | null } = {
     assert.ok(next.startsWith('{"challenge"'), 'the next frame answers the new session; the old one got nothing');
     return sessionEnd(rig, 'superseded');
   },
+  SHUTDOWN: async (t) => {
+    let started: () => void = () => undefined;
+    const negotiating = new Promise<void>((r) => {
+      started = r;
+    });
+    const hanging = negotiatingWith('hanging', () => {
+      started();
+      return new Promise<never>(() => undefined);
+    });
+    const rig = await startRig(t, { protocol: hanging, proxy: { backendOptions: {} } });
+    const g = await rawGuestFor(rig.unix, t);
+    g.send(NEGOTIATE);
+    await negotiating;
+    // A stop whose grace (50 ms) ends long before this session would.
+    const stopped = rig.proxy.close(50);
+    const saw = await answer(g);
+    await stopped;
+    assert.equal(saw, 'link closed');
+    return sessionEnd(rig, saw);
+  },
   PLUGIN_INVALID: async (t) => start(['--protocol', join(await tempDir(t), 'missing.js'), '--unix', join(await tempDir(t), 's')]),
   // A backend that answers the negotiation with the wrong shape breaks the contract.
   PLUGIN_FAULT: (t) =>
