@@ -11,8 +11,9 @@ import { SessionSlot } from './session-slot.js';
 import type { GuestPeer } from './transport.js';
 
 /**
- * What a listener serves with (its profile). Read when a connection opens (framing) and when
- * each session starts (the rest), so a reload changes new sessions only.
+ * What a listener serves with (its profile). Read at each frame (framing) and when each
+ * session starts (the rest): a reload reaches links that live as long as their VM, from
+ * their next frame and their next session; a session in flight keeps what it started with.
  */
 export interface ListenerProfile {
   readonly name: string;
@@ -78,9 +79,11 @@ export class GuestConnection {
   private backendWork: Promise<void> | undefined;
   private waitingFor: Exclude<LinkWait, 'answer_untaken'> | undefined;
 
+  private named: GuestPeer;
+
   constructor(
     readonly id: string,
-    readonly peer: GuestPeer,
+    peer: GuestPeer,
     private readonly socket: Socket,
     /** The listener's current profile. */
     private readonly profile: () => ListenerProfile,
@@ -89,10 +92,14 @@ export class GuestConnection {
     /** The VM's session budget, log bursts and orphaned server work (shared by its links). */
     private readonly account: GuestAccount,
   ) {
-    const { maxFrameBytes, frameTimeoutMs } = profile();
+    this.named = peer;
     this.reader = new FrameReader(socket, {
-      maxFrameBytes,
-      frameTimeoutMs,
+      get maxFrameBytes() {
+        return profile().maxFrameBytes;
+      },
+      get frameTimeoutMs() {
+        return profile().frameTimeoutMs;
+      },
       // Serial links deliver a frame in many small reads; this shows how many and how slowly.
       onFrame: (f) => log.debug({ bytes: f.bytes, reads: f.reads, ms: Math.round(f.ms * 10) / 10 }, 'frame received'),
     });
@@ -100,6 +107,13 @@ export class GuestConnection {
       this.gone.abort();
       this.current?.end(new GuestGoneError('guest connection closed'));
     });
+  }
+
+  /** The peer under its listener's current name: a reload that renames the listener renames its links. */
+  get peer(): GuestPeer {
+    const name = this.profile().name;
+    if (this.named.listener !== name) this.named = { ...this.named, listener: name };
+    return this.named;
   }
 
   /** Why the link is not read now, if it is not. */

@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import { FrameTimeoutError } from '../protocol/errors.js';
 import { FRAME_HEADER_BYTES, FrameDecoder } from '../protocol/framing.js';
 
+/** Read again at the start of every frame, so a reload reaches a link that lives as long as its VM. */
 export interface FrameReaderOptions {
   readonly maxFrameBytes: number;
   /** Deadline for finishing a frame once its first byte arrived. Idle time between frames is free. */
@@ -91,7 +92,10 @@ export class FrameReader {
 
   private onData(chunk: Buffer): void {
     if (this.failure) return;
-    if (!this.decoder.inFrame) this.firstByteAt = performance.now();
+    if (!this.decoder.inFrame) {
+      this.firstByteAt = performance.now();
+      this.decoder.maxFrameBytes = this.options.maxFrameBytes;
+    }
     this.reads++;
     let complete: Buffer[];
     try {
@@ -125,9 +129,8 @@ export class FrameReader {
       clearTimeout(this.timer);
       this.timer = undefined;
     } else if (this.timer === undefined) {
-      this.timer = setTimeout(() => {
-        this.fail(new FrameTimeoutError(this.options.frameTimeoutMs, this.decoder.buffered));
-      }, this.options.frameTimeoutMs);
+      const ms = this.options.frameTimeoutMs;
+      this.timer = setTimeout(() => this.fail(new FrameTimeoutError(ms, this.decoder.buffered)), ms);
     }
   }
 

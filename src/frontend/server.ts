@@ -167,13 +167,14 @@ export class ProxyServer extends EventEmitter {
     }
     const id = `c${this.nextId++}`;
     const log = this.options.log.child({ conn: id });
-    // Warnings a guest can cause at will go through its account's bursts, on the proxy's logger with the guest named.
-    const account = limits.account(
-      peer,
-      served,
-      this.options.log.child({ transport: peer.transport, listener: peer.listener, ...(peer.cid === undefined ? {} : { cid: peer.cid }) }),
-    );
-    const conn = new GuestConnection(
+    // Warnings a guest can cause at will go through its account's bursts, on the proxy's logger with the guest named
+    // (under its listener's name at the time: a reload may rename it).
+    const proxyLog = this.options.log;
+    const cid = peer.cid === undefined ? {} : { cid: peer.cid };
+    const account = limits.account(peer, served, {
+      warn: (fields, message) => proxyLog.warn({ transport: peer.transport, listener: served.profile().name, ...cid, ...fields }, message),
+    });
+    const conn: GuestConnection = new GuestConnection(
       id,
       peer,
       socket,
@@ -183,7 +184,7 @@ export class ProxyServer extends EventEmitter {
         onOutcome: (o: SessionOutcome) => this.emit('session', o),
         onBackendRequest: (e) => this.emit('backend-request', e),
         onPaced: (waitMs) => {
-          const event: PacedEvent = { transport: peer.transport, listener: peer.listener, waitMs };
+          const event: PacedEvent = { transport: peer.transport, listener: conn.peer.listener, waitMs };
           this.emit('paced', event);
         },
       },

@@ -19,7 +19,7 @@ export function encodeFrame(payload: Uint8Array | string): Buffer {
  * the payload, and then allocates exactly that payload once.
  */
 export class FrameDecoder {
-  readonly maxFrameBytes: number;
+  private max: number;
   private readonly header = Buffer.alloc(FRAME_HEADER_BYTES);
   private headerFill = 0;
   private payload: Buffer | null = null;
@@ -27,9 +27,16 @@ export class FrameDecoder {
   private failed: Error | null = null;
 
   constructor(options: { maxFrameBytes?: number } = {}) {
-    const max = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
-    if (!Number.isSafeInteger(max) || max < 0) throw new RangeError(`maxFrameBytes must be a non-negative integer, got ${max}`);
-    this.maxFrameBytes = max;
+    this.max = checkedMax(options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);
+  }
+
+  /** The largest payload accepted. A new value applies from the next frame header (a reload reaches a live link). */
+  get maxFrameBytes(): number {
+    return this.max;
+  }
+
+  set maxFrameBytes(max: number) {
+    this.max = checkedMax(max);
   }
 
   /** Bytes of a not yet complete frame held right now (header included). */
@@ -55,8 +62,8 @@ export class FrameDecoder {
         at += n;
         if (this.headerFill < FRAME_HEADER_BYTES) break;
         const announced = this.header.readBigUInt64LE(0);
-        if (announced > BigInt(this.maxFrameBytes)) {
-          this.failed = new FrameTooLargeError(announced, this.maxFrameBytes);
+        if (announced > BigInt(this.max)) {
+          this.failed = new FrameTooLargeError(announced, this.max);
           throw this.failed;
         }
         if (announced === 0n) {
@@ -87,4 +94,9 @@ export class FrameDecoder {
     if (this.failed) return;
     if (this.inFrame) throw new FrameTruncatedError(this.buffered);
   }
+}
+
+function checkedMax(max: number): number {
+  if (!Number.isSafeInteger(max) || max < 0) throw new RangeError(`maxFrameBytes must be a non-negative integer, got ${max}`);
+  return max;
 }

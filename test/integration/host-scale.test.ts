@@ -13,6 +13,7 @@ import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 import { TestKbs } from '../../src/testkit/test-kbs.js';
 import { FaultyKbs } from '../support/faulty-kbs.js';
 import { LogSink, startRig, tempDir } from '../support/harness.js';
+import { RawGuest } from '../support/raw-guest.js';
 
 const hostData = (byte: number) => Buffer.alloc(32, byte);
 
@@ -151,6 +152,44 @@ describe('several listeners in one process', () => {
 });
 
 describe('live reload on SIGHUP', () => {
+  test('a reload that renames a listener renames its open links: their next session logs, counts and fetches under the new name', async (t) => {
+    const secret = randomBytes(32);
+    const rig = await startRig(t, { kbs: { resources: { 'vtpm/vm-renamed': secret } } });
+    const connected = once(rig.proxy.server, 'connection');
+    const g = await SimulatedGuest.connect(rig.unix);
+    t.after(() => g.close());
+    await connected;
+    const r = await rig.proxy.reload({
+      protocol: 'kbs',
+      backendOptions: { url: rig.kbs.url, resource: 'vtpm/{listener}' },
+      listeners: [{ name: 'vm-renamed', unix: rig.unix }],
+      log: rig.log,
+    });
+    // The same socket, named now, and its secret chosen by that name.
+    assert.deepEqual(r.changed, ['vm-renamed']);
+    assert.equal((await g.boot({ measurement: rig.measurement, expectSecret: secret })).secretMatches, true, 'it fetched vtpm/vm-renamed');
+    const [outcome] = await rig.sessions(1);
+    assert.equal(outcome?.listener, 'vm-renamed');
+    assert.deepEqual(
+      rig.proxy.server.connectionCounts().map((c) => [c.listener, c.count]),
+      [['vm-renamed', 1]],
+    );
+  });
+
+  test('a reload that lowers max-frame-bytes reaches a link already open, from its next frame', async (t) => {
+    const rig = await startRig(t);
+    const connected = once(rig.proxy.server, 'connection');
+    const g = await RawGuest.connect(rig.unix);
+    t.after(() => g.destroy());
+    await connected;
+    await rig.proxy.reload({ protocol: 'kbs', backendOptions: { url: rig.kbs.url }, unix: rig.unix, maxFrameBytes: 64, log: rig.log });
+    g.send(JSON.stringify({ version: ['0.1.0'], padding: 'x'.repeat(100) }));
+    assert.equal(await g.next(), null, 'the link is closed: the frame is over the new limit');
+    const closing = rig.logs.records.find((r) => String(r.msg).startsWith('closing guest connection'));
+    assert.equal((closing?.err as { code?: string } | undefined)?.code, 'FRAME_TOO_LARGE');
+    assert.match(String(closing?.msg), /64/);
+  });
+
   test('a reload that changes socket-mode applies it to the socket file, and a link already open keeps working', async (t) => {
     const rig = await startRig(t, { proxy: { socketMode: 0o666 } });
     assert.equal((await stat(rig.unix)).mode & 0o777, 0o666);
