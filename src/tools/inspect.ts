@@ -1,4 +1,4 @@
-import { decode as decodeCbor, Tag } from 'cbor-x';
+import { addExtension, decode as decodeCbor, Tag } from 'cbor-x';
 import { decodeUrl, parseSnpReport, SNP_REPORT_BYTES, type SnpReport } from '../protocol/index.js';
 
 /** SEV-SNP guest policy bits (AMD SEV-SNP ABI, "GUEST_POLICY"). */
@@ -67,6 +67,25 @@ export function inspectReport(input: Buffer): string[] {
   return describeReport(parseSnpReport(reportBytesFrom(input)));
 }
 
+/** Tokens from attestation servers are a few KiB; a larger input is refused before any decoding. */
+export const MAX_TOKEN_CHARS = 256 * 1024;
+/** Bignums up to this many bytes are shown as numbers; longer ones as hex (a decimal of 90 KiB costs seconds of CPU). */
+const MAX_BIGNUM_BYTES = 64;
+
+// cbor-x's own bignum decoding takes quadratic time in the length: these take linear time.
+const bignum = (bytes: Uint8Array, sign: 1 | -1) => {
+  const digits = Buffer.from(bytes).toString('hex');
+  if (bytes.length > MAX_BIGNUM_BYTES) return `${sign < 0 ? '-1 - ' : ''}0x${digits} (bignum, ${bytes.length} bytes)`;
+  const n = BigInt(`0x${digits || '0'}`);
+  return sign < 0 ? -1n - n : n;
+};
+// Registered with cbor-x for the process (its extensions are global); only the operator tools load this module.
+for (const [tag, sign] of [
+  [2, 1],
+  [3, -1],
+] as const)
+  addExtension({ tag, decode: (b: Uint8Array) => bignum(b, sign) } as Parameters<typeof addExtension>[0]);
+
 const CWT_CLAIMS: Record<number, string> = { 1: 'iss', 2: 'sub', 3: 'aud', 4: 'exp', 5: 'nbf', 6: 'iat', 7: 'cti' };
 const TIME_CLAIMS = new Set(['exp', 'nbf', 'iat']);
 
@@ -93,6 +112,8 @@ export interface TokenDescription {
 /** Decodes a JWT or a CWT (COSE_Sign1, hex or base64) without verifying anything. */
 export function inspectToken(token: string, now = Date.now()): TokenDescription {
   const t = token.trim();
+  if (t.length > MAX_TOKEN_CHARS)
+    throw new RangeError(`the token is ${t.length} characters; tokens over ${MAX_TOKEN_CHARS} are not decoded`);
   const parts = t.split('.');
   if (parts.length === 3) {
     const json = (s: string, what: string) => {

@@ -293,6 +293,27 @@ describe('inspection commands', () => {
     assert.match(String((d.claims as Record<string, unknown>).exp), /2100-01-01T00:00:00\.000Z \(valid\)/);
     assert.equal(d.signatureBytes, 64);
   });
+  test('a CWT with a 90 KiB bignum claim is shown as hex, not converted to a decimal number; small bignums stay numbers', () => {
+    const huge = Buffer.alloc(90 * 1024, 0xab);
+    const claims = new Map<number, unknown>([
+      [1, 'kbs.example'],
+      [100, new Tag(huge, 2)],
+      [101, new Tag(Buffer.from([1, 0]), 2)],
+      [102, new Tag(Buffer.from([1, 0]), 3)],
+    ]);
+    const cose = new Tag([encodeCbor(new Map([[1, -7]])), {}, encodeCbor(claims), Buffer.alloc(64, 7)], 18);
+    const d = inspectToken(Buffer.from(encodeCbor(cose)).toString('base64url'));
+    const c = d.claims as Record<string, unknown>;
+    assert.equal(c['100'], `0x${huge.toString('hex')} (bignum, ${huge.length} bytes)`);
+    assert.equal(c['101'], 256n);
+    assert.equal(c['102'], -257n);
+  });
+
+  test('inspect-token refuses a token over 256 KiB before decoding it, naming the limit', async () => {
+    const r = await runCli(['inspect-token', '-'], { stdin: 'A'.repeat(300 * 1024) });
+    assert.equal(r.code, 1, 'what cannot be decoded exits 1, as a token that is not base64 does');
+    assert.match(r.stderr, /the token is 307200 characters; tokens over 262144 are not decoded/);
+  });
 });
 
 describe('log format', () => {
