@@ -50,24 +50,34 @@ type AccountKey = number | object;
  */
 export class GuestLimits {
   private readonly perCid = new Map<number, number>();
+  /** vsock connections. */
   private total = 0;
+  /** Connections of every transport. */
+  private all = 0;
   private readonly accounts = new Map<AccountKey, { account: GuestAccount; links: number }>();
   private readonly lastRefusal = new Map<string, number>();
 
-  constructor(private readonly options: GuestLimitOptions) {}
+  constructor(
+    private readonly options: GuestLimitOptions,
+    /** Guest connections of every transport together: what the process's open files allow beside a reserve. */
+    private readonly maxConnections = Number.POSITIVE_INFINITY,
+  ) {}
 
   /** Counts the connection in, or says why not. Call `release` when an admitted one closes. */
   admit(peer: GuestPeer, now = performance.now()): Refusal | undefined {
-    if (peer.transport !== 'vsock') return undefined;
-    // Fail closed: a peer the kernel cannot name is no guest we can count, and no trusted loopback either.
-    if (peer.cid === undefined) return this.refuse('no_cid', undefined, now);
-    if (this.total >= this.options.maxTotal) return this.refuse('total', peer.cid, now);
-    const cid = peer.cid;
-    if (this.sharedCid(peer) && (this.perCid.get(cid) ?? 0) >= this.options.maxPerCid) {
-      return this.refuse('per_cid', cid, now);
+    if (this.all >= this.maxConnections) return this.refuse('open_files', peer.cid, now);
+    if (peer.transport === 'vsock') {
+      // Fail closed: a peer the kernel cannot name is no guest we can count, and no trusted loopback either.
+      if (peer.cid === undefined) return this.refuse('no_cid', undefined, now);
+      if (this.total >= this.options.maxTotal) return this.refuse('total', peer.cid, now);
+      const cid = peer.cid;
+      if (this.sharedCid(peer) && (this.perCid.get(cid) ?? 0) >= this.options.maxPerCid) {
+        return this.refuse('per_cid', cid, now);
+      }
+      this.total++;
+      this.perCid.set(cid, (this.perCid.get(cid) ?? 0) + 1);
     }
-    this.total++;
-    this.perCid.set(cid, (this.perCid.get(cid) ?? 0) + 1);
+    this.all++;
     return undefined;
   }
 
@@ -98,6 +108,7 @@ export class GuestLimits {
 
   /** An admitted connection closed. */
   release(peer: GuestPeer): void {
+    this.all--;
     if (peer.transport !== 'vsock') return;
     this.total--;
     const cid = peer.cid;

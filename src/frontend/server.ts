@@ -137,6 +137,7 @@ export class ProxyServer extends EventEmitter {
         per_cid: 'refusing a guest over its limit of connections per CID',
         total: 'refusing a guest over the limit of vsock connections in total',
         no_cid: 'refusing a vsock connection whose CID the kernel could not give',
+        open_files: 'refusing a guest connection: guests hold all the connections the open-file limit allows beside the reserve',
       }[r.reason];
       this.options.log.warn(
         { transport: peer.transport, listener: peer.listener, cid: r.cid, reason: r.reason },

@@ -199,6 +199,11 @@ export const REFUSAL_REASONS = {
     when: 'vsock-max-connections connections are open from all guests together.',
     action: 'Raise vsock-max-connections if the host runs that many VMs.',
   },
+  open_files: {
+    when: "guest connections of every transport together reached the process's open-file limit (LimitNOFILE) less a reserve kept for server connections, metrics, logs and plugins, so admitted guests can still be served.",
+    action:
+      'Raise LimitNOFILE in the unit if the host runs that many VMs (the ready line says the cap: maxGuestConnections); otherwise find who opens connections to the guest sockets.',
+  },
   no_cid: {
     when: "the kernel could not say which CID connected (getpeername failed): the connection cannot be held to any guest's caps or budget, so it is refused rather than treated as the trusted host loopback.",
     action: 'None if rare (the peer left as it connected); report it if it repeats.',

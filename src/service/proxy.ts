@@ -7,6 +7,7 @@ import type { ProxyConfig } from './config/types.js';
 import { listenerFor } from './guest-listeners.js';
 import { redactUrl } from './log.js';
 import type { ProxyMetrics } from './metrics.js';
+import { guestConnectionCap } from './open-files.js';
 import { preflight, refuseProblems } from './preflight.js';
 import { RunningProxy } from './running-proxy.js';
 
@@ -30,7 +31,8 @@ export async function startProxy(input: ProxyConfig): Promise<RunningProxy> {
     // meanwhile wait in their listener with their bytes buffered.
     const { ProxyServer } = await import('../frontend/server.js');
     await backends.create(prepared);
-    server = new ProxyServer({ log, limits: new GuestLimits(config.guestLimits) });
+    const maxGuestConnections = guestConnectionCap();
+    server = new ProxyServer({ log, limits: new GuestLimits(config.guestLimits, maxGuestConnections) });
     if (config.metrics !== undefined) {
       const m = await import('./metrics.js');
       const proxyMetrics = new m.ProxyMetrics(server, log);
@@ -47,6 +49,7 @@ export async function startProxy(input: ProxyConfig): Promise<RunningProxy> {
         node: process.version,
         backend: proxy.backendName,
         listeners: plans.length,
+        ...(Number.isFinite(maxGuestConnections) ? { maxGuestConnections } : {}),
         ...describeOptions(first.backendOptions),
       },
       'aproxy ready',

@@ -84,6 +84,17 @@ describe('vsock guest limits', () => {
     assert.equal(l.account(guest(9), {}, quiet), first);
   });
 
+  test('guest connections of every transport count toward the open-file cap; a released one frees its slot', () => {
+    const l = new GuestLimits({ maxPerCid: 2, maxTotal: 5, sessionsPerMinute: 3, sessionBurst: 2, trustedCids: new Set([1]) }, 2);
+    const unix: GuestPeer = { transport: 'unix', listener: 'vm-a' };
+    assert.equal(l.admit(unix, 0), undefined);
+    assert.equal(l.admit(guest(5), 0), undefined);
+    assert.equal(l.admit(unix, 0)?.reason, 'open_files');
+    assert.equal(l.admit(guest(1), 0)?.reason, 'open_files', 'the trusted loopback too');
+    l.release(unix);
+    assert.equal(l.admit(guest(6), 0), undefined);
+  });
+
   test('refusals come in bursts: only the first of a burst is to be logged', () => {
     const l = limits({ maxPerCid: 0 });
     assert.equal(l.admit(guest(5), 0)?.firstOfBurst, true);

@@ -8,6 +8,7 @@ import { describe, type TestContext, test } from 'node:test';
 import { finished, runCli, spawnSocketActivated } from '../../scripts/processes.js';
 import { encodeFrame } from '../../src/protocol/index.js';
 import { createLogger } from '../../src/service/log.js';
+import { OPEN_FILES_RESERVE } from '../../src/service/open-files.js';
 import { SimulatedGuest } from '../../src/testkit/guest-simulator.js';
 import { startRig, startTestKbs, tempDir } from '../support/harness.js';
 import { seriesValue, startProxyProcess } from '../support/proxy-process.js';
@@ -97,6 +98,42 @@ describe('a hostile guest costs the proxy a bounded amount, and the other guests
     );
     assert.ok(s.writableLength > 0, 'the flooder still has bytes the proxy has not read');
     assert.ok(proxy.peakRssMiB() < PEAK_RSS_BOUND_MIB, `peak RSS ${proxy.peakRssMiB().toFixed(0)} MiB`);
+  });
+
+  test('guests that would take every open file are refused past the cap, logged once; the reserve keeps an admitted guest served', async (t) => {
+    const { url, measurement, secret } = await startTestKbs(t);
+    const dir = await tempDir(t);
+    const [bad, good] = [join(dir, 'bad.sock'), join(dir, 'good.sock')];
+    const OPEN_FILES = 320;
+    const proxy = await startProxyProcess(
+      t,
+      ['--protocol', 'kbs', '--url', url, '--unix', bad, '--unix', good, '--metrics', '127.0.0.1:0'],
+      {
+        openFiles: OPEN_FILES,
+      },
+    );
+    const ready = proxy.records().find((r) => r.msg === 'aproxy ready');
+    const cap = OPEN_FILES - OPEN_FILES_RESERVE;
+    assert.equal(ready?.maxGuestConnections, cap, 'the ready line says the cap');
+    // A guest that connected first, then a flood of idle connections from a local user with access to a socket.
+    const connected = await SimulatedGuest.connect(good);
+    t.after(() => connected.close());
+    const flood: Socket[] = [];
+    t.after(() => {
+      for (const s of flood) s.destroy();
+    });
+    const refused = proxy.waitForRecord((r) => r.reason === 'open_files');
+    for (let i = 0; i < cap + 20; i++) flood.push(await neverReading(bad, t));
+    const line = await refused;
+    assert.match(String(line.msg), /refusing a guest connection: guests hold all the connections the open-file limit allows/);
+    const r = await connected.boot({ measurement, expectSecret: secret });
+    assert.equal(r.secretMatches, true, 'the reserve left files for the server connection');
+    const scrape = await proxy.scrape();
+    assert.ok(seriesValue(scrape, 'aproxy_guest_refusals_total', { listener: bad, reason: 'open_files' }) >= 20);
+    assert.equal(proxy.records().filter((x) => x.reason === 'open_files').length, 1, 'one line for the burst');
+    for (const s of flood) s.destroy();
+    await bootGood(good, measurement, secret, t);
+    assert.equal(proxy.child.exitCode, null, 'the proxy is running');
   });
 
   test('a NegotiationRequest flood on one link churns no server connections while other guests boot', async (t) => {

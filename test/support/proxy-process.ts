@@ -20,10 +20,15 @@ export interface ProxyProcess {
 }
 
 /** Starts `node NODE_ARGS bin/aproxy ARGS`, waits for "aproxy ready", and stops it after the test. */
-export async function startProxyProcess(t: TestContext, args: string[], o: { nodeArgs?: string[] } = {}): Promise<ProxyProcess> {
-  const child = spawn(process.execPath, [...(o.nodeArgs ?? []), APROXY_BIN, '--log-format', 'json', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+export async function startProxyProcess(
+  t: TestContext,
+  args: string[],
+  /** `openFiles`: the process's open-file limit, soft and hard (util-linux's prlimit execs it, same pid). */
+  o: { nodeArgs?: string[]; openFiles?: number } = {},
+): Promise<ProxyProcess> {
+  const command = [process.execPath, ...(o.nodeArgs ?? []), APROXY_BIN, '--log-format', 'json', ...args];
+  const limited = o.openFiles === undefined ? command : ['prlimit', `--nofile=${o.openFiles}:${o.openFiles}`, ...command];
+  const child = spawn(limited[0] as string, limited.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   const output = { stdout: '', stderr: '' };
   child.stdout.setEncoding('utf8').on('data', (d: string) => (output.stdout += d));
   child.stderr.setEncoding('utf8').on('data', (d: string) => (output.stderr += d));
