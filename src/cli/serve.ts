@@ -3,7 +3,7 @@ import { describeError } from '../protocol/errors.js';
 import { loadSettings } from '../service/config/load.js';
 import { needsRestart } from '../service/config/resolve.js';
 import type { Settings } from '../service/config/types.js';
-import { createLogger, type Logger } from '../service/log.js';
+import { createLogger, exitAfterLog, type Logger } from '../service/log.js';
 import { startProxy } from '../service/proxy.js';
 import type { RunningProxy } from '../service/running-proxy.js';
 import { socketActivationFds } from '../service/systemd.js';
@@ -115,7 +115,8 @@ class Lifecycle {
     const { log, graceMs } = this;
     if (++this.signals > 1) {
       log.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
+      exitAfterLog(log, 1);
+      return;
     }
     // From here a SIGHUP is not applied, even one that comes while the proxy still starts.
     this.state = 'stopping';
@@ -128,12 +129,12 @@ class Lifecycle {
     proxy.close(graceMs).then(
       () => {
         log.info({}, 'stopped');
-        log.flush();
-        process.exitCode = 0;
+        // Not by an empty event loop: a stalled stdout or a plugin's stray timer would keep a stopped proxy alive.
+        exitAfterLog(log, 0);
       },
       (err: unknown) => {
         log.error({ err: describeError(err) }, 'error while stopping');
-        process.exit(1);
+        exitAfterLog(log, 1);
       },
     );
   }

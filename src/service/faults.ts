@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { LogBursts } from '../frontend/log-bursts.js';
 import { PACKAGE_ROOT } from '../package-root.js';
 import { describeError } from '../protocol/errors.js';
-import type { Logger } from './log.js';
+import { exitAfterLog, type Logger } from './log.js';
 
 /** aproxy's own code and its dependencies: dist/ and node_modules/ beside this package's package.json. */
 const OWN_PREFIXES = [join(PACKAGE_ROOT, 'dist') + sep, join(PACKAGE_ROOT, 'node_modules') + sep];
@@ -68,8 +68,7 @@ export function guardProcessFaults(log: Logger): () => void {
       { err: { message: describeError(err), stack: err instanceof Error ? err.stack : undefined } },
       `internal fault, exiting: ${describeError(err)}`,
     );
-    log.flush();
-    process.exit(EXIT_INTERNAL_FAULT);
+    exitAfterLog(log, EXIT_INTERNAL_FAULT);
   };
   process.on('unhandledRejection', onRejection);
   process.on('uncaughtException', onException);

@@ -18,14 +18,42 @@ export interface LoggerOptions {
   readonly name?: string;
   /**
    * Bytes of log lines held while stdout is slower than the proxy (a
-   * stalled journal, a full pipe). Past it, new lines are dropped and
-   * counted, never queued without bound and never written synchronously.
+   * stalled journal, a full pipe). Past three quarters of it, debug and
+   * info lines are dropped; past all of it, every new line. Dropped lines
+   * are counted, never queued without bound, never written synchronously.
    */
   readonly bufferBytes?: number;
 }
 
 /** Lines dropped per logger because its buffer was full; read with `droppedLogLines`. */
 const drops = new WeakMap<object, { lines: number }>();
+/** Each stdout logger's buffer, for `exitAfterLog`. */
+const buffers = new WeakMap<object, ReturnType<typeof pino.destination>>();
+
+/** How long an exiting process waits for stdout to take the log's last lines (TimeoutStopSec=20s leaves room). */
+export const LOG_DRAIN_MS = 3000;
+
+/**
+ * Exits with `code` once stdout has taken every line `log` holds, or after
+ * LOG_DRAIN_MS if it does not (a stalled journal or pipe must not keep a
+ * stopped or failed process alive; what the buffer still held is then
+ * lost). Exiting without this can hang: pino writes its buffer
+ * synchronously at exit, retrying a full pipe for ever.
+ */
+export function exitAfterLog(log: Logger, code: number): void {
+  process.exitCode = code;
+  const boom = buffers.get(log);
+  if (boom === undefined || buffered(boom) === 0) process.exit(code);
+  // sonic-boom's flush(cb) calls back at once without a minLength: its 'drain' says the buffer is written.
+  const giveUp = setTimeout(() => {
+    boom.destroy();
+    process.exit(code);
+  }, LOG_DRAIN_MS);
+  boom.once('drain', () => {
+    clearTimeout(giveUp);
+    process.exit(code);
+  });
+}
 
 /** Log lines `log` dropped because stdout did not keep up (0 for a logger with a caller's destination). */
 export function droppedLogLines(log: object): number {
@@ -41,8 +69,10 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const counter = { lines: 0 };
   let out = options.destination as DestinationStream | undefined;
   let stdout: NodeJS.EventEmitter | undefined;
+  let boom: ReturnType<typeof pino.destination> | undefined;
+  const maxLength = options.bufferBytes ?? DEFAULT_LOG_BUFFER_BYTES;
   if (out === undefined) {
-    const boom = pino.destination({ fd: 1, sync: false, maxLength: options.bufferBytes ?? DEFAULT_LOG_BUFFER_BYTES });
+    boom = pino.destination({ fd: 1, sync: false, maxLength });
     stdout = boom as unknown as NodeJS.EventEmitter;
     // sonic-boom emits 'drop' with the line it could not buffer.
     stdout.on('drop', () => counter.lines++);
@@ -50,6 +80,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   }
   const pretty =
     options.format === 'pretty' || (options.format !== 'json' && options.destination === undefined && process.stdout.isTTY === true);
+  const formatted = pretty ? new PrettyLines(out) : out;
   const logger = pino(
     {
       name: options.name ?? 'aproxy',
@@ -57,9 +88,10 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       base: { pid: process.pid },
       redact: { paths: ['cookie', 'secret', '*.cookie', '*.secret', 'headers.cookie'], censor: '[redacted]' },
     },
-    pretty ? new PrettyLines(out) : out,
+    boom === undefined ? formatted : new SeverityShare(boom, formatted, maxLength, () => counter.lines++),
   );
   drops.set(logger, counter);
+  if (boom !== undefined) buffers.set(logger, boom);
   // Once stdout has caught up, the log itself says how many lines it lost (and metrics count them, when on).
   let reported = 0;
   stdout?.on('drain', () => {
@@ -72,6 +104,51 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     );
   });
   return logger;
+}
+
+/** pino's level number for `warn`: lines at it and above may use the whole buffer. */
+const WARN = 40;
+
+/**
+ * Stdout's buffer, shared by severity: once it is three quarters full,
+ * debug and info lines are dropped and warnings and errors keep the rest.
+ * A flood of routine lines then cannot push out the warning that says a
+ * guest failed, as dropping only the newest line would (the older noise
+ * stayed, the victim's line went). pino tells a stream that asks for it
+ * each line's level.
+ */
+class SeverityShare {
+  /** Set by pino before each write. */
+  lastLevel = 0;
+  private readonly routineBytes: number;
+
+  constructor(
+    private readonly boom: ReturnType<typeof pino.destination>,
+    private readonly sink: DestinationStream | NodeJS.WritableStream,
+    maxLength: number,
+    private readonly onDrop: () => void,
+  ) {
+    (this as Record<symbol, unknown>)[Symbol.for('pino.metadata')] = true;
+    this.routineBytes = Math.floor(maxLength * 0.75);
+  }
+
+  write(line: string): boolean {
+    if (this.lastLevel < WARN && buffered(this.boom) + line.length > this.routineBytes) {
+      this.onDrop();
+      return false;
+    }
+    return this.sink.write(line) !== false;
+  }
+
+  flush(cb?: (err?: Error) => void): void {
+    this.boom.flush(cb);
+  }
+}
+
+/** Bytes sonic-boom holds unwritten (its `_len`; the tests fail if a version stops keeping it). */
+function buffered(boom: object): number {
+  const n = (boom as { _len?: unknown })._len;
+  return typeof n === 'number' ? n : 0;
 }
 
 const LEVEL_NAMES: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO ', 40: 'WARN ', 50: 'ERROR', 60: 'FATAL' };

@@ -173,10 +173,10 @@ describe('a hostile guest costs the proxy a bounded amount, and the other guests
     assert.match(String(summary?.msg), /199 more like it/);
   });
 
-  test('a stdout that does not keep up costs dropped log lines, counted, and said in the log once it drains; not memory or a blocked proxy', async (t) => {
+  /** A proxy whose stdout nobody reads, booted until its log buffer dropped lines. */
+  async function stalledProxy(t: TestContext) {
     const { url, measurement, secret } = await startTestKbs(t);
-    const dir = await tempDir(t);
-    const sock = join(dir, 'proxy.sock');
+    const sock = join(await tempDir(t), 'proxy.sock');
     const proxy = await startProxyProcess(t, [
       '--protocol',
       'kbs',
@@ -209,7 +209,17 @@ describe('a hostile guest costs the proxy a bounded amount, and the other guests
       dropped = seriesValue(await proxy.scrape(), 'aproxy_log_lines_dropped_total');
     }
     assert.ok(dropped > 0, 'lines were dropped and counted');
+    return { proxy, sock };
+  }
+
+  test('a stdout that does not keep up costs dropped log lines, routine ones first, counted and said once it drains; not memory or a blocked proxy', async (t) => {
+    const { proxy, sock } = await stalledProxy(t);
     assert.ok(proxy.peakRssMiB() < PEAK_RSS_BOUND_MIB);
+    // A guest that fails while the buffer is full of routine lines: its warning is kept.
+    const victim = await RawGuest.connect(sock);
+    t.after(() => victim.destroy());
+    victim.send('not json');
+    assert.notEqual(await victim.next(), null, 'it got the failure answer');
     // Once stdout is read again, the log itself says what it lost (no metrics needed to know).
     let after = '';
     const said = new Promise<void>((resolve) =>
@@ -220,6 +230,17 @@ describe('a hostile guest costs the proxy a bounded amount, and the other guests
     );
     proxy.child.stdout?.resume();
     await said;
+    assert.match(
+      after,
+      /"level":40,[^\n]*"msg":"session failure: [^\n]*INVALID_JSON|"level":40,[^\n]*INVALID_JSON[^\n]*"msg":"session failure/,
+    );
+  });
+
+  test('SIGTERM stops the proxy while stdout is stalled: it exits 0 after a bounded wait for the log', async (t) => {
+    const { proxy } = await stalledProxy(t);
+    const exited = once(proxy.child, 'exit') as Promise<[number | null, string | null]>;
+    proxy.child.kill('SIGTERM');
+    assert.deepEqual(await exited, [0, null]);
   });
 
   test('pretty logs escape control characters from guests and servers: one event is one line, no terminal sequence gets through', () => {

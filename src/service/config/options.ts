@@ -292,7 +292,7 @@ export const OPTIONS = {
     reload: false,
     group: 'logs and operations',
     default: DEFAULT_LOG_BUFFER_BYTES,
-    help: 'log bytes held for a slow stdout; past it new lines are dropped and counted (aproxy_log_lines_dropped_total)',
+    help: 'log bytes held for a slow stdout; past three quarters of it debug and info lines are dropped, past all of it every line, and counted (aproxy_log_lines_dropped_total)',
   },
   metrics: {
     type: 'address',
