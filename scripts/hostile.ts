@@ -3,7 +3,11 @@
  * process while well-behaved guests boot through it on their own links, and
  * a quiet run (no attacker) in the same invocation is the baseline.
  *
- *   npm run hostile -- [--seconds 10] [--good-links 4]
+ *   npm run hostile -- [--seconds 10] [--good-vms 16]
+ *
+ * Each good VM has its own socket, as QEMU gives each VM, and boots once a
+ * second, each boot on a new link: well within its session budget, so what
+ * slows it is the attacker, not its own pacing.
  *
  * Per attack: the proxy's peak RSS, the good guests' boot latency (p50/p99)
  * and its ratio to the quiet run, the exchanges the proxy made with the KBS
@@ -30,13 +34,15 @@ const ATTACKS = {
   'large-frames': '1 MiB garbage frames at full speed, answers never read',
   'negotiation-flood': 'NegotiationRequests at full speed, answers never read',
   'negotiation-300': 'NegotiationRequests at 300 frames/s (a real UART), answers read',
+  'reconnect-flood': 'a NegotiationRequest then a 2^40-byte frame header, reconnecting as soon as the link is closed',
+  'connection-flood': 'up to 5,000 idle connections to its socket, held',
 } as const;
 type Attack = keyof typeof ATTACKS;
 
 const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '10' },
-    'good-links': { type: 'string', default: '4' },
+    'good-vms': { type: 'string', default: '16' },
     role: { type: 'string' },
     attack: { type: 'string' },
     path: { type: 'string' },
@@ -60,6 +66,31 @@ async function attack(kind: Attack, path: string, secs: number): Promise<void> {
     process.exit(0);
   }, secs * 1000).unref();
   const negotiate = encodeFrame('{"version":[0,1,0],"tee":"snp"}');
+  if (kind === 'reconnect-flood') {
+    // What QEMU's reconnect-ms does for a guest whose link the proxy closed, without the 1 s wait.
+    const huge = Buffer.alloc(8);
+    huge.writeBigUInt64LE(1n << 40n);
+    s.destroy();
+    while (Date.now() < until) {
+      const link = connect(path);
+      link.on('error', () => undefined);
+      link.resume();
+      link.write(Buffer.concat([negotiate, huge]));
+      await once(link, 'close');
+    }
+    return;
+  }
+  if (kind === 'connection-flood') {
+    const held: Socket[] = [s];
+    while (held.length < 5000 && Date.now() < until) {
+      const c = connect(path);
+      c.on('error', () => undefined);
+      held.push(c);
+      if (held.length % 100 === 0) await once(c, 'connect').catch(() => undefined);
+    }
+    await new Promise((r) => setTimeout(r, until - Date.now()));
+    return;
+  }
   if (kind === 'negotiation-300') {
     s.resume();
     while (Date.now() < until) {
@@ -95,12 +126,13 @@ const secret = randomBytes(32);
 async function run(kind: Attack, dir: string): Promise<Result> {
   const kbs = new TestKbs({ measurement, secret });
   const url = await kbs.start();
-  const good = join(dir, `${kind}-good.sock`);
+  const goodVms = Array.from({ length: Number(values['good-vms']) }, (_, i) => join(dir, `${kind}-good-${i}.sock`));
   const bad = join(dir, `${kind}-bad.sock`);
   // Default limits: what an operator runs.
-  const proxy = spawnCli(['--protocol', 'kbs', '--url', url, '--unix', good, '--unix', bad, '--log-format', 'json'], {
-    inheritStderr: true,
-  });
+  const proxy = spawnCli(
+    ['--protocol', 'kbs', '--url', url, ...goodVms.flatMap((g) => ['--unix', g]), '--unix', bad, '--log-format', 'json'],
+    { inheritStderr: true },
+  );
   await waitForOutput(proxy, /"msg":"aproxy ready"/);
   const before = { ...kbs.stats };
   const attacker =
@@ -112,15 +144,18 @@ async function run(kind: Attack, dir: string): Promise<Result> {
   const latencies: number[] = [];
   let failed = 0;
   const until = Date.now() + seconds * 1000;
-  // Each good boot is a new link, as a VM's boot is; several at once.
+  // Each good VM boots once a second, each boot on a new link; the VMs start spread over the first second.
   await Promise.all(
-    Array.from({ length: Number(values['good-links']) }, async () => {
+    goodVms.map(async (good, i) => {
+      await new Promise((r) => setTimeout(r, (i * 1000) / goodVms.length));
       while (Date.now() < until) {
+        const started = Date.now();
         const g = await SimulatedGuest.connect(good);
         const r = await g.boot({ measurement, expectSecret: secret, answerTimeoutMs: 30_000 });
         g.close();
         if (r.secretMatches === true) latencies.push(r.totalMs);
         else failed++;
+        await new Promise((r) => setTimeout(r, Math.max(0, 1000 - (Date.now() - started))));
       }
     }),
   );
@@ -148,7 +183,7 @@ async function run(kind: Attack, dir: string): Promise<Result> {
 const dir = await mkdtemp(join(tmpdir(), 'aproxy-hostile-'));
 try {
   console.log(
-    `aproxy under hostile guests: ${seconds} s per attack, ${values['good-links']} good guests booting on their own links (each boot a new link), default limits`,
+    `aproxy under hostile guests: ${seconds} s per attack, ${values['good-vms']} good VMs on their own sockets booting once a second (each boot a new link), default limits`,
   );
   const results: Result[] = [];
   for (const kind of Object.keys(ATTACKS) as Attack[]) results.push(await run(kind, dir));

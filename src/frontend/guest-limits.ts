@@ -118,10 +118,10 @@ export class GuestLimits {
     else this.perCid.set(cid, n);
   }
 
-  /** Forgets the accounts of VMs without a link that no longer matter (keeps the map bounded by live guests). */
+  /** Forgets the accounts of VMs without a link that no longer matter: budget whole, no burst open, no work left (keeps the map bounded by live guests). */
   forgetIdle(now = performance.now()): void {
     for (const [key, held] of this.accounts) {
-      if (held.links > 0 || held.account.orphans.size > 0) continue;
+      if (held.links > 0 || held.account.orphans.size > 0 || held.account.logs.open) continue;
       if (held.account.budget.full(now)) {
         held.account.logs.flush();
         this.accounts.delete(key);

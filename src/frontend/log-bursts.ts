@@ -45,6 +45,11 @@ export class LogBursts {
     this.arm();
   }
 
+  /** True while a burst is open: forgetting these bursts would let the next event be logged at once. */
+  get open(): boolean {
+    return this.bursts.size > 0;
+  }
+
   /** Summarises every burst still open (the link closes). */
   flush(): void {
     clearTimeout(this.timer);

@@ -247,6 +247,17 @@ describe('a VM that drops its link and reconnects is the same guest', () => {
     assert.equal(closings.length, 1, "the second link's identical fault is counted in the VM's burst, not logged again");
   });
 
+  test('a VM whose every link ends in a framing fault is logged once per burst, however fast it reconnects', async (t) => {
+    const rig = await startRig(t);
+    for (let link = 0; link < 5; link++) {
+      const g = await raw(rig, t);
+      g.write(hugeHeader());
+      await g.closed;
+    }
+    const closings = rig.logs.records.filter((r) => r.level === 40 && String(r.msg).startsWith('closing guest connection'));
+    assert.equal(closings.length, 1, 'no session ever started, and still one line');
+  });
+
   test('a reconnect waits for the server exchange its closed link left running: one exchange per VM at a time', async (t) => {
     const PHASE_MS = 1000;
     const started: number[] = [];
