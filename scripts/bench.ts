@@ -11,7 +11,8 @@
  * KBS with the proxy's own HTTP client (KbsClient: one pooled undici pool),
  * in alternating rounds, and prints throughput, latency percentiles, the
  * ratio, and the proxy's CPU time per session and RSS (from its metrics).
- * Last, the vsock row: vsock against Unix in one proxy inside a QEMU guest
+ * Then the first guest after a start (spawn → its secret, CPU, RSS), ours
+ * and the relay's (scripts/startup-bench.ts). Last, the vsock row: vsock against Unix in one proxy inside a QEMU guest
  * (scripts/bench-vsock.ts), where the machine has QEMU and the addon.
  */
 import { spawn } from 'node:child_process';
@@ -46,6 +47,7 @@ import {
 } from '../src/protocol/index.js';
 import { APROXY_BIN, cpuMsOf, spawnCli, spawnNode, waitForOutput } from './processes.js';
 import { findQemuKit, runInVsockVm } from './qemu/vm.js';
+import { measureStartup, startupTable } from './startup-bench.js';
 
 /** The benchmark's guests boot many times a second per link, which no VM does: a session budget they never meet (the check itself still runs per session). */
 const UNPACED = ['--sessions-per-minute', '100000000', '--session-burst', '100000000'];
@@ -406,6 +408,9 @@ while (((await scrape(metricsUrl)).aproxy_guest_connections ?? 0) < IDLE) await 
 const idleFull = await procStats();
 for (const s of idleSockets) s.destroy();
 
+// The first guest after a start, against the relay started the same way (scripts/startup-bench.ts).
+const startup = await measureStartup(kbsUrl, measurement);
+
 const decode1 = decodeThroughput(1);
 const decodeWhole = decodeThroughput(64 * 1024 + 8);
 
@@ -419,6 +424,7 @@ for (const r of rows) {
     `${String(r.c).padStart(4)} ${f(r.directPerSec!)}  ${f(r.aproxyPerSec!)} ${f(r.aproxyRatio!, 3, 5)} ${f(r.relayPerSec!)} ${f(r.relayRatio!, 3, 5)}  ${f(r.directP50!, 1, 6)}/${f(r.aproxyP50!, 1, 0)}/${f(r.relayP50!, 1, 0)}   ${f(r.aproxyCpuMsPerSession!, 3, 10)} ${f(r.relayCpuMsPerSession!, 3, 10)} ${f(r.cpuVsRelay!, 2, 12)} ${f(r.kbsCpuMsPerSession!, 3, 8)} ${f(r.driverCpuMsPerSession!, 3, 11)} ${f(r.errors!, 0, 7)}`,
   );
 }
+console.log(`\n${startupTable(startup)}`);
 console.log(`\nwhere aproxy's CPU goes (a --cpu-prof run, C=32, ${N} sessions; self time, idle excluded):`);
 for (const [part, pct] of profile) console.log(`  ${pct.toFixed(1).padStart(5)} %  ${part}`);
 const perConnKiB = ((idleFull.rssMiB - idleBase.rssMiB) * 1024) / IDLE;
@@ -452,6 +458,7 @@ const results = {
   node: process.version,
   sessionsPerRun: N,
   sweep: rows,
+  firstGuestAfterStart: startup,
   startToListeningMs: startMs,
   bareNodeStartMs: nodeStartMs,
   idle: { connections: IDLE, baseRssMiB: idleBase.rssMiB, fullRssMiB: idleFull.rssMiB, perConnectionKiB: perConnKiB },
