@@ -1,18 +1,34 @@
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
 import { describeError, ERROR_REASONS, isAproxyError, SetupRefusedError } from '../protocol/errors.js';
 import { escapeLinesForTerminal } from '../service/terminal.js';
-import * as check from './check.js';
-import * as inspect from './inspect.js';
-import * as qemuArgs from './qemu-args.js';
-import * as serve from './serve.js';
-import * as simulateGuest from './simulate-guest.js';
-import * as testKbs from './test-kbs.js';
+import { plainServeFlags } from './serve-argv.js';
 import { UsageError } from './usage.js';
 
-/** The `aproxy` command: one module per subcommand; this file only dispatches and turns errors into exit codes. */
-export async function main(args: string[] = hideBin(process.argv)): Promise<void> {
-  const cli = yargs(args)
+/**
+ * The `aproxy` command: one module per subcommand; this file only dispatches
+ * and turns errors into exit codes. A plain start (`aproxy --config FILE`,
+ * what the unit runs) goes to serve without loading yargs or the other
+ * commands; everything else goes through yargs.
+ */
+export async function main(args: string[] = process.argv.slice(2)): Promise<void> {
+  const plain = plainServeFlags(args);
+  await exitCodes(async () => {
+    if (plain !== undefined) await (await import('./serve.js')).handler(plain);
+    else await (await commandLine(args)).parseAsync();
+  });
+}
+
+/** yargs with every command. */
+async function commandLine(args: string[]) {
+  const [{ default: yargs }, check, inspect, qemuArgs, serve, simulateGuest, testKbs] = await Promise.all([
+    import('yargs'),
+    import('./check.js'),
+    import('./inspect.js'),
+    import('./qemu-args.js'),
+    import('./serve.js'),
+    import('./simulate-guest.js'),
+    import('./test-kbs.js'),
+  ]);
+  return yargs(args)
     .scriptName('aproxy')
     .usage(
       '$0 --protocol kbs --url URL --vsock\n$0 --protocol kbs --url URL --unix PATH [--force]\n\n' +
@@ -39,8 +55,12 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<void
     .fail((msg, err) => {
       throw err ?? new UsageError(msg);
     });
+}
+
+/** Runs `body`, turning what it throws into the exit-code convention. */
+async function exitCodes(body: () => Promise<void>): Promise<void> {
   try {
-    await cli.parseAsync();
+    await body();
   } catch (err) {
     // Exit 2: bad usage, or a configuration or host problem (a reason code of area `setup`): fix and start again.
     if (err instanceof UsageError || (err instanceof Error && err.name === 'YError')) {

@@ -40,12 +40,14 @@ test('aproxy/plugin loads no schema library, HTTP client, logger or metrics', ()
   );
 });
 
-test('the command line loads no schema library or HTTP client before it binds', () => {
-  // What the CLI imports up to startProxy(): the rest loads after the sockets are up (service/proxy.ts).
+test('the command line loads no schema library, HTTP client or argument parser before it binds', () => {
+  // What the CLI imports up to startProxy(): the rest loads after the sockets are up (service/proxy.ts),
+  // and yargs only for what is not a plain start (cli/serve-argv.ts).
   const { seen } = load('./dist/src/cli/main.js');
   const heavy = seen.filter(
     (u) =>
-      /node_modules\/(zod|undici|prom-client)\//.test(u) || /\/dist\/src\/(frontend\/(server|session)|backends\/kbs\/client)\.js$/.test(u),
+      /node_modules\/(zod|undici|prom-client|yargs)\//.test(u) ||
+      /\/dist\/src\/(frontend\/(server|session)|backends\/kbs\/client)\.js$/.test(u),
   );
   assert.deepEqual(heavy, [], `the CLI entry pulled in: ${heavy.join(', ')}`);
   assert.ok(
