@@ -19,7 +19,8 @@ export const EXIT_INTERNAL_FAULT = 70;
 export function faultOrigin(err: unknown): string | undefined {
   const stack = err instanceof Error && typeof err.stack === 'string' ? err.stack : '';
   for (const line of stack.split('\n').slice(1)) {
-    const m = /\(?((?:file:\/\/)?\/[^()]*?):\d+:\d+\)?\s*$/.exec(line.trim());
+    // A file path right after `at ` or `(`: not one inside a Node-internal name such as node:internal/timers.
+    const m = /(?:^at |\()((?:file:\/\/)?\/[^()]*?):\d+:\d+\)?$/.exec(line.trim());
     if (m?.[1] === undefined) continue;
     const file = m[1].startsWith('file://') ? fileURLToPath(m[1]) : m[1];
     if (!OWN_PREFIXES.some((p) => file.startsWith(p))) return file;

@@ -74,7 +74,7 @@ const MAX_BIGNUM_BYTES = 64;
 
 // cbor-x's own bignum decoding takes quadratic time in the length: these take linear time.
 const bignum = (bytes: Uint8Array, sign: 1 | -1) => {
-  const digits = Buffer.from(bytes).toString('hex');
+  const digits = hex(bytes);
   if (bytes.length > MAX_BIGNUM_BYTES) return `${sign < 0 ? '-1 - ' : ''}0x${digits} (bignum, ${bytes.length} bytes)`;
   const n = BigInt(`0x${digits || '0'}`);
   return sign < 0 ? -1n - n : n;

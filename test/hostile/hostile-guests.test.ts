@@ -351,4 +351,24 @@ export default {
     assert.notEqual(await second.next(), null, 'the proxy still serves guests');
     assert.equal(proxy.child.exitCode, null);
   });
+
+  test("an uncaught exception from aproxy's own code is logged fatal, and the process exits 70 once the line is written", async (t) => {
+    const dir = await tempDir(t);
+    const file = join(dir, 'trips.mjs');
+    // The plugin only schedules the call: every frame of the throw is aproxy's (a report too short to parse).
+    await writeFile(
+      file,
+      `import { parseSnpReport } from 'aproxy/plugin';\n${plugin('setTimeout(parseSnpReport, 0, new Uint8Array(1));')}`,
+    );
+    const sock = join(dir, 'p.sock');
+    const proxy = await startProxyProcess(t, ['--protocol', file, '--unix', sock]);
+    const exited = once(proxy.child, 'exit') as Promise<[number | null, string | null]>;
+    const g = await RawGuest.connect(sock);
+    t.after(() => g.destroy());
+    g.send(NEGOTIATE);
+    assert.deepEqual(await exited, [70, null]);
+    const fatal = proxy.records().find((r) => r.level === 60);
+    assert.match(String(fatal?.msg), /^internal fault, exiting: /);
+    assert.equal(fatal?.plugin, undefined);
+  });
 });
