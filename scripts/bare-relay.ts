@@ -8,6 +8,7 @@
  *   node dist/scripts/bare-relay.js UNIX_PATH KBS_URL
  */
 import { Agent, request } from 'node:http';
+import module from 'node:module';
 import { createServer, type Socket } from 'node:net';
 
 const [path = '', kbs = ''] = process.argv.slice(2);
@@ -95,6 +96,8 @@ createServer((s) => {
       },
       token: { Jwt: t.json.token },
     });
+    // Under NODE_COMPILE_CACHE, as aproxy does (service/compile-cache.ts), so start-up is compared like for like.
+    (module as { flushCompileCache?: () => void }).flushCompileCache?.();
   };
   s.on('data', (chunk: Buffer) => {
     buf = Buffer.concat([buf, chunk]);

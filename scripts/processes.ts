@@ -59,6 +59,8 @@ export interface SpawnOptions {
   readonly cwd?: string;
   /** Written to standard input, which is then closed (otherwise it is not connected). */
   readonly stdin?: string;
+  /** Added to the environment. */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 /** `node [nodeOptions] FILE ARGS`, stdout and stderr collected. */
@@ -68,6 +70,7 @@ export function spawnNode(file: string, args: string[], o: SpawnOptions = {}): S
     stdio: [o.stdin === undefined ? 'ignore' : 'pipe', 'pipe', stderr],
     ...o.user,
     ...(o.cwd === undefined ? {} : { cwd: o.cwd }),
+    ...(o.env === undefined ? {} : { env: { ...process.env, ...o.env } }),
   });
   if (o.stdin !== undefined) child.stdin?.end(o.stdin);
   return collect(child);

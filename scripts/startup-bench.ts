@@ -10,7 +10,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import module from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,10 +28,15 @@ export interface StartupFigures {
   readonly rssMiB: number;
 }
 
+/** aproxy and the relay, each from a start with the compile cache as the last start left it, and from an empty one. */
 export interface StartupRow {
   readonly trials: number;
+  /** Whether this Node has a compile cache (22 and later); without one both rows are cold starts. */
+  readonly compileCache: boolean;
   readonly aproxy: StartupFigures;
   readonly relay: StartupFigures;
+  readonly aproxyEmptyCache: StartupFigures;
+  readonly relayEmptyCache: StartupFigures;
 }
 
 const RELAY = join(dirname(fileURLToPath(import.meta.url)), 'bare-relay.js');
@@ -51,8 +57,21 @@ async function rssMiBOf(pid: number): Promise<number> {
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1]) / 1024;
 }
 
-/** One trial: spawn, boot one guest as soon as it can connect, read the figures, stop the process. */
-async function trial(spawnIt: (sock: string) => Spawned, sock: string, measurement: Buffer): Promise<StartupFigures> {
+/** Resolves once the process has written its compile cache into `dir` (after its first session). */
+async function cacheWritten(dir: string): Promise<void> {
+  const deadline = performance.now() + 10_000;
+  while ((await readdir(dir, { recursive: true }).catch(() => [])).length < 2) {
+    if (performance.now() > deadline) throw new Error(`no compile cache was written in ${dir}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/**
+ * One trial: spawn, boot one guest as soon as it can connect, read the
+ * figures, stop the process (after it has written its compile cache into
+ * `awaitCache`, if given).
+ */
+async function trial(spawnIt: (sock: string) => Spawned, sock: string, measurement: Buffer, awaitCache?: string): Promise<StartupFigures> {
   const t0 = performance.now();
   const child = spawnIt(sock);
   child.stdout?.resume();
@@ -62,6 +81,7 @@ async function trial(spawnIt: (sock: string) => Spawned, sock: string, measureme
   const pid = child.pid as number;
   const [cpuMs, rssMiB] = await Promise.all([cpuMsOf(pid), rssMiBOf(pid)]);
   guest.close();
+  if (awaitCache !== undefined) await cacheWritten(awaitCache);
   child.kill('SIGKILL');
   await once(child, 'exit');
   await rm(sock, { force: true });
@@ -74,20 +94,43 @@ const median = (xs: number[]) => {
   return s[Math.floor(s.length / 2)] ?? Number.NaN;
 };
 
-/** `trials` alternating trials of each against the KBS at `kbsUrl`; medians. */
+/**
+ * `trials` alternating trials of each against the KBS at `kbsUrl`, twice:
+ * with the compile cache a previous start wrote (a restart, a crash
+ * restart), and with an empty one (the first start after an install or an
+ * upgrade); medians.
+ */
 export async function measureStartup(kbsUrl: string, measurement: Buffer, trials = 7): Promise<StartupRow> {
   const dir = await mkdtemp(join(tmpdir(), 'aproxy-startup-'));
-  // As an operator runs it: JSON logs with the one line per session, metrics on.
+  // As an operator runs it: JSON logs with the one line per session, metrics on, and
+  // NODE_COMPILE_CACHE in a directory of its own (the unit's CacheDirectory). The relay gets one too.
+  const cacheOf = (name: string) => join(dir, `${name}-compile-cache`);
   const aproxy = (sock: string) =>
     spawnCli(['--protocol', 'kbs', '--url', kbsUrl, '--unix', sock, '--log-format', 'json', '--metrics', '127.0.0.1:0'], {
       inheritStderr: true,
+      env: { NODE_COMPILE_CACHE: cacheOf('aproxy') },
     });
-  const relay = (sock: string) => spawnNode(RELAY, [sock, kbsUrl], { inheritStderr: true });
-  const figures = { aproxy: [] as StartupFigures[], relay: [] as StartupFigures[] };
+  const relay = (sock: string) => spawnNode(RELAY, [sock, kbsUrl], { inheritStderr: true, env: { NODE_COMPILE_CACHE: cacheOf('relay') } });
+  const compileCache = typeof (module as { flushCompileCache?: unknown }).flushCompileCache === 'function';
+  const runs = {
+    aproxy: [] as StartupFigures[],
+    relay: [] as StartupFigures[],
+    aproxyEmptyCache: [] as StartupFigures[],
+    relayEmptyCache: [] as StartupFigures[],
+  };
+  const sides = [
+    ['aproxy', aproxy],
+    ['relay', relay],
+  ] as const;
   try {
     for (let i = 0; i < trials; i++) {
-      figures.aproxy.push(await trial(aproxy, join(dir, 'a.sock'), measurement));
-      figures.relay.push(await trial(relay, join(dir, 'r.sock'), measurement));
+      for (const [name, spawnIt] of sides) {
+        const sock = join(dir, `${name}.sock`);
+        await rm(cacheOf(name), { recursive: true, force: true });
+        // From an empty cache; the trial waits until the process has written it, so the next one starts warm.
+        runs[`${name}EmptyCache`].push(await trial(spawnIt, sock, measurement, compileCache ? cacheOf(name) : undefined));
+        runs[name].push(await trial(spawnIt, sock, measurement));
+      }
     }
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -97,20 +140,35 @@ export async function measureStartup(kbsUrl: string, measurement: Buffer, trials
     cpuMs: median(f.map((x) => x.cpuMs)),
     rssMiB: median(f.map((x) => x.rssMiB)),
   });
-  return { trials, aproxy: med(figures.aproxy), relay: med(figures.relay) };
+  return {
+    trials,
+    compileCache,
+    aproxy: med(runs.aproxy),
+    relay: med(runs.relay),
+    aproxyEmptyCache: med(runs.aproxyEmptyCache),
+    relayEmptyCache: med(runs.relayEmptyCache),
+  };
 }
 
 /** The table, one line per figure: ours, the relay's, the ratio. */
 export function startupTable(r: StartupRow): string {
   const row = (what: string, a: number, b: number, unit: string) =>
     `| ${what} | ${b.toFixed(0)} ${unit} | ${a.toFixed(0)} ${unit} | ${(a / b).toFixed(2)}× |`;
+  const cache = r.compileCache ? 'NODE_COMPILE_CACHE as the previous start left it' : 'this Node has no compile cache';
   return [
-    `first guest after a start (medians of ${r.trials} alternating trials, node ${process.version}):`,
+    `first guest after a start (medians of ${r.trials} alternating trials, node ${process.version}; ${cache}):`,
     '| | bare relay | aproxy | aproxy ÷ relay |',
     '| --- | ---: | ---: | ---: |',
     row('spawn → the first guest holds its secret', r.aproxy.firstGuestMs, r.relay.firstGuestMs, 'ms'),
     row('CPU used by then', r.aproxy.cpuMs, r.relay.cpuMs, 'ms'),
     row('resident memory then', r.aproxy.rssMiB, r.relay.rssMiB, 'MiB'),
+    row(
+      'the same from an empty compile cache (first start of a version)',
+      r.aproxyEmptyCache.firstGuestMs,
+      r.relayEmptyCache.firstGuestMs,
+      'ms',
+    ),
+    row('CPU used by then, empty compile cache', r.aproxyEmptyCache.cpuMs, r.relayEmptyCache.cpuMs, 'ms'),
   ].join('\n');
 }
 

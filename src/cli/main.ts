@@ -1,3 +1,4 @@
+import { packageVersion } from '../package-root.js';
 import { describeError, ERROR_REASONS, isAproxyError, SetupRefusedError } from '../protocol/errors.js';
 import { escapeLinesForTerminal } from '../service/terminal.js';
 import { plainServeFlags } from './serve-argv.js';
@@ -50,7 +51,7 @@ async function commandLine(args: string[]) {
     .strict()
     .help()
     .alias('h', 'help')
-    .version()
+    .version(packageVersion())
     .wrap(Math.min(110, process.stdout.columns ?? 110))
     .fail((msg, err) => {
       throw err ?? new UsageError(msg);

@@ -1,5 +1,6 @@
 import type { Argv } from 'yargs';
 import { describeError } from '../protocol/errors.js';
+import { writeCompileCacheAfterFirstSession } from '../service/compile-cache.js';
 import { loadSettings } from '../service/config/load.js';
 import { needsRestart } from '../service/config/resolve.js';
 import type { Settings } from '../service/config/types.js';
@@ -22,7 +23,9 @@ export async function handler(flags: Readonly<Record<string, unknown>>): Promise
   // Before any plugin is imported: its faults are logged, not fatal to every guest.
   (await import('../service/faults.js')).guardProcessFaults(log);
   const lifecycle = new Lifecycle(log, shutdownGraceMs, settings, () => loadSettings(flags, listenFds));
-  lifecycle.started(await startProxy({ ...settings.config, log }));
+  const proxy = await startProxy({ ...settings.config, log });
+  writeCompileCacheAfterFirstSession(proxy.server, log);
+  lifecycle.started(proxy);
 }
 
 /**

@@ -1,5 +1,6 @@
 import { EventEmitter, once } from 'node:events';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { BackendRequestEvent } from '../backends/contract.js';
@@ -9,6 +10,11 @@ import type { SessionOutcome } from '../frontend/session.js';
 import { packageVersion } from '../package-root.js';
 import { parseListenAddress } from './config/values.js';
 import { droppedLogLines, type Logger } from './log.js';
+
+// Required, not imported: on Node 22 and later an ES import of node:http
+// evaluates each of its exports, which loads Node's own fetch (~35 ms of CPU
+// before the first guest is served, measured in docs/performance.md).
+const { createServer } = createRequire(import.meta.url)('node:http') as typeof import('node:http');
 
 /**
  * Distinct endpoint labels kept. Labels come from the configuration (the

@@ -2,7 +2,7 @@
 // addon, installed on a host with no C compiler, no make and no python.
 import assert from 'node:assert/strict';
 import { type SpawnSyncOptions, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { REPO_ROOT } from '../../scripts/processes.js';
@@ -36,10 +36,13 @@ function declaredContents(pkg: string): string[] {
   const compiled = tracked
     .filter((f) => /^(src|examples)\/.*\.ts$/.test(f) && !f.endsWith('.d.ts'))
     .flatMap((f) => ['.js', '.js.map', '.d.ts'].map((ext) => `dist/${f.replace(/\.ts$/, ext)}`));
+  // The bundle bin/aproxy runs: whatever outputs its build recorded (scripts/bundle.mjs).
+  const meta = JSON.parse(readFileSync(join(pkg, 'dist', 'bundle', 'meta.json'), 'utf8')) as { outputs: Record<string, unknown> };
+  const bundled = [...Object.keys(meta.outputs), 'dist/bundle/meta.json'];
   const shipped = tracked.filter((f) => /^(bin|contrib|docs)\//.test(f) || f === 'README.md' || f === 'package.json');
   const native = ['native/vsock/vsock.c', 'native/vsock/binding.gyp', 'scripts/build-native.mjs'];
   const prebuilt = ['native/vsock/prebuilds/SHA256SUMS', 'native/vsock/prebuilds/linux-x64/vsock.napi.glibc.node'];
-  return [...compiled, ...shipped, ...native, ...prebuilt].map((f) => `package/${f}`).sort();
+  return [...compiled, ...bundled, ...shipped, ...native, ...prebuilt].map((f) => `package/${f}`).sort();
 }
 
 test('npm pack ships exactly the declared files, whatever lies around (a fresh build, one stripped prebuild with its checksum); the tarball installs with no compiler on PATH and loads its prebuild', {
@@ -56,6 +59,8 @@ test('npm pack ships exactly the declared files, whatever lies around (a fresh b
   symlinkSync(join(root, 'node_modules'), join(stage, 'node_modules'));
   mkdirSync(join(stage, 'dist', 'src'), { recursive: true });
   writeFileSync(join(stage, 'dist', 'src', 'removed-module.js'), 'export {};\n');
+  mkdirSync(join(stage, 'dist', 'bundle'), { recursive: true });
+  writeFileSync(join(stage, 'dist', 'bundle', 'chunk-FROM-AN-OLD-BUILD.js'), 'export {};\n');
   mkdirSync(join(stage, 'native', 'vsock', 'prebuilds', 'linux-arm64'), { recursive: true });
   writeFileSync(join(stage, 'native', 'vsock', 'prebuilds', 'linux-arm64', 'evil.node'), 'planted');
   writeFileSync(join(stage, 'native', 'vsock', 'prebuilds', 'linux-arm64', 'vsock.napi.glibc.node'), 'planted');
@@ -125,6 +130,9 @@ test('npm pack ships exactly the declared files, whatever lies around (a fresh b
   };
   assert.equal(loaded.path, join(installed, 'native', 'vsock', 'prebuilds', 'linux-x64', 'vsock.napi.glibc.node'));
   assert.deepEqual([loaded.socket.stream, loaded.socket.listening], [true, true], 'the addon answers: it describes a listening socket');
+  // The installed command runs from its bundle.
+  const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
+  assert.equal(run(join(bin, 'node'), [join(installed, 'bin', 'aproxy'), '--version'], { env }).trim(), version);
 });
 
 test('the install refuses a prebuilt addon that does not match its recorded checksum, and says so', { skip }, async (t) => {

@@ -5,11 +5,13 @@
 // operator and its VMs would: socket activation, several VMs with their own
 // secrets, reloads, journald, /metrics with the shipped alert rules in a real
 // Prometheus, and a stop during a boot storm.
+
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import module from 'node:module';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { dieWithMe, REPO_ROOT } from '../../scripts/processes.js';
@@ -248,6 +250,15 @@ describe('a real host under systemd (inside a QEMU guest)', {
         lines.some((l) => l.includes(`"listener":"${name}"`)),
         name,
       );
+  });
+
+  test("the compile cache: once it has served a guest, the service has written V8's compile cache into its CacheDirectory", async (t) => {
+    if (typeof (module as { flushCompileCache?: unknown }).flushCompileCache !== 'function') {
+      t.skip(`Node ${process.version} has no compile cache (22 and later)`);
+      return;
+    }
+    const files = Number((await sh('find /var/cache/aproxy/ -type f | wc -l')).out.trim());
+    assert.ok(files > 0, 'cache files under /var/cache/aproxy');
   });
 
   test('systemctl reload: a broken file is refused and the running proxy keeps serving; a good one is applied', async () => {

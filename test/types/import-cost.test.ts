@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { REPO_ROOT } from '../../scripts/processes.js';
 
@@ -53,5 +55,26 @@ test('the command line loads no schema library, HTTP client or argument parser b
   assert.ok(
     seen.some((u) => u.endsWith('/dist/src/service/config/options.js')),
     'the probe saw the option table load',
+  );
+});
+
+test('the bundled command line bin/aproxy runs loads no schema library, HTTP client or argument parser before it binds', () => {
+  // The same budget for dist/bundle (scripts/bundle.mjs): which sources each loaded file holds is in the bundle's metafile.
+  const { seen } = load('./dist/bundle/main.js');
+  const meta = JSON.parse(readFileSync(join(REPO_ROOT, 'dist', 'bundle', 'meta.json'), 'utf8')) as {
+    outputs: Record<string, { inputs: Record<string, unknown> }>;
+  };
+  const loaded = seen.filter((u) => u.includes('/dist/bundle/')).map((u) => `dist/bundle/${u.split('/dist/bundle/')[1]}`);
+  const sources = loaded.flatMap((f) => Object.keys(meta.outputs[f]?.inputs ?? {}));
+  const heavy = sources.filter(
+    (u) =>
+      /node_modules\/(zod|undici|prom-client|yargs)\//.test(u) ||
+      /dist\/src\/(frontend\/(server|session)|backends\/kbs\/client)\.js$/.test(u),
+  );
+  assert.deepEqual(heavy, [], `the bundled CLI entry pulled in: ${heavy.join(', ')}`);
+  assert.ok(sources.includes('dist/src/service/config/options.js'), 'the probe saw the option table load');
+  assert.ok(
+    Object.values(meta.outputs).some((o) => Object.keys(o.inputs).some((i) => i.includes('node_modules/undici/'))),
+    'undici is in the bundle, loaded later',
   );
 });

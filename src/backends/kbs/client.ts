@@ -107,7 +107,8 @@ export class KbsClient {
    */
   private http(): Promise<Pool> {
     if (this.pool === undefined) {
-      const open = () => import('undici').then((u) => new u.Pool(this.base.origin, this.poolOptions));
+      // `default` is undici's module.exports (a CommonJS package): the same under Node and in dist/bundle.
+      const open = () => import('undici').then((u) => new u.default.Pool(this.base.origin, this.poolOptions));
       this.pool = this.shared === undefined ? open() : this.shared.acquire(`kbs-pool ${this.poolKey}`, open, (pool) => pool.close());
     }
     return this.pool;
