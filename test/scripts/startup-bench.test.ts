@@ -18,5 +18,8 @@ test('the start-up benchmark serves a first guest through aproxy and through the
   assert.equal(lines.length, 8);
   assert.match(lines[0] ?? '', row.compileCache ? /NODE_COMPILE_CACHE as the previous start left it/ : /this Node has no compile cache/);
   assert.match(lines[3] ?? '', /^\| spawn → the first guest holds its secret \| \d+ ms \| \d+ ms \| \d+\.\d\d× \|$/);
-  assert.match(lines[6] ?? '', /^\| the same from an empty compile cache \(first start of a version\) \| \d+ ms \| \d+ ms \| \d+\.\d\d× \|$/);
+  assert.match(
+    lines[6] ?? '',
+    /^\| the same from an empty compile cache \(first start of a version\) \| \d+ ms \| \d+ ms \| \d+\.\d\d× \|$/,
+  );
 });
