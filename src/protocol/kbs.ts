@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { encodeStd, encodeUrl } from './base64.js';
 import { InvalidMessageError } from './errors.js';
 import type { Jwe } from './jwe.js';

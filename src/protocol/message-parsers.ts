@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { PluginFaultError } from './errors.js';
 import type { JsonValue } from './json.js';
 import {

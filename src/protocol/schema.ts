@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { decodeStd, decodeUrl } from './base64.js';
 import { cut, InvalidMessageError, isAproxyError } from './errors.js';
 import { JsonFloat, parseStrictJson } from './json.js';

@@ -22,6 +22,7 @@ import {
   transportError,
   wrapProtocol,
 } from './http-answers.js';
+import { type HttpPool, openHttpPool } from './http-pool.js';
 import { DEFAULT_AUTH_RETRY_BUDGET_MS } from './options.js';
 
 /** Largest KBS answer we read; a JWE for a vTPM secret is a few KiB. */
@@ -72,7 +73,7 @@ export class KbsClient {
   private readonly basePath: string;
   private readonly poolOptions: Pool.Options;
   private readonly poolKey: string;
-  private pool: Promise<Pool> | undefined;
+  private pool: Promise<HttpPool> | undefined;
   private readonly shared: SharedResources | undefined;
   private readonly timeoutMs: number;
   private readonly authRetryBudgetMs: number;
@@ -105,10 +106,9 @@ export class KbsClient {
    * (or by warm() once the proxy listens) because loading undici takes
    * longer than everything else the proxy does before it can accept guests.
    */
-  private http(): Promise<Pool> {
+  private http(): Promise<HttpPool> {
     if (this.pool === undefined) {
-      // `default` is undici's module.exports (a CommonJS package): the same under Node and in dist/bundle.
-      const open = () => import('undici').then((u) => new u.default.Pool(this.base.origin, this.poolOptions));
+      const open = () => openHttpPool(this.base.origin, this.poolOptions);
       this.pool = this.shared === undefined ? open() : this.shared.acquire(`kbs-pool ${this.poolKey}`, open, (pool) => pool.close());
     }
     return this.pool;
