@@ -2,7 +2,17 @@ import { EventEmitter, once } from 'node:events';
 import type { Server } from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { Counter, Gauge, Histogram } from 'prom-client';
+import CounterMetric from 'prom-client/lib/counter.js';
+// prom-client's parts, each from its own file: its index also loads the
+// Pushgateway (http, https, zlib, tls), the cluster aggregator and Summary,
+// ~20 ms of CPU before the first guest (docs/performance.md). The package
+// has no "exports" map; test/service/metrics-parts.test.ts checks these are
+// what it exports.
+import collectDefaultMetrics from 'prom-client/lib/defaultMetrics.js';
+import GaugeMetric from 'prom-client/lib/gauge.js';
+import HistogramMetric from 'prom-client/lib/histogram.js';
+import Registry from 'prom-client/lib/registry.js';
 import type { BackendRequestEvent } from '../backends/contract.js';
 import { LogBursts } from '../frontend/log-bursts.js';
 import type { PacedEvent, ProxyServer, RefusalEvent } from '../frontend/server.js';
@@ -43,31 +53,31 @@ export class ProxyMetrics {
     collectDefaultMetrics({ register: this.registry, prefix: 'aproxy_' });
     const registers = [this.registry];
     // Which build answers, for dashboards and alerts across an upgrade (the build_info convention).
-    new Gauge({
+    new GaugeMetric({
       name: 'aproxy_build_info',
       help: 'Always 1; its labels say which aproxy (version) runs on which Node (node)',
       labelNames: ['version', 'node'],
       registers,
     }).set({ version: packageVersion(), node: process.version }, 1);
-    this.sessions = new Counter({
+    this.sessions = new CounterMetric({
       name: 'aproxy_sessions_total',
       help: 'Guest attestation sessions by outcome (success, failure, aborted), reason code, transport (unix, vsock) and listener',
       labelNames: ['outcome', 'reason', 'transport', 'listener'],
       registers,
     });
-    this.refusals = new Counter({
+    this.refusals = new CounterMetric({
       name: 'aproxy_guest_refusals_total',
       help: 'vsock connections turned away by the limits, by reason (per_cid, total)',
       labelNames: ['transport', 'listener', 'reason'],
       registers,
     });
-    this.paced = new Counter({
+    this.paced = new CounterMetric({
       name: 'aproxy_guest_sessions_paced_total',
       help: 'Sessions that waited because their guest was over its session budget (its link unread meanwhile)',
       labelNames: ['transport', 'listener'],
       registers,
     });
-    const waiting: Gauge<'transport' | 'listener' | 'reason'> = new Gauge({
+    const waiting: Gauge<'transport' | 'listener' | 'reason'> = new GaugeMetric({
       name: 'aproxy_guest_links_waiting',
       help: 'Guest links not being read now, by reason: answer_untaken (the guest does not read), session_budget (paced), backend_busy (an abandoned exchange finishing)',
       labelNames: ['transport', 'listener', 'reason'],
@@ -77,7 +87,7 @@ export class ProxyMetrics {
         for (const c of server.waitingCounts()) waiting.set({ transport: c.transport, listener: c.listener, reason: c.reason }, c.count);
       },
     });
-    const dropped: Counter = new Counter({
+    const dropped: Counter = new CounterMetric({
       name: 'aproxy_log_lines_dropped_total',
       help: 'Log lines dropped because stdout did not keep up and the log buffer (log-buffer-bytes) was full',
       registers,
@@ -87,33 +97,33 @@ export class ProxyMetrics {
         dropped.inc(droppedLogLines(log));
       },
     });
-    this.reloads = new Counter({
+    this.reloads = new CounterMetric({
       name: 'aproxy_config_reloads_total',
       help: 'Configuration reloads (SIGHUP) by result: applied, or refused (the running configuration stayed)',
       labelNames: ['result'],
       registers,
     });
-    this.phase = new Histogram({
+    this.phase = new HistogramMetric({
       name: 'aproxy_phase_duration_seconds',
       help: 'Duration of the negotiation and attestation phases as the guest sees them',
       labelNames: ['phase'],
       buckets: LATENCY_BUCKETS,
       registers,
     });
-    this.backendRequest = new Histogram({
+    this.backendRequest = new HistogramMetric({
       name: 'aproxy_backend_request_duration_seconds',
       help: 'Duration of each exchange with the attestation server, by endpoint and status',
       labelNames: ['endpoint', 'status'],
       buckets: LATENCY_BUCKETS,
       registers,
     });
-    this.backendErrors = new Counter({
+    this.backendErrors = new CounterMetric({
       name: 'aproxy_backend_errors_total',
       help: 'Exchanges with the attestation server that produced no usable answer, by kind',
       labelNames: ['kind'],
       registers,
     });
-    this.connections = new Gauge({
+    this.connections = new GaugeMetric({
       name: 'aproxy_guest_connections',
       help: 'Guest connections open now, by transport (unix: QEMU serial links; vsock) and listener',
       labelNames: ['transport', 'listener'],

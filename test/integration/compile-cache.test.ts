@@ -48,5 +48,7 @@ test('with NODE_COMPILE_CACHE the proxy writes the cache after its first session
   const end = await finished(second);
   assert.equal(end.code, 0);
   // Node's own account of it: the command line's code came from the cache, not the compiler.
-  assert.match(end.stderr, /cache for file:\/\/\S+\/dist\/bundle\/main\.js was accepted/);
+  // (Node 22: "cache for file://…", Node 24: "V8 code cache for ESM file://…".)
+  const accepted = /cache for (?:ESM )?file:\/\/\S+\/dist\/bundle\/main\.js was accepted/.exec(end.stderr);
+  assert.ok(accepted, `Node's compile-cache debug output names dist/bundle/main.js as accepted (${end.stderr.length} bytes of it)`);
 });
