@@ -1,7 +1,7 @@
 /**
  * Benchmark: the proxy's cost on top of the KBS when many guests boot at once.
  *
- *   npm run bench -- [--sessions 256] [--sweep 1,8,32,128] [--idle 10000] [--out bench-results.json] [--no-vsock]
+ *   npm run bench -- [--sessions 256] [--sweep 1,8,32,128] [--idle 10000] [--kbs-delay-ms 0] [--keep-profile FILE] [--out bench-results.json] [--no-vsock]
  *
  * Three processes: the built-in test KBS and the proxy (each `bin/aproxy`,
  * as an operator runs them) and this driver. Guest-side crypto stays out of
@@ -18,7 +18,9 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { SourceMap } from 'node:module';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -59,6 +61,10 @@ const { values } = parseArgs({
     idle: { type: 'string', default: '10000' },
     out: { type: 'string', default: 'bench-results.json' },
     'no-vsock': { type: 'boolean', default: false },
+    // A KBS this far away (each answer held that long), for every table of the run.
+    'kbs-delay-ms': { type: 'string', default: '0' },
+    // Where to keep the profile behind "where aproxy's CPU goes" (Chrome DevTools opens it).
+    'keep-profile': { type: 'string' },
   },
 });
 const N = Number(values.sessions);
@@ -245,16 +251,16 @@ async function profileProxy(c: number, n: number): Promise<Array<[string, number
   await once(child, 'exit');
   const file = (await readdir(profDir)).find((f) => f.endsWith('.cpuprofile'));
   if (file === undefined) return [];
+  if (values['keep-profile'] !== undefined) await writeFile(values['keep-profile'], await readFile(join(profDir, file)));
   const prof = JSON.parse(await readFile(join(profDir, file), 'utf8')) as {
-    nodes: Array<{ id: number; callFrame: { url: string; functionName: string } }>;
+    nodes: Array<{ id: number; callFrame: { url: string; functionName: string; lineNumber: number; columnNumber: number } }>;
     samples: number[];
     timeDeltas: number[];
   };
-  const byId = new Map(prof.nodes.map((nd) => [nd.id, nd]));
+  const parts = new Map(prof.nodes.map((nd) => [nd.id, partOf(sourceOf(nd.callFrame), nd.callFrame.functionName)]));
   const totals = new Map<string, number>();
   prof.samples.forEach((id, i) => {
-    const nd = byId.get(id);
-    const part = partOf(nd?.callFrame.url ?? '', nd?.callFrame.functionName ?? '');
+    const part = parts.get(id) ?? 'other';
     totals.set(part, (totals.get(part) ?? 0) + (prof.timeDeltas[i] ?? 0));
   });
   const all = [...totals.values()].reduce((a, b) => a + b, 0);
@@ -262,6 +268,22 @@ async function profileProxy(c: number, n: number): Promise<Array<[string, number
     .filter(([k]) => k !== 'idle')
     .map(([k, v]) => [k, (100 * v) / (all - (totals.get('idle') ?? 0))] as [string, number])
     .sort((a, b) => b[1] - a[1]);
+}
+
+const bundleMaps = new Map<string, SourceMap | undefined>();
+
+/** A frame's own source: through dist/bundle's source map, the file esbuild took it from (dist/src/…, node_modules/…). */
+function sourceOf(frame: { url: string; lineNumber: number; columnNumber: number }): string {
+  if (!frame.url.includes('/dist/bundle/')) return frame.url;
+  if (!bundleMaps.has(frame.url)) {
+    try {
+      bundleMaps.set(frame.url, new SourceMap(JSON.parse(readFileSync(`${fileURLToPath(frame.url)}.map`, 'utf8'))));
+    } catch {
+      bundleMaps.set(frame.url, undefined);
+    }
+  }
+  const entry = bundleMaps.get(frame.url)?.findEntry(frame.lineNumber, frame.columnNumber);
+  return entry !== undefined && 'originalSource' in entry ? entry.originalSource : frame.url;
 }
 
 function partOf(url: string, fn: string): string {
@@ -317,7 +339,18 @@ const dir = await mkdtemp(join(tmpdir(), 'aproxy-bench-'));
 const unix = join(dir, 'p.sock');
 // The KBS must not be the bottleneck: it encrypts once per guest key (every check still runs per session).
 const kbs = spawnCli(
-  ['test-kbs', '--measurement', measurement.toString('hex'), '--secret', secret.toString('hex'), '--port', '0', '--reuse-jwe-per-key'],
+  [
+    'test-kbs',
+    '--measurement',
+    measurement.toString('hex'),
+    '--secret',
+    secret.toString('hex'),
+    '--port',
+    '0',
+    '--reuse-jwe-per-key',
+    '--delay-ms',
+    String(values['kbs-delay-ms']),
+  ],
   { inheritStderr: true },
 );
 const kbsUrl = (await waitForOutput(kbs, /http:\/\/127\.0\.0\.1:\d+/))[0];
@@ -415,7 +448,9 @@ const decode1 = decodeThroughput(1);
 const decodeWhole = decodeThroughput(64 * 1024 + 8);
 
 const f = (n: number, d = 1, w = 8) => n.toFixed(d).padStart(w);
-console.log('\nthroughput (sessions/s) and ratio to direct; p50 latency ms; CPU ms per session of each process');
+console.log(
+  `\nthroughput (sessions/s) and ratio to direct; p50 latency ms; CPU ms per session of each process (KBS answers held ${values['kbs-delay-ms']} ms)`,
+);
 console.log(
   '   C  direct/s  aproxy/s ratio  relay/s ratio   p50 dir/aprx/relay   aproxy CPU  relay CPU  aproxy/relay  KBS CPU  guests CPU  errors',
 );
@@ -457,6 +492,7 @@ const results = {
   date: new Date().toISOString(),
   node: process.version,
   sessionsPerRun: N,
+  kbsDelayMs: Number(values['kbs-delay-ms']),
   sweep: rows,
   firstGuestAfterStart: startup,
   startToListeningMs: startMs,

@@ -21,6 +21,11 @@ export const builder = <T>(y: Argv<T>) =>
       type: 'boolean',
       default: false,
       describe: 'benchmarks: encrypt once per guest key (all checks still run per session)',
+    })
+    .option('delay-ms', {
+      type: 'number',
+      default: 0,
+      describe: 'benchmarks: answer each request this much later, as a KBS that far away',
     });
 
 type Args = Awaited<ReturnType<typeof builder>['argv']>;
@@ -34,6 +39,7 @@ export async function handler(argv: Args): Promise<void> {
     port: argv.port,
     resource: argv.resource,
     reuseJwePerKey: argv['reuse-jwe-per-key'],
+    delayMs: argv['delay-ms'],
     log: (line) => console.log(line),
   });
   const url = await kbs.start();

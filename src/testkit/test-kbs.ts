@@ -42,6 +42,8 @@ export interface TestKbsOptions {
    * a benchmark of the proxy should not measure it.
    */
   readonly reuseJwePerKey?: boolean;
+  /** Benchmarks: each request is answered this much later, as by a KBS that far away. */
+  readonly delayMs?: number;
   readonly host?: string;
   readonly port?: number;
   /** Receives one line per decision; refusals say why. */
@@ -107,7 +109,9 @@ export class TestKbs {
     this.maxSessions = options.maxSessions ?? 100_000;
     const handler = (req: IncomingMessage, res: ServerResponse) => {
       this.stats.requests++;
-      this.handle(req, res).catch((err: unknown) => this.reply(res, 500, { type: 'internal', detail: String(err) }));
+      const answer = () => this.handle(req, res).catch((err: unknown) => this.reply(res, 500, { type: 'internal', detail: String(err) }));
+      if ((options.delayMs ?? 0) > 0) setTimeout(answer, options.delayMs);
+      else void answer();
     };
     this.server = options.tls ? createTlsServer({ cert: options.tls.cert, key: options.tls.key }, handler) : createServer(handler);
     this.server.keepAliveTimeout = 60_000;
