@@ -443,6 +443,7 @@ for (const s of idleSockets) s.destroy();
 
 // The first guest after a start, against the relay started the same way (scripts/startup-bench.ts).
 const startup = await measureStartup(kbsUrl, measurement);
+const storm = await coldStorms(32, 300);
 
 const decode1 = decodeThroughput(1);
 const decodeWhole = decodeThroughput(64 * 1024 + 8);
@@ -460,6 +461,9 @@ for (const r of rows) {
   );
 }
 console.log(`\n${startupTable(startup)}`);
+console.log(
+  `\nboot storm right after a start (${storm.n} boots, C=${storm.c}, start-up included; medians of ${storm.trials}): CPU ms per boot relay ${storm.relayCpuMsPerBoot.toFixed(2)}, aproxy ${storm.aproxyCpuMsPerBoot.toFixed(2)}, ratio ${(storm.aproxyCpuMsPerBoot / storm.relayCpuMsPerBoot).toFixed(2)}`,
+);
 console.log(`\nwhere aproxy's CPU goes (a --cpu-prof run, C=32, ${N} sessions; self time, idle excluded):`);
 for (const [part, pct] of profile) console.log(`  ${pct.toFixed(1).padStart(5)} %  ${part}`);
 const perConnKiB = ((idleFull.rssMiB - idleBase.rssMiB) * 1024) / IDLE;
@@ -495,6 +499,7 @@ const results = {
   kbsDelayMs: Number(values['kbs-delay-ms']),
   sweep: rows,
   firstGuestAfterStart: startup,
+  coldStorm: storm,
   startToListeningMs: startMs,
   bareNodeStartMs: nodeStartMs,
   idle: { connections: IDLE, baseRssMiB: idleBase.rssMiB, fullRssMiB: idleFull.rssMiB, perConnectionKiB: perConnKiB },
@@ -544,6 +549,46 @@ async function vsockRow(): Promise<VsockRow | string> {
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
+}
+
+/**
+ * A boot storm the moment a fresh process listens (a host restart with VMs
+ * waiting): `n` boots, `c` at once; the process's CPU per boot, start-up
+ * included. aproxy as an operator runs it and the relay alternate, each with
+ * a compile cache an untimed first start wrote (scripts/startup-bench.ts).
+ */
+async function coldStorms(c: number, n: number, trials = 3) {
+  const cacheOf = (name: string) => ({ NODE_COMPILE_CACHE: join(dir, `${name}-storm-cache`) });
+  const spawners = {
+    aproxy: (sock: string) =>
+      spawnCli(['--protocol', 'kbs', '--url', kbsUrl, '--unix', sock, '--log-format', 'json', '--metrics', '127.0.0.1:0', ...UNPACED], {
+        inheritStderr: true,
+        env: cacheOf('aproxy'),
+      }),
+    relay: (sock: string) =>
+      spawnNode(join(dirname(fileURLToPath(import.meta.url)), 'bare-relay.js'), [sock, kbsUrl], {
+        inheritStderr: true,
+        env: cacheOf('relay'),
+      }),
+  };
+  const perBoot = { aproxy: [] as number[], relay: [] as number[] };
+  for (let i = 0; i <= trials; i++) {
+    for (const name of ['aproxy', 'relay'] as const) {
+      const sock = join(dir, `storm-${name}.sock`);
+      const child = spawners[name](sock);
+      child.stdout?.resume();
+      await waitForListening(sock);
+      const { done } = await batch(c, n, (take, d) => proxiedWorker(sock, keys, take, d));
+      if (done.length !== n) throw new Error(`${name}: ${done.length} of ${n} boots in the storm`);
+      const cpuMs = await cpuMsOf(child.pid as number);
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+      await rm(sock, { force: true });
+      if (i > 0) perBoot[name].push(cpuMs / n); // the first start of each fills its compile cache
+    }
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
+  return { c, n, trials, aproxyCpuMsPerBoot: median(perBoot.aproxy), relayCpuMsPerBoot: median(perBoot.relay) };
 }
 
 async function waitForListening(path: string): Promise<void> {

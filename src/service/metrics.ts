@@ -3,12 +3,12 @@ import type { Server } from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import type { Counter, Gauge, Histogram } from 'prom-client';
-import CounterMetric from 'prom-client/lib/counter.js';
 // prom-client's parts, each from its own file: its index also loads the
 // Pushgateway (http, https, zlib, tls), the cluster aggregator and Summary,
 // ~20 ms of CPU before the first guest (docs/performance.md). The package
 // has no "exports" map; test/service/metrics-parts.test.ts checks these are
 // what it exports.
+import CounterMetric from 'prom-client/lib/counter.js';
 import collectDefaultMetrics from 'prom-client/lib/defaultMetrics.js';
 import GaugeMetric from 'prom-client/lib/gauge.js';
 import HistogramMetric from 'prom-client/lib/histogram.js';
