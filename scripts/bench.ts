@@ -49,7 +49,7 @@ import {
 } from '../src/protocol/index.js';
 import { APROXY_BIN, cpuMsOf, spawnCli, spawnNode, waitForOutput } from './processes.js';
 import { findQemuKit, runInVsockVm } from './qemu/vm.js';
-import { measureStartup, startupTable } from './startup-bench.js';
+import { measureStartup, median, RELAY, startupTable } from './startup-bench.js';
 
 /** The benchmark's guests boot many times a second per link, which no VM does: a session budget they never meet (the check itself still runs per session). */
 const UNPACED = ['--sessions-per-minute', '100000000', '--session-burst', '100000000'];
@@ -386,7 +386,7 @@ await waitForListening(unix);
 const startMs = performance.now() - tProxy;
 const metricsUrl = await metricsUrlOf();
 const relaySock = join(dir, 'relay.sock');
-const relay = spawnNode(join(dirname(fileURLToPath(import.meta.url)), 'bare-relay.js'), [relaySock, kbsUrl], { inheritStderr: true });
+const relay = spawnNode(RELAY, [relaySock, kbsUrl], { inheritStderr: true });
 await waitForOutput(relay, /listening/);
 proxy.stdout?.removeAllListeners('data').resume(); // the driver reads and drops the proxy's log lines
 
@@ -566,7 +566,7 @@ async function coldStorms(c: number, n: number, trials = 3) {
         env: cacheOf('aproxy'),
       }),
     relay: (sock: string) =>
-      spawnNode(join(dirname(fileURLToPath(import.meta.url)), 'bare-relay.js'), [sock, kbsUrl], {
+      spawnNode(RELAY, [sock, kbsUrl], {
         inheritStderr: true,
         env: cacheOf('relay'),
       }),
@@ -587,7 +587,6 @@ async function coldStorms(c: number, n: number, trials = 3) {
       if (i > 0) perBoot[name].push(cpuMs / n); // the first start of each fills its compile cache
     }
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
   return { c, n, trials, aproxyCpuMsPerBoot: median(perBoot.aproxy), relayCpuMsPerBoot: median(perBoot.relay) };
 }
 

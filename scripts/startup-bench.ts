@@ -39,7 +39,8 @@ export interface StartupRow {
   readonly relayEmptyCache: StartupFigures;
 }
 
-const RELAY = join(dirname(fileURLToPath(import.meta.url)), 'bare-relay.js');
+/** The bare relay's script (scripts/bare-relay.ts), the baseline of every benchmark. */
+export const RELAY = join(dirname(fileURLToPath(import.meta.url)), 'bare-relay.js');
 
 /** Connects the moment the socket exists and accepts (QEMU retries the same way). */
 async function connectWhenUp(path: string): Promise<SimulatedGuest> {
@@ -89,7 +90,7 @@ async function trial(spawnIt: (sock: string) => Spawned, sock: string, measureme
   return { firstGuestMs, cpuMs, rssMiB };
 }
 
-const median = (xs: number[]) => {
+export const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)] ?? Number.NaN;
 };
