@@ -1,4 +1,4 @@
-import type { Dispatcher, Pool } from 'undici';
+import type { Pool } from 'undici';
 import { BackendHttpError, BackendProtocolError, codeOf } from '../../protocol/errors.js';
 import type { Jwe } from '../../protocol/jwe.js';
 import {
@@ -16,13 +16,12 @@ import {
   describeErrorBody,
   isRetryable,
   type JsonAnswer,
-  readLimited,
   refuseUnless200,
   sleep,
   transportError,
   wrapProtocol,
 } from './http-answers.js';
-import { type HttpPool, openHttpPool } from './http-pool.js';
+import { type HttpAnswer, type HttpPool, openHttpPool } from './http-pool.js';
 import { DEFAULT_AUTH_RETRY_BUDGET_MS } from './options.js';
 
 /** Largest KBS answer we read; a JWE for a vTPM secret is a few KiB. */
@@ -223,40 +222,31 @@ export class KbsClient {
     if (o.body !== undefined) headers['content-type'] = 'application/json';
     if (o.cookie !== undefined) headers.cookie = o.cookie;
     const pool = await this.http();
-    let res: Dispatcher.ResponseData;
+    let answer: HttpAnswer;
     try {
-      res = await pool.request({ path: this.basePath + path, method: o.method, headers, body: o.body });
+      // The whole answer is read even when the session has ended (a KBS answer is small), so the connection returns to the pool.
+      answer = await pool.exchange(
+        { path: this.basePath + path, method: o.method, headers, body: o.body },
+        { maxBytes: MAX_RESPONSE_BYTES, deadlineMs: this.timeoutMs },
+        onStatus,
+      );
     } catch (err) {
       throw transportError(endpoint, err, this.timeoutMs, outer);
     }
-    onStatus(res.statusCode);
-    if (outer.aborted) {
-      // Nobody wants the answer: read it off (a KBS answer is small) so the connection returns to the pool.
-      await res.body.dump({ limit: MAX_RESPONSE_BYTES }).catch(() => undefined);
-      throw outer.reason instanceof Error ? outer.reason : new Error(String(outer.reason));
-    }
-    let text: string;
-    try {
-      text = await readLimited(res.body, MAX_RESPONSE_BYTES, this.timeoutMs);
-    } catch (err) {
-      res.body.destroy();
-      throw transportError(endpoint, err, this.timeoutMs, outer);
-    }
-    return this.interpret(endpoint, res, text);
+    if (outer.aborted) throw outer.reason instanceof Error ? outer.reason : new Error(String(outer.reason));
+    return this.interpret(endpoint, answer);
   }
 
-  private interpret(endpoint: string, res: Dispatcher.ResponseData, text: string): JsonAnswer {
-    const raw = res.headers['set-cookie'];
-    const setCookie = raw === undefined ? [] : Array.isArray(raw) ? raw : [raw];
+  private interpret(endpoint: string, { status, setCookie, text }: HttpAnswer): JsonAnswer {
     let json: unknown;
     try {
       json = text === '' ? undefined : JSON.parse(text);
     } catch {
-      if (res.statusCode === 200) {
+      if (status === 200) {
         throw new BackendProtocolError(endpoint, `answer is not JSON (${text.length} bytes, starts ${JSON.stringify(text.slice(0, 40))})`);
       }
       json = undefined;
     }
-    return { status: res.statusCode, json, setCookie };
+    return { status, json, setCookie };
   }
 }

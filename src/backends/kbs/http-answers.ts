@@ -1,5 +1,4 @@
 import { setTimeout as wait } from 'node:timers/promises';
-import type { Dispatcher } from 'undici';
 import {
   AttestationRejectedError,
   BackendHttpError,
@@ -9,6 +8,7 @@ import {
   isAproxyError,
 } from '../../protocol/errors.js';
 import { kbsErrorBodySchema } from '../../protocol/kbs.js';
+import { AnswerTooLarge } from './http-pool.js';
 
 /**
  * What the KBS client makes of an HTTP exchange: the answer's body read
@@ -45,53 +45,6 @@ function isCertificateError(err: unknown): boolean {
 export function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return wait(ms, undefined, { signal }).catch(() => {
     throw signal.reason;
-  });
-}
-
-/** The server's answer passed MAX_RESPONSE_BYTES; becomes BACKEND_PROTOCOL for its endpoint. */
-class AnswerTooLarge extends Error {
-  constructor(limit: number) {
-    super(`answer larger than ${limit} bytes`);
-  }
-}
-
-/** The body did not end within the request deadline; becomes BACKEND_TIMEOUT for its endpoint. */
-class BodyTooSlow extends Error {
-  readonly code = 'UND_ERR_BODY_TIMEOUT';
-}
-
-/**
- * The answer's body, at most `limit` bytes, complete within `deadlineMs`:
- * undici's bodyTimeout bounds the wait between two chunks only, and a
- * server that trickles a byte at a time would otherwise hold the exchange
- * (and the link waiting for it) for ever.
- */
-export function readLimited(body: Dispatcher.ResponseData['body'], limit: number, deadlineMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let total = 0;
-    const late = setTimeout(() => {
-      body.destroy();
-      reject(new BodyTooSlow());
-    }, deadlineMs);
-    body.on('data', (chunk: Buffer) => {
-      total += chunk.length;
-      if (total > limit) {
-        clearTimeout(late);
-        body.destroy();
-        reject(new AnswerTooLarge(limit));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    body.once('end', () => {
-      clearTimeout(late);
-      resolve(chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks, total).toString('utf8'));
-    });
-    body.once('error', (err) => {
-      clearTimeout(late);
-      reject(err);
-    });
   });
 }
 
