@@ -8,53 +8,62 @@ export interface PhaseHost {
   backendBusy(settled: Promise<void>): void;
 }
 
+/** A session's lifetime as its phases see it. */
+export interface SessionEnding {
+  /** Set once the guest goes away or starts a new session: from then on nothing may be written. */
+  readonly endedBy: Error | undefined;
+  /** Calls `listener` when the session ends (at once if it has); returns what removes it. */
+  onEnded(listener: (reason: Error) => void): () => void;
+}
+
 /** What a phase reports back to the session: server exchanges and notes for its log line. */
 export type PhaseReporting = Pick<PhaseContext, 'observe' | 'annotate'>;
 
 /**
  * Runs one backend phase under its deadline and the session's lifetime:
- * rejects with `ended`'s reason as soon as the session ends, or with
+ * rejects with the session's end reason as soon as it ends, or with
  * BackendTimeoutError at the deadline, whatever the backend does with its
  * signal.
  */
-export async function runPhase<T>(
+export function runPhase<T>(
   host: PhaseHost,
-  ended: AbortSignal,
+  session: SessionEnding,
   name: PhaseName,
   reporting: PhaseReporting,
   run: (ctx: PhaseContext) => Promise<T>,
 ): Promise<T> {
-  // A plain controller per phase, linked to the session's until the work
-  // settles: AbortSignal.any would keep every phase's signal reachable from
-  // a long-lived one.
+  // A controller per phase, linked to the session until the work settles:
+  // the backend's signal aborts at the deadline too, and the session goes on
+  // to answer the guest.
   const abort = new AbortController();
-  const onEnded = () => abort.abort(ended.reason);
-  if (ended.aborted) onEnded();
-  else ended.addEventListener('abort', onEnded, { once: true });
-  const signal = abort.signal;
-  let timer: NodeJS.Timeout | undefined;
-  const work = run({ signal, ...reporting, deadline: Date.now() + host.phaseTimeoutMs });
-  // The work may outlive the session (the guest rebooted): the link waits
-  // for it, up to the deadline, before it starts the next session.
-  host.backendBusy(
-    new Promise<void>((settled) => {
-      const finish = () => {
-        clearTimeout(timer);
-        ended.removeEventListener('abort', onEnded);
-        settled();
-      };
-      timer = setTimeout(() => {
-        abort.abort(new BackendTimeoutError(`${name} phase`, host.phaseTimeoutMs));
+  return new Promise<T>((resolve, reject) => {
+    const stop = (reason: Error) => {
+      abort.abort(reason);
+      reject(reason);
+    };
+    const unlink = session.onEnded(stop);
+    // The work may outlive the session (the guest rebooted): the link waits
+    // for it, up to the deadline, before it starts the next session.
+    let settled!: () => void;
+    host.backendBusy(new Promise<void>((r) => (settled = r)));
+    const finish = () => {
+      clearTimeout(timer);
+      unlink();
+      settled();
+    };
+    const timer = setTimeout(() => {
+      stop(new BackendTimeoutError(`${name} phase`, host.phaseTimeoutMs));
+      finish();
+    }, host.phaseTimeoutMs);
+    run({ signal: abort.signal, ...reporting, deadline: Date.now() + host.phaseTimeoutMs }).then(
+      (value) => {
         finish();
-      }, host.phaseTimeoutMs);
-      work.then(finish, finish);
-    }),
-  );
-  return Promise.race([
-    work,
-    new Promise<never>((_, reject) => {
-      if (signal.aborted) reject(signal.reason);
-      signal.addEventListener('abort', () => reject(signal.reason), { once: true });
-    }),
-  ]);
+        resolve(value);
+      },
+      (err: unknown) => {
+        finish();
+        reject(err);
+      },
+    );
+  });
 }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { type AproxyErrorCode, codeOf, describeError } from '../protocol/errors.js';
+import type { SessionEnding } from './backend-phase.js';
 import type { GuestPeer } from './transport.js';
 
 export type PhaseName = 'negotiate' | 'attest';
@@ -55,21 +56,25 @@ export type Verdict = Pick<SessionOutcome, 'outcome' | 'reason' | 'detail' | 'ph
 /**
  * The one place a session's end becomes its outcome. A cause the guest
  * can no longer be answered about (it left, or rebooted: the session's own
- * `ended` reason) is `aborted`; anything else earns the failure answer,
+ * end reason) is `aborted`; anything else earns the failure answer,
  * which `answerFailure` writes, and is a `failure` if the guest took it.
  */
-export async function classify(end: SessionEnd, ended: AbortSignal, answerFailure: () => Promise<boolean>): Promise<Verdict> {
+export async function classify(
+  end: SessionEnd,
+  session: Pick<SessionEnding, 'endedBy'>,
+  answerFailure: () => Promise<boolean>,
+): Promise<Verdict> {
   if (end.outcome === 'success') return { outcome: 'success' };
   const { cause, phase } = end.stop;
   const detail = end.stop.detail ?? describeError(cause);
   const reason = codeOf(cause);
-  if (reason === 'GUEST_GONE' || reason === 'SUPERSEDED' || (ended.aborted && cause === ended.reason)) {
+  if (reason === 'GUEST_GONE' || reason === 'SUPERSEDED' || (session.endedBy !== undefined && cause === session.endedBy)) {
     return { outcome: 'aborted', reason, detail, phase };
   }
   if (!(await answerFailure())) {
     return {
       outcome: 'aborted',
-      reason: ended.aborted ? codeOf(ended.reason) : 'GUEST_GONE',
+      reason: session.endedBy === undefined ? 'GUEST_GONE' : codeOf(session.endedBy),
       detail: `guest left before the failure answer (${detail})`,
       phase,
     };

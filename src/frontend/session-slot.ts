@@ -2,12 +2,26 @@ import type { GuestFrame, SessionControl } from './session.js';
 
 /** One session in flight, as the link sees it. */
 export class SessionSlot implements SessionControl {
-  private readonly controller = new AbortController();
+  private reason: Error | undefined;
+  /** At most a phase at a time listens: plain callbacks, not an EventTarget (whose add and remove showed in profiles). */
+  private listeners: Array<(reason: Error) => void> = [];
   private waiter: { resolve: (f: GuestFrame) => void; reject: (e: unknown) => void } | undefined;
   done: Promise<void> = Promise.resolve();
 
-  get ended(): AbortSignal {
-    return this.controller.signal;
+  get endedBy(): Error | undefined {
+    return this.reason;
+  }
+
+  onEnded(listener: (reason: Error) => void): () => void {
+    if (this.reason !== undefined) {
+      listener(this.reason);
+      return noop;
+    }
+    this.listeners.push(listener);
+    return () => {
+      const i = this.listeners.indexOf(listener);
+      if (i >= 0) this.listeners.splice(i, 1);
+    };
   }
 
   /** True while the session waits for the guest's AttestationRequest. */
@@ -16,7 +30,7 @@ export class SessionSlot implements SessionControl {
   }
 
   nextFrame(): Promise<GuestFrame> {
-    if (this.ended.aborted) return Promise.reject(this.ended.reason);
+    if (this.reason !== undefined) return Promise.reject(this.reason);
     return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
   }
 
@@ -27,10 +41,15 @@ export class SessionSlot implements SessionControl {
   }
 
   end(reason: Error): void {
-    if (this.ended.aborted) return;
-    this.controller.abort(reason);
+    if (this.reason !== undefined) return;
+    this.reason = reason;
+    const listeners = this.listeners;
+    this.listeners = [];
+    for (const listener of listeners) listener(reason);
     const w = this.waiter;
     this.waiter = undefined;
     w?.reject(reason);
   }
 }
+
+const noop = () => undefined;

@@ -26,7 +26,7 @@ import {
   serializeNegotiationResponse,
 } from '../protocol/messages.js';
 import { parseSnpReport, SNP_REPORT_BYTES } from '../protocol/snp-report.js';
-import { type PhaseHost, type PhaseReporting, runPhase } from './backend-phase.js';
+import { type PhaseHost, type PhaseReporting, runPhase, type SessionEnding } from './backend-phase.js';
 import { classify, fingerprint, type PhaseName, type SessionFacts, type SessionOutcome, type SessionStop } from './session-outcome.js';
 import type { GuestPeer } from './transport.js';
 
@@ -48,12 +48,10 @@ export interface SessionLink extends PhaseHost {
 }
 
 /** The connection's hold on one session: when it must stop, and the guest's next frame. */
-export interface SessionControl {
-  /** Aborts when the guest goes away or starts a new session: from then on nothing may be written. */
-  readonly ended: AbortSignal;
+export interface SessionControl extends SessionEnding {
   /**
    * The guest's next frame (its AttestationRequest), with its JSON already
-   * parsed (or the parse error); rejects with the reason when `ended` aborts.
+   * parsed (or the parse error); rejects with the reason when the session ends.
    */
   nextFrame(): Promise<GuestFrame>;
 }
@@ -94,7 +92,7 @@ export async function runSession(
   const attested = negotiated.ok ? await attest(link, control, negotiated.value, trace) : undefined;
   if (negotiated.session !== undefined) await closeBackendSession(link, negotiated.session);
   const last = attested ?? negotiated;
-  const verdict = await classify(last.ok ? { outcome: 'success' } : { outcome: 'stopped', stop: last.stop }, control.ended, () =>
+  const verdict = await classify(last.ok ? { outcome: 'success' } : { outcome: 'stopped', stop: last.stop }, control, () =>
     answer(link, control, FAILURE_ANSWER),
   );
   return {
@@ -139,7 +137,7 @@ async function negotiate(
   const t0 = performance.now();
   let response: NegotiationResponse;
   try {
-    response = await runPhase(link, control.ended, 'negotiate', reporting, async (ctx) =>
+    response = await runPhase(link, control, 'negotiate', reporting, async (ctx) =>
       checkNegotiationResponse(await session.negotiate(request, ctx), link.backendName),
     );
   } catch (err) {
@@ -147,7 +145,7 @@ async function negotiate(
   }
   const timed = { ...facts, negotiateMs: since(t0) };
   if (!(await answer(link, control, serializeNegotiationResponse(response)))) {
-    return { session, facts: timed, ...stop(control.ended.reason ?? new GuestGoneError(), 'guest left before the negotiation answer') };
+    return { session, facts: timed, ...stop(control.endedBy ?? new GuestGoneError(), 'guest left before the negotiation answer') };
   }
   return { session, facts: timed, ok: true, value: { request, response, session } };
 }
@@ -170,7 +168,7 @@ async function attest(link: SessionLink, control: SessionControl, n: Negotiated,
   }
   const facts = describeReport(request);
   try {
-    const response = await runPhase(link, control.ended, 'attest', reporting, async (ctx) =>
+    const response = await runPhase(link, control, 'attest', reporting, async (ctx) =>
       checkAttestationResponse(await n.session.attest(request, ctx), link.backendName),
     );
     if (!response.success)
@@ -178,7 +176,7 @@ async function attest(link: SessionLink, control: SessionControl, n: Negotiated,
     if (!(await answer(link, control, serializeAttestationResponse(response)))) {
       return {
         facts: { ...facts, attestMs: since(t1) },
-        ...stop(control.ended.reason ?? new GuestGoneError(), 'guest left before the attestation answer was written'),
+        ...stop(control.endedBy ?? new GuestGoneError(), 'guest left before the attestation answer was written'),
       };
     }
     return {
@@ -223,7 +221,7 @@ class SessionTrace implements PhaseReporting {
 
 /** Writes a frame unless the session has ended; true once written. */
 async function answer(link: SessionLink, control: SessionControl, payload: string): Promise<boolean> {
-  if (control.ended.aborted) return false;
+  if (control.endedBy !== undefined) return false;
   return link.send(payload);
 }
 

@@ -3,12 +3,8 @@ import { describe, test } from 'node:test';
 import { classify } from '../../src/frontend/session-outcome.js';
 import { BackendUnreachableError, GuestGoneError, InvalidJsonError, SessionSupersededError } from '../../src/protocol/errors.js';
 
-const live = () => new AbortController().signal;
-const endedWith = (reason: Error) => {
-  const c = new AbortController();
-  c.abort(reason);
-  return c.signal;
-};
+const live = () => ({ endedBy: undefined });
+const endedWith = (reason: Error) => ({ endedBy: reason });
 const answered = async () => true;
 const unanswered = async () => false;
 const neverCalled = async (): Promise<boolean> => assert.fail('no failure answer may be written');
