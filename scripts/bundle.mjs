@@ -41,6 +41,8 @@ const result = await build({
   // a top-level name that two modules of a chunk share; the check below keeps
   // our classes (the error names logs show and instanceof reads) out of that.
   metafile: true,
+  // prom-client's exemplars, which aproxy never enables, are all it reads @opentelemetry/api for (the stub says more).
+  alias: { '@opentelemetry/api': './scripts/bundle-stubs/opentelemetry-api.cjs' },
   logLevel: 'warning',
   // The CommonJS packages (undici, pino, prom-client) call require() for Node's modules.
   banner: { js: "import { createRequire as __aproxyRequire } from 'node:module'; const require = __aproxyRequire(import.meta.url);" },
