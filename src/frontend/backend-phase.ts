@@ -16,8 +16,14 @@ export interface SessionEnding {
   onEnded(listener: (reason: Error) => void): () => void;
 }
 
-/** What a phase reports back to the session: server exchanges and notes for its log line. */
-export type PhaseReporting = Pick<PhaseContext, 'observe' | 'annotate'>;
+/**
+ * What a phase reports back to the session (server exchanges and notes for
+ * its log line), and the backend's signal: one per session, aborted when the
+ * session ends or a phase's deadline passes (no phase follows either).
+ */
+export interface PhaseReporting extends Pick<PhaseContext, 'observe' | 'annotate'> {
+  readonly abort: AbortController;
+}
 
 /**
  * Runs one backend phase under its deadline and the session's lifetime:
@@ -32,10 +38,9 @@ export function runPhase<T>(
   reporting: PhaseReporting,
   run: (ctx: PhaseContext) => Promise<T>,
 ): Promise<T> {
-  // A controller per phase, linked to the session until the work settles:
-  // the backend's signal aborts at the deadline too, and the session goes on
-  // to answer the guest.
-  const abort = new AbortController();
+  // Linked to the session until the work settles; the deadline aborts it
+  // too, and the session goes on to answer the guest.
+  const { abort, observe, annotate } = reporting;
   return new Promise<T>((resolve, reject) => {
     const stop = (reason: Error) => {
       abort.abort(reason);
@@ -55,7 +60,7 @@ export function runPhase<T>(
       stop(new BackendTimeoutError(`${name} phase`, host.phaseTimeoutMs));
       finish();
     }, host.phaseTimeoutMs);
-    run({ signal: abort.signal, ...reporting, deadline: Date.now() + host.phaseTimeoutMs }).then(
+    run({ signal: abort.signal, observe, annotate, deadline: Date.now() + host.phaseTimeoutMs }).then(
       (value) => {
         finish();
         resolve(value);

@@ -202,8 +202,9 @@ async function closeBackendSession(link: SessionLink, session: BackendSession): 
   }
 }
 
-/** Server exchanges and backend notes of one session, for its log line; each exchange also goes to the link (metrics). */
+/** Server exchanges and backend notes of one session, for its log line (each exchange also goes to the link, for metrics), and its backend signal. */
 class SessionTrace implements PhaseReporting {
+  readonly abort = new AbortController();
   readonly requests: string[] = [];
   notes: Record<string, string | number> | undefined;
 
