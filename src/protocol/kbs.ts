@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { encodeStd, encodeUrl } from './base64.js';
 import { InvalidMessageError } from './errors.js';
 import type { Jwe } from './jwe.js';
@@ -32,7 +32,7 @@ export const kbsRequestSchema = z.object({
 /** /auth reply. The nonce must be canonical standard base64; extra-params must be present (any value). */
 export const kbsChallengeSchema = z.object({
   nonce: b64Std,
-  'extra-params': z.unknown().refine((v) => v !== undefined, { message: 'missing field' }),
+  'extra-params': z.unknown().check(z.refine((v) => v !== undefined, { message: 'missing field' })),
 });
 
 /** The decoded /auth nonce: the challenge the guest binds into its report. */
@@ -72,14 +72,14 @@ export function serializeKbsAttestation(req: AttestationRequest): string {
 export const kbsTeePubKeySchema = z.object({
   kty: z.literal('EC'),
   crv: z.literal('P-521'),
-  alg: z.string().optional(),
+  alg: z.optional(z.string()),
   x: b64Url,
   y: b64Url,
 });
 
 /** The attestation body as a KBS reads it (used by the built-in test KBS). */
 export const kbsAttestationSchema = z.object({
-  'init-data': z.unknown().optional(),
+  'init-data': z.optional(z.unknown()),
   'runtime-data': z.object({
     nonce: b64Std,
     'tee-pubkey': kbsTeePubKeySchema,
@@ -87,9 +87,9 @@ export const kbsAttestationSchema = z.object({
   'tee-evidence': z.object({
     primary_evidence: z.object({
       'snp-report': b64Std,
-      'certs-buf': b64Std.nullish(),
+      'certs-buf': z.nullish(b64Std),
     }),
-    additional_evidence: z.unknown().optional(),
+    additional_evidence: z.optional(z.unknown()),
   }),
 });
 
@@ -100,7 +100,7 @@ export function parseKbsTokenResponse(json: unknown): string {
 }
 
 /** RFC 7807-style error body a KBS may send; used only to explain a refusal. */
-export const kbsErrorBodySchema = z.object({ type: z.string().optional(), detail: z.string().optional() });
+export const kbsErrorBodySchema = z.object({ type: z.optional(z.string()), detail: z.optional(z.string()) });
 
 /** Flattened JWE JSON serialization (kbs_types::Response); binary members base64url without padding. */
 export const kbsJweSchema = z.object({
@@ -109,7 +109,7 @@ export const kbsJweSchema = z.object({
   iv: b64Url,
   ciphertext: b64Url,
   tag: b64Url,
-  aad: z.string().optional(),
+  aad: z.optional(z.string()),
 });
 
 export const jweProtectedHeaderSchema = z.object({

@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { PluginFaultError } from './errors.js';
 import type { JsonValue } from './json.js';
 import {
@@ -15,7 +15,7 @@ import {
   TEE_NAMES,
   type Tee,
 } from './messages.js';
-import { b64Std, parseWith, taggedUnion, u32, validate } from './schema.js';
+import { absentAsUndefined, b64Std, parseWith, taggedUnion, u32, validate } from './schema.js';
 
 /**
  * Validating parsers for the frontend messages: the raw frame payload in,
@@ -43,7 +43,7 @@ export const ecPublicKeySchema = z.object({ x: b64Std, y: b64Std });
 export const snpEvidenceSchema = z.object({
   report: b64Std,
   // Absent means none. The reference also rejects null; accepting it is harmless.
-  certs_buf: b64Std.nullish().transform((v) => v ?? undefined),
+  certs_buf: absentAsUndefined(b64Std),
 });
 
 export const evidenceSchema = taggedUnion({ Snp: snpEvidenceSchema });
@@ -68,9 +68,9 @@ export const attestationTokenSchema = taggedUnion({ Jwt: z.string(), Cwt: z.stri
 export const attestationResponseSchema = z.object({
   success: z.boolean(),
   // Present-but-null is an error upstream (custom String deserializer); absent is None.
-  secret: b64Std.optional(),
-  decryption: aesGcmDataSchema.nullish().transform((v) => v ?? undefined),
-  token: attestationTokenSchema.nullish().transform((v) => v ?? undefined),
+  secret: z.optional(b64Std),
+  decryption: absentAsUndefined(aesGcmDataSchema),
+  token: absentAsUndefined(attestationTokenSchema),
 });
 
 export const parseNegotiationRequest = (payload: Uint8Array | string): NegotiationRequest =>

@@ -1,9 +1,16 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
+import en from 'zod/v4/locales/en.js';
 import { decodeStd, decodeUrl } from './base64.js';
 import { cut, InvalidMessageError, isAproxyError } from './errors.js';
 import { JsonFloat, parseStrictJson } from './json.js';
 
-/** Building blocks shared by the frontend and KBS message schemas. */
+/**
+ * Building blocks shared by the frontend and KBS message schemas. zod's mini
+ * API: the same checks and messages (its English locale, set here) at about
+ * half the CPU to build the schemas at start-up, before the first guest
+ * (docs/performance.md).
+ */
+z.config(en());
 
 function describe(v: unknown): string {
   if (v === undefined) return 'nothing (field missing)';
@@ -14,62 +21,71 @@ function describe(v: unknown): string {
   return `${typeof v} ${cut(JSON.stringify(v))}`;
 }
 
+/** Records why a custom step refused its input (the message names the problem; zod adds the field's path). */
+function problem(ctx: z.core.ParsePayload, message: string, path?: PropertyKey[]): never {
+  ctx.issues.push({ code: 'custom', message, input: ctx.value, ...(path === undefined ? {} : { path }) });
+  return z.NEVER;
+}
+
 /** Standard base64 with padding, decoded to bytes. */
-export const b64Std = z.string().transform((s, ctx) => {
-  try {
-    return decodeStd(s);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: isAproxyError(err) ? err.message : String(err) });
-    return z.NEVER;
-  }
-});
+export const b64Std = z.pipe(
+  z.string(),
+  z.transform((s: string, ctx) => {
+    try {
+      return decodeStd(s);
+    } catch (err) {
+      return problem(ctx, isAproxyError(err) ? err.message : String(err));
+    }
+  }),
+);
 
 /** base64url without padding, decoded to bytes. */
-export const b64Url = z.string().transform((s, ctx) => {
-  try {
-    return decodeUrl(s);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: isAproxyError(err) ? err.message : String(err) });
-    return z.NEVER;
-  }
+export const b64Url = z.pipe(
+  z.string(),
+  z.transform((s: string, ctx) => {
+    try {
+      return decodeUrl(s);
+    } catch (err) {
+      return problem(ctx, isAproxyError(err) ? err.message : String(err));
+    }
+  }),
+);
+
+export const u32 = z.transform((v: unknown, ctx) => {
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff) return v;
+  return problem(ctx, `expected an unsigned 32-bit integer, got ${describe(v)}`);
 });
 
-export const u32 = z.unknown().transform((v, ctx) => {
-  if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff) return v;
-  ctx.addIssue({ code: 'custom', message: `expected an unsigned 32-bit integer, got ${describe(v)}` });
-  return z.NEVER;
-});
+/** Absent or null, as undefined: serde's Option. */
+export function absentAsUndefined<S extends z.ZodMiniType>(schema: S) {
+  return z.pipe(
+    z.nullish(schema),
+    z.transform((v: z.output<S> | null | undefined) => v ?? undefined),
+  );
+}
 
 /**
  * serde's externally tagged enum with data: an object with exactly one key,
  * the variant name (case-sensitive).
  */
-export function taggedUnion<T extends Record<string, z.ZodType>>(variants: T) {
+export function taggedUnion<T extends Record<string, z.ZodMiniType>>(variants: T) {
   const names = Object.keys(variants);
-  return z.unknown().transform((v, ctx) => {
+  return z.transform((v: unknown, ctx) => {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) {
-      ctx.addIssue({ code: 'custom', message: `expected an object {"${names.join('"|"')}": …}, got ${describe(v)}` });
-      return z.NEVER;
+      return problem(ctx, `expected an object {"${names.join('"|"')}": …}, got ${describe(v)}`);
     }
     const keys = Object.keys(v);
     const tag = keys[0];
     if (keys.length !== 1 || tag === undefined) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `expected exactly one of ${names.map((n) => `"${n}"`).join(', ')} as the only key, got ${keys.length} keys`,
-      });
-      return z.NEVER;
+      return problem(ctx, `expected exactly one of ${names.map((n) => `"${n}"`).join(', ')} as the only key, got ${keys.length} keys`);
     }
     const schema = variants[tag];
     if (schema === undefined) {
-      ctx.addIssue({ code: 'custom', message: `unknown variant "${cut(tag)}", expected ${names.map((n) => `"${n}"`).join(' or ')}` });
-      return z.NEVER;
+      return problem(ctx, `unknown variant "${cut(tag)}", expected ${names.map((n) => `"${n}"`).join(' or ')}`);
     }
     const r = schema.safeParse((v as Record<string, unknown>)[tag]);
     if (!r.success) {
-      for (const issue of r.error.issues) {
-        ctx.addIssue({ code: 'custom', message: issue.message, path: [tag, ...issue.path] });
-      }
+      for (const issue of r.error.issues) problem(ctx, issue.message, [tag, ...issue.path]);
       return z.NEVER;
     }
     return { tag, value: r.data } as { [K in keyof T]: { tag: K; value: z.output<T[K]> } }[keyof T];
@@ -77,12 +93,12 @@ export function taggedUnion<T extends Record<string, z.ZodType>>(variants: T) {
 }
 
 /** Parses a payload with the strict JSON reader and then a schema; errors name the field. */
-export function parseWith<S extends z.ZodType>(messageType: string, schema: S, payload: Uint8Array | string): z.output<S> {
+export function parseWith<S extends z.ZodMiniType>(messageType: string, schema: S, payload: Uint8Array | string): z.output<S> {
   const json = parseStrictJson(payload);
   return validate(messageType, schema, json);
 }
 
-export function validate<S extends z.ZodType>(messageType: string, schema: S, value: unknown): z.output<S> {
+export function validate<S extends z.ZodMiniType>(messageType: string, schema: S, value: unknown): z.output<S> {
   const r = schema.safeParse(value);
   if (r.success) return r.data;
   const issue = r.error.issues[0];
