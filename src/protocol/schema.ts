@@ -27,29 +27,24 @@ function problem(ctx: z.core.ParsePayload, message: string, path?: PropertyKey[]
   return z.NEVER;
 }
 
+/** A string decoded to bytes by `decode`, whose error message is the field's problem. */
+const decodedWith = (decode: (text: string) => Uint8Array) =>
+  z.pipe(
+    z.string(),
+    z.transform((s: string, ctx) => {
+      try {
+        return decode(s);
+      } catch (err) {
+        return problem(ctx, isAproxyError(err) ? err.message : String(err));
+      }
+    }),
+  );
+
 /** Standard base64 with padding, decoded to bytes. */
-export const b64Std = z.pipe(
-  z.string(),
-  z.transform((s: string, ctx) => {
-    try {
-      return decodeStd(s);
-    } catch (err) {
-      return problem(ctx, isAproxyError(err) ? err.message : String(err));
-    }
-  }),
-);
+export const b64Std = decodedWith(decodeStd);
 
 /** base64url without padding, decoded to bytes. */
-export const b64Url = z.pipe(
-  z.string(),
-  z.transform((s: string, ctx) => {
-    try {
-      return decodeUrl(s);
-    } catch (err) {
-      return problem(ctx, isAproxyError(err) ? err.message : String(err));
-    }
-  }),
-);
+export const b64Url = decodedWith(decodeUrl);
 
 export const u32 = z.transform((v: unknown, ctx) => {
   if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff) return v;
