@@ -85,7 +85,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   if (out === undefined) {
     // A batch is at most an eighth of the buffer, so a small log-buffer-bytes still holds several.
     const minLength = Math.min(LOG_BATCH_BYTES, Math.floor(maxLength / 8));
-    boom = pino.destination({ fd: 1, sync: false, maxLength, minLength, periodicFlush: LOG_FLUSH_MS });
+    boom = pino.destination({ fd: 1, sync: false, maxLength, minLength });
     stdout = boom as unknown as NodeJS.EventEmitter;
     // sonic-boom emits 'drop' with the line it could not buffer.
     stdout.on('drop', () => counter.lines++);
@@ -134,6 +134,7 @@ class SeverityShare {
   /** Set by pino before each write. */
   lastLevel = 0;
   private readonly routineBytes: number;
+  private flushTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly boom: ReturnType<typeof pino.destination>,
@@ -150,7 +151,16 @@ class SeverityShare {
       this.onDrop();
       return false;
     }
-    return this.sink.write(line) !== false;
+    const taken = this.sink.write(line) !== false;
+    // A batch not yet full goes out within LOG_FLUSH_MS. An idle log has no timer: sonic-boom's periodicFlush writes, if only nothing, every period.
+    if (this.flushTimer === undefined && buffered(this.boom) > 0) {
+      this.flushTimer = setTimeout(() => {
+        this.flushTimer = undefined;
+        if (buffered(this.boom) > 0) this.boom.flush();
+      }, LOG_FLUSH_MS);
+      this.flushTimer.unref();
+    }
+    return taken;
   }
 
   flush(cb?: (err?: Error) => void): void {
