@@ -153,7 +153,7 @@ class SeverityShare {
     }
     const taken = this.sink.write(line) !== false;
     // A batch not yet full goes out within LOG_FLUSH_MS. An idle log has no timer: sonic-boom's periodicFlush writes, if only nothing, every period.
-    if (this.flushTimer === undefined && buffered(this.boom) > 0) {
+    if (this.flushTimer === undefined) {
       this.flushTimer = setTimeout(() => {
         this.flushTimer = undefined;
         if (buffered(this.boom) > 0) this.boom.flush();

@@ -8,9 +8,9 @@ import { test } from 'node:test';
 const LOG_MODULE = new URL('../../src/service/log.js', import.meta.url).href;
 
 /** A process that logs `lines` lines with the proxy's stdout logger, then does `then`. */
-function logger(lines: number, then: string) {
+function logger(lines: number, then: string, format: 'json' | 'pretty' = 'json') {
   const script = `import { createLogger, exitAfterLog } from ${JSON.stringify(LOG_MODULE)};
-const log = createLogger({ format: 'json' });
+const log = createLogger({ format: '${format}' });
 for (let i = 0; i < ${lines}; i++) log.info({ i }, 'line');
 ${then}`;
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -47,4 +47,12 @@ test('a single line of a quiet process reaches stdout while it runs', async (t) 
   while (!p.output().endsWith('\n')) await once(p.child.stdout, 'data');
   assert.deepEqual(p.numbers(), [0]);
   assert.equal(p.child.exitCode, null, 'written by the running process, not at its exit');
+});
+
+test('a single pretty line of a quiet process reaches stdout while it runs', async (t) => {
+  const p = logger(1, 'setInterval(() => {}, 1000);', 'pretty');
+  t.after(() => p.child.kill('SIGKILL'));
+  while (!p.output().endsWith('\n')) await once(p.child.stdout, 'data');
+  assert.match(p.output(), /^\S+ INFO +line +i=0\n$/);
+  assert.equal(p.child.exitCode, null);
 });
