@@ -70,6 +70,11 @@ const { values } = parseArgs({
 const N = Number(values.sessions);
 const SWEEP = (values.sweep ?? '').split(',').map(Number);
 const IDLE = Number(values.idle);
+const KBS_DELAY_MS = Number(values['kbs-delay-ms']);
+if (!Number.isSafeInteger(KBS_DELAY_MS) || KBS_DELAY_MS < 0) {
+  console.error(`--kbs-delay-ms must be a whole number of milliseconds, 0 or more, got ${values['kbs-delay-ms']}`);
+  process.exit(2);
+}
 
 const measurement = randomBytes(48);
 const secret = randomBytes(32);
@@ -349,7 +354,7 @@ const kbs = spawnCli(
     '0',
     '--reuse-jwe-per-key',
     '--delay-ms',
-    String(values['kbs-delay-ms']),
+    String(KBS_DELAY_MS),
   ],
   { inheritStderr: true },
 );
@@ -450,7 +455,7 @@ const decodeWhole = decodeThroughput(64 * 1024 + 8);
 
 const f = (n: number, d = 1, w = 8) => n.toFixed(d).padStart(w);
 console.log(
-  `\nthroughput (sessions/s) and ratio to direct; p50 latency ms; CPU ms per session of each process (KBS answers held ${values['kbs-delay-ms']} ms)`,
+  `\nthroughput (sessions/s) and ratio to direct; p50 latency ms; CPU ms per session of each process (KBS answers held ${KBS_DELAY_MS} ms)`,
 );
 console.log(
   '   C  direct/s  aproxy/s ratio  relay/s ratio   p50 dir/aprx/relay   aproxy CPU  relay CPU  aproxy/relay  KBS CPU  guests CPU  errors',
@@ -496,7 +501,7 @@ const results = {
   date: new Date().toISOString(),
   node: process.version,
   sessionsPerRun: N,
-  kbsDelayMs: Number(values['kbs-delay-ms']),
+  kbsDelayMs: KBS_DELAY_MS,
   sweep: rows,
   firstGuestAfterStart: startup,
   coldStorm: storm,

@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import { DEFAULT_RESOURCE_PATH } from '../backends/kbs/options.js';
 import { SNP_MEASUREMENT_BYTES } from '../protocol/snp-report.js';
-import { parseHex } from './usage.js';
+import { nonNegativeInt, parseHex } from './usage.js';
 
 export const command = 'test-kbs';
 export const describe = "run aproxy's own KBS 0.4.0 test server (per-session state and strict checks; pair it with --protocol kbs)";
@@ -39,7 +39,7 @@ export async function handler(argv: Args): Promise<void> {
     port: argv.port,
     resource: argv.resource,
     reuseJwePerKey: argv['reuse-jwe-per-key'],
-    delayMs: argv['delay-ms'],
+    delayMs: nonNegativeInt('delay-ms', argv['delay-ms']),
     log: (line) => console.log(line),
   });
   const url = await kbs.start();

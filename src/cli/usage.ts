@@ -17,6 +17,12 @@ export function positiveInt(flag: string, v: unknown): number {
   return v;
 }
 
+export function nonNegativeInt(flag: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+    throw new UsageError(`--${flag} must be a whole number, 0 or more, got ${String(v)}`);
+  return v;
+}
+
 export function parseVsockAddress(text: string): { cid: number; port: number } {
   const m = /^(\d+):(\d+)$/.exec(text);
   if (!m) throw new UsageError(`--vsock must be CID:PORT, e.g. 2:1995, got ${text}`);

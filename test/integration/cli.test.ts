@@ -133,6 +133,11 @@ describe('command line', () => {
     const m = await runCli(['test-kbs', '--measurement', 'abcd', '--secret', '00']);
     assert.equal(m.code, 2);
     assert.match(m.stderr, /--measurement must be 48 bytes/);
+    for (const delay of ['-5', 'soon', '1.5']) {
+      const d = await runCli(['test-kbs', '--measurement', '00'.repeat(48), '--secret', '00', '--port', '0', '--delay-ms', delay]);
+      assert.equal(d.code, 2, `--delay-ms ${delay} exits 2`);
+      assert.match(d.stderr, /--delay-ms must be a whole number, 0 or more/);
+    }
   });
 
   test('the backend takes its options from --backend-option and names one it does not know (exit 2)', async (t) => {
