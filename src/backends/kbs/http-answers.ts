@@ -11,8 +11,8 @@ import { kbsErrorBodySchema } from '../../protocol/kbs.js';
 import { AnswerTooLarge } from './http-pool.js';
 
 /**
- * What the KBS client makes of an HTTP exchange: the answer's body read
- * within a limit, transport faults and statuses turned into coded errors,
+ * What the KBS client makes of an HTTP exchange (read whole by
+ * http-pool.ts): transport faults and statuses turned into coded errors,
  * cookies. No requests are made here.
  */
 
