@@ -23,8 +23,8 @@ export const builder = <T>(y: Argv<T>) =>
       describe: 'benchmarks: encrypt once per guest key (all checks still run per session)',
     })
     .option('delay-ms', {
-      type: 'number',
-      default: 0,
+      type: 'string',
+      default: '0',
       describe: 'benchmarks: answer each request this much later, as a KBS that far away',
     });
 

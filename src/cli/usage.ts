@@ -17,9 +17,10 @@ export function positiveInt(flag: string, v: unknown): number {
   return v;
 }
 
-export function nonNegativeInt(flag: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
-    throw new UsageError(`--${flag} must be a whole number, 0 or more, got ${String(v)}`);
+/** A flag read as text (yargs would make "soon" NaN): the error shows what was typed. */
+export function nonNegativeInt(flag: string, text: string): number {
+  const v = /^\d+$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(v)) throw new UsageError(`--${flag} must be a whole number, 0 or more, got ${text}`);
   return v;
 }
 
