@@ -28,6 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { KbsClient } from '../src/backends/kbs/client.js';
+import { nonNegativeInt } from '../src/cli/usage.js';
 import { FrameReader } from '../src/frontend/frame-reader.js';
 import { vsockAddonPath } from '../src/frontend/vsock-native.js';
 import {
@@ -70,14 +71,20 @@ const { values } = parseArgs({
 const N = Number(values.sessions);
 const SWEEP = (values.sweep ?? '').split(',').map(Number);
 const IDLE = Number(values.idle);
-const KBS_DELAY_MS = Number(values['kbs-delay-ms']);
-if (!Number.isSafeInteger(KBS_DELAY_MS) || KBS_DELAY_MS < 0) {
-  console.error(`--kbs-delay-ms must be a whole number of milliseconds, 0 or more, got ${values['kbs-delay-ms']}`);
-  process.exit(2);
-}
+const KBS_DELAY_MS = flagOrExit(() => nonNegativeInt('kbs-delay-ms', values['kbs-delay-ms'] ?? '0'));
 
 const measurement = randomBytes(48);
 const secret = randomBytes(32);
+
+/** A flag's value, or its error on stderr and exit 2 (the command line's convention). */
+function flagOrExit<T>(read: () => T): T {
+  try {
+    return read();
+  } catch (err) {
+    console.error((err as Error).message);
+    process.exit(2);
+  }
+}
 
 // ---------- processes ----------
 

@@ -15,6 +15,7 @@ import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { classNamesIn, renamedClasses } from '../dist/scripts/bundle-names.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const outdir = join(root, 'dist', 'bundle');
@@ -50,20 +51,15 @@ const result = await build({
 writeFileSync(join(outdir, 'meta.json'), JSON.stringify(result.metafile));
 
 // A class of ours that esbuild renamed (Foo → Foo2) would log and compare under the wrong name.
-const ours = new Set();
-for (const f of readdirSync(join(root, 'dist', 'src'), { recursive: true })) {
-  if (!String(f).endsWith('.js')) continue;
-  for (const [, name] of readFileSync(join(root, 'dist', 'src', String(f)), 'utf8').matchAll(/\bclass ([A-Za-z_$][\w$]*)/g)) ours.add(name);
-}
+const ours = classNamesIn(
+  readdirSync(join(root, 'dist', 'src'), { recursive: true })
+    .map(String)
+    .filter((f) => f.endsWith('.js'))
+    .map((f) => readFileSync(join(root, 'dist', 'src', f), 'utf8')),
+);
 for (const out of Object.keys(result.metafile.outputs).filter((o) => o.endsWith('.js'))) {
-  // esbuild writes a class as `class Foo` or `var Foo = class` (named by its binding).
-  for (const [, renamed, base] of readFileSync(join(root, out), 'utf8').matchAll(
-    /\b(([A-Za-z_$][\w$]*?)\d+)(?=\b = class\b|\b \{|\b extends\b)/g,
-  )) {
-    if (ours.has(base) && !ours.has(renamed)) {
-      throw new Error(
-        `${out}: class ${base} became ${renamed} (two modules of the chunk declare ${base} at top level); rename one of them`,
-      );
-    }
+  const renamed = renamedClasses(ours, readFileSync(join(root, out), 'utf8'));
+  if (renamed.length > 0) {
+    throw new Error(`${out}: ${renamed.join(', ')} (two modules of the chunk declare the name at top level); rename one of them`);
   }
 }
