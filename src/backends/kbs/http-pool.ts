@@ -1,5 +1,5 @@
 import type { Dispatcher, Pool } from 'undici';
-import { deferWasmTierUp } from './wasm-tier-up.js';
+import { keepWasmOnBaseline } from './wasm-baseline.js';
 
 /** One request to the KBS, on the pool's origin. */
 export interface HttpRequest {
@@ -61,7 +61,7 @@ export class BodyTooSlow extends Error {
  */
 export async function openHttpPool(origin: string, options: Pool.Options): Promise<HttpPool> {
   const { default: PoolClass } = await import('undici/lib/dispatcher/pool.js');
-  deferWasmTierUp();
+  keepWasmOnBaseline();
   const pool = new PoolClass(origin, options);
   return {
     exchange: (request, limits, onStatus) =>
