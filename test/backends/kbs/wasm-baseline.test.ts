@@ -6,7 +6,11 @@
 // is optimised.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import { REPO_ROOT } from '../../../scripts/processes.js';
+import { WASM_BASELINE_FLAGS } from '../../../src/backends/kbs/wasm-baseline.js';
 
 const httpPool = new URL('../../../src/backends/kbs/http-pool.js', import.meta.url).href;
 
@@ -59,4 +63,8 @@ test('once the KBS pool is open, the same loop stays on the baseline compiler', 
   const kept = roundsToOptimise(true);
   assert.equal(kept.sum, 55);
   assert.deepEqual([kept.rounds, kept.optimised], [ROUNDS, false]);
+});
+
+test('the guide for backend authors names the flags the pool sets', () => {
+  assert.ok(readFileSync(join(REPO_ROOT, 'docs', 'backends.md'), 'utf8').includes(`\`${WASM_BASELINE_FLAGS}\``));
 });
