@@ -61,6 +61,7 @@ export class BodyTooSlow extends Error {
  */
 export async function openHttpPool(origin: string, options: Pool.Options): Promise<HttpPool> {
   const { default: PoolClass } = await import('undici/lib/dispatcher/pool.js');
+  // Before the pool's first connection, where undici compiles its WebAssembly parser.
   keepWasmOnBaseline();
   const pool = new PoolClass(origin, options);
   return {
