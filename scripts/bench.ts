@@ -474,7 +474,8 @@ for (const r of rows) {
 }
 console.log(`\n${startupTable(startup)}`);
 console.log(
-  `\nboot storm right after a start (${storm.n} boots, C=${storm.c}, start-up included; medians of ${storm.trials}): CPU ms per boot relay ${storm.relayCpuMsPerBoot.toFixed(2)}, aproxy ${storm.aproxyCpuMsPerBoot.toFixed(2)}, ratio ${(storm.aproxyCpuMsPerBoot / storm.relayCpuMsPerBoot).toFixed(2)}`,
+  `\nboot storm right after a start (${storm.n} boots, C=${storm.c}, start-up included; medians of ${storm.trials}): CPU ms per boot relay ${storm.relayCpuMsPerBoot.toFixed(2)}, aproxy ${storm.aproxyCpuMsPerBoot.toFixed(2)}, ratio ${(storm.aproxyCpuMsPerBoot / storm.relayCpuMsPerBoot).toFixed(2)}\n` +
+    `  aproxy without metrics and per-session log lines (what they cost, not a way to run it): ${storm.unobservedCpuMsPerBoot.toFixed(2)}, ratio ${(storm.unobservedCpuMsPerBoot / storm.relayCpuMsPerBoot).toFixed(2)}`,
 );
 console.log(`\nwhere aproxy's CPU goes (a --cpu-prof run, C=32, ${N} sessions; self time, idle excluded):`);
 for (const [part, pct] of profile) console.log(`  ${pct.toFixed(1).padStart(5)} %  ${part}`);
@@ -568,14 +569,23 @@ async function vsockRow(): Promise<VsockRow | string> {
  * waiting): `n` boots, `c` at once; the process's CPU per boot, start-up
  * included. aproxy as an operator runs it and the relay alternate, each with
  * a compile cache an untimed first start wrote (scripts/startup-bench.ts).
+ * A third side is aproxy without metrics and without its per-session log
+ * line (`--log-level warn`): not a way to run it, the measure of what the
+ * two cost in a storm (docs/performance.md).
  */
 async function coldStorms(c: number, n: number, trials = 3) {
   const cacheOf = (name: string) => ({ NODE_COMPILE_CACHE: join(dir, `${name}-storm-cache`) });
+  const aproxyArgs = (sock: string) => ['--protocol', 'kbs', '--url', kbsUrl, '--unix', sock, '--log-format', 'json', ...UNPACED];
   const spawners = {
     aproxy: (sock: string) =>
-      spawnCli(['--protocol', 'kbs', '--url', kbsUrl, '--unix', sock, '--log-format', 'json', '--metrics', '127.0.0.1:0', ...UNPACED], {
+      spawnCli([...aproxyArgs(sock), '--metrics', '127.0.0.1:0'], {
         inheritStderr: true,
         env: cacheOf('aproxy'),
+      }),
+    unobserved: (sock: string) =>
+      spawnCli([...aproxyArgs(sock), '--log-level', 'warn'], {
+        inheritStderr: true,
+        env: cacheOf('unobserved'),
       }),
     relay: (sock: string) =>
       spawnNode(RELAY, [sock, kbsUrl], {
@@ -583,9 +593,9 @@ async function coldStorms(c: number, n: number, trials = 3) {
         env: cacheOf('relay'),
       }),
   };
-  const perBoot = { aproxy: [] as number[], relay: [] as number[] };
+  const perBoot = { aproxy: [] as number[], unobserved: [] as number[], relay: [] as number[] };
   for (let i = 0; i <= trials; i++) {
-    for (const name of ['aproxy', 'relay'] as const) {
+    for (const name of ['aproxy', 'unobserved', 'relay'] as const) {
       const sock = join(dir, `storm-${name}.sock`);
       const child = spawners[name](sock);
       child.stdout?.resume();
@@ -599,7 +609,14 @@ async function coldStorms(c: number, n: number, trials = 3) {
       if (i > 0) perBoot[name].push(cpuMs / n); // the first start of each fills its compile cache
     }
   }
-  return { c, n, trials, aproxyCpuMsPerBoot: median(perBoot.aproxy), relayCpuMsPerBoot: median(perBoot.relay) };
+  return {
+    c,
+    n,
+    trials,
+    aproxyCpuMsPerBoot: median(perBoot.aproxy),
+    unobservedCpuMsPerBoot: median(perBoot.unobserved),
+    relayCpuMsPerBoot: median(perBoot.relay),
+  };
 }
 
 async function waitForListening(path: string): Promise<void> {
