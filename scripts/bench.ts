@@ -12,7 +12,9 @@
  * in alternating rounds, and prints throughput, latency percentiles, the
  * ratio, and the proxy's CPU time per session and RSS (from its metrics).
  * Then the first guest after a start (spawn → its secret, CPU, RSS), ours
- * and the relay's (scripts/startup-bench.ts). Last, the vsock row: vsock against Unix in one proxy inside a QEMU guest
+ * and the relay's (scripts/startup-bench.ts), and a boot storm the moment
+ * each starts (CPU per boot; aproxy also without metrics and session lines,
+ * to show what they cost). Last, the vsock row: vsock against Unix in one proxy inside a QEMU guest
  * (scripts/bench-vsock.ts), where the machine has QEMU and the addon.
  */
 import { spawn } from 'node:child_process';
